@@ -1,0 +1,3 @@
+"""Integrated Grad-CAM for Captum."""
+
+__version__ = "0.1.0"

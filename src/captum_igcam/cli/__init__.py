@@ -1,0 +1,53 @@
+"""Command line entry point: ``captum-igcam <subcommand> ...``.
+
+Each subcommand lives in a module of its own that exposes
+``add_parser(subparsers)`` (registers its arguments and sets ``func``) and is
+listed in :data:`SUBCOMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMAND_MODULES = (
+    "captum_igcam.cli.explain",
+    "captum_igcam.cli.benchmark",
+    "captum_igcam.cli.explain_dataset",
+)
+
+
+class CLIError(Exception):
+    """An error whose message is shown to the user as one line, without traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="captum-igcam",
+        description="Integrated Grad-CAM explanations for image classifiers.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks on errors"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("captum-igcam: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one-line message for the user
+        if args.debug:
+            raise
+        message = str(error) or type(error).__name__
+        print(f"captum-igcam: error: {message}", file=sys.stderr)
+        return 1
