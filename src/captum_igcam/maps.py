@@ -168,8 +168,8 @@ def visualize_image_attr_safe(
     original image alone, titled to say the map is empty.
 
     Args:
-        attr (np.ndarray): ``HxW`` or ``HxWx1`` map at the image's resolution
-            (see :func:`upsample`).
+        attr (np.ndarray): ``HxW`` or ``HxWxC`` map at the image's resolution
+            (see :func:`upsample`); channels are summed, as Captum does.
         original_image (np.ndarray): ``HxWx3`` image.
         method (str, optional): Captum visualisation method.
             Default: "blended_heat_map"
@@ -187,16 +187,15 @@ def visualize_image_attr_safe(
         >>> heat = upsample(attr, 224)[0].permute(1, 2, 0).numpy()
         >>> fig, ax = visualize_image_attr_safe(heat, photo_224)
     """
-    from captum.attr.visualization import visualize_image_attr
+    from captum.attr import visualization
 
-    if attr.ndim == 2:
-        attr = attr[..., np.newaxis]
+    summed = attr.sum(axis=2) if attr.ndim == 3 else attr  # as Captum does
     kwargs.setdefault("use_pyplot", False)
     selected = {
-        "positive": np.maximum(attr, 0),
-        "negative": np.minimum(attr, 0),
-        "absolute_value": np.abs(attr),
-        "all": attr,
+        "positive": np.maximum(summed, 0),
+        "negative": np.minimum(summed, 0),
+        "absolute_value": np.abs(summed),
+        "all": summed,
     }
     if sign not in selected:
         raise ValueError(
@@ -205,9 +204,11 @@ def visualize_image_attr_safe(
         )
     if not np.any(selected[sign]):
         kwargs["title"] = f"{kwargs.get('title') or ''} (empty {sign} map)".strip()
-        return visualize_image_attr(
-            attr, original_image, method="original_image", **kwargs
+        # Captum normalises the map even for "original_image", which does not
+        # draw it; a stand-in map of ones keeps that step from asserting.
+        return visualization.visualize_image_attr(
+            np.ones_like(summed), original_image, method="original_image", **kwargs
         )
-    return visualize_image_attr(
+    return visualization.visualize_image_attr(
         attr, original_image, method=method, sign=sign, **kwargs
     )

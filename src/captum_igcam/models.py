@@ -8,8 +8,9 @@
 - a torchvision convolutional classifier by name (``"resnet50"``, ``"vgg16"``,
   ...), with ImageNet weights when they are in the torch hub cache;
 - a user's model: ``"package.module:callable"`` (the callable returns an
-  ``nn.Module`` or a :class:`ModelBundle`) or the path of a TorchScript or
-  ``torch.save`` file holding a whole module.
+  ``nn.Module`` or a :class:`ModelBundle`) or the path of a ``torch.save``
+  file holding a whole module (TorchScript modules cannot be hooked, which
+  layer attribution needs, so they are refused with an explanation).
 
 Every image is resized, without cropping, to the model's square input size, so
 that an explanation covers the whole photo.
@@ -22,6 +23,7 @@ import difflib
 import importlib
 import io
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +248,7 @@ def load_model(
         name (str, optional): ``None`` or ``"efficientnet-lite0"`` for the
             embedded pretrained EfficientNet-Lite0; a torchvision classifier
             name (see :func:`known_models`); ``"module:callable"``; or the path
-            of a TorchScript / ``torch.save`` file. User models get ImageNet
+            of a ``torch.save`` file holding a whole module. User models get ImageNet
             normalisation and input size 224 unless the callable returns a
             :class:`ModelBundle` itself.
             Default: None
@@ -365,17 +367,25 @@ def _load_callable(spec: str) -> ModelBundle:
 
 def _load_file(path: Path) -> object:
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load is deprecated
+            torch.jit.load(str(path), map_location="cpu")
     except RuntimeError:
-        pass  # not TorchScript: try a pickled module below
+        pass  # not TorchScript: load it as a pickled module below
+    else:
+        raise ValueError(
+            f"model: {str(path)!r} is a TorchScript module, whose layers cannot "
+            "be hooked as Captum's layer methods need; save the eager module "
+            "with torch.save(model, path) or give 'module:callable'"
+        )
     try:
         # A whole pickled module cannot be loaded with weights_only=True; the
         # user names their own file, as with any torch.load of a model.
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         raise ValueError(
-            f"model: cannot load {str(path)!r} as TorchScript or torch.save "
-            f"file ({error})"
+            f"model: cannot load {str(path)!r} as a torch.save file "
+            f"({' '.join(str(error).split())})"
         ) from error
 
 

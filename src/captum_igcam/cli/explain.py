@@ -128,7 +128,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         metavar="NAME",
         help="efficientnet-lite0 (default), a torchvision classifier name, "
-        "'module:callable', or a TorchScript / torch.save file",
+        "'module:callable', or a torch.save file of a whole module",
     )
     parser.add_argument(
         "--random-weights",

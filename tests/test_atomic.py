@@ -1,0 +1,65 @@
+"""Tests for captum_igcam._atomic: interrupted writes leave no partial files."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from captum_igcam import _atomic
+
+
+def test_writes_replace_existing_files(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+    _atomic.atomic_write_json(path, {"label": "Égyptian cat"})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"label": "Égyptian cat"}
+    _atomic.atomic_save_npy(tmp_path / "map.npy", np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "map.npy"), np.arange(6.0).reshape(2, 3)
+    )
+    _atomic.atomic_write_bytes(tmp_path / "raw.bin", b"\x00\x01")
+    assert (tmp_path / "raw.bin").read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "map.npy",
+        "raw.bin",
+        "summary.json",
+    ]
+
+
+def test_interrupted_write_keeps_previous_file(tmp_path):
+    path = tmp_path / "figure.png"
+    path.write_bytes(b"previous")
+    with pytest.raises(KeyboardInterrupt):
+        with _atomic.atomic_open(path) as handle:
+            handle.write(b"half a png")
+            raise KeyboardInterrupt
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
+def test_failed_figure_save_leaves_no_file(tmp_path):
+    figure = Figure()
+    figure.add_subplot().plot([0, 1])
+    with pytest.raises(ValueError):
+        _atomic.atomic_save_figure(figure, tmp_path / "plot.notaformat")
+    assert list(tmp_path.iterdir()) == []
+    _atomic.atomic_save_figure(figure, tmp_path / "plot.png", dpi=20)
+    assert Image.open(tmp_path / "plot.png").format == "PNG"
+
+
+def test_files_get_normal_permissions(tmp_path):
+    _atomic.atomic_write_bytes(tmp_path / "out.bin", b"x")
+    mode = stat.S_IMODE((tmp_path / "out.bin").stat().st_mode)
+    # As for open(): 0o666 less the umask, not mkstemp's owner-only 0o600.
+    assert mode == 0o666 & ~_atomic._UMASK
+
+
+def test_atomic_open_rejects_other_modes(tmp_path):
+    with pytest.raises(ValueError, match="mode: expected 'wb' or 'w'"):
+        with _atomic.atomic_open(tmp_path / "x", "a"):
+            pass

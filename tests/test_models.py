@@ -1,0 +1,162 @@
+"""Tests for captum_igcam.models: the embedded model, torchvision and user models."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from captum_igcam import models
+
+TINY_MODEL_SOURCE = textwrap.dedent(
+    """
+    from torch import nn
+
+    def build():
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2),
+            nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(6, 10),
+        )
+
+    def not_a_model():
+        return 42
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def lite0() -> models.ModelBundle:
+    return models.load_model()
+
+
+@pytest.fixture
+def tiny_module(tmp_path, monkeypatch) -> str:
+    (tmp_path / "tiny_user_model.py").write_text(TINY_MODEL_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "tiny_user_model"
+
+
+def test_embedded_model_predicts_egyptian_cat_on_chelsea(lite0):
+    with torch.no_grad():
+        probabilities = lite0.model(lite0.preprocess(data.chelsea())[None]).softmax(1)
+    top = int(probabilities.argmax())
+    assert lite0.categories[top] == "Egyptian cat"
+    assert probabilities[0, top].item() == pytest.approx(0.80, abs=0.01)
+    assert not lite0.model.training
+
+
+def test_embedded_model_default_layer_is_head_feature_map(lite0):
+    assert lite0.layer_name == "_bn1"
+    assert lite0.layer() is lite0.model._bn1
+    # The generic rule picks the same layer, skipping the shared `_swish`.
+    assert models.find_default_layer(lite0.model, lite0.input_size) == "_bn1"
+    assert (lite0.input_size, lite0.mean, lite0.std) == (
+        224,
+        models.IMAGENET_MEAN,
+        models.IMAGENET_STD,
+    )
+    assert len(lite0.categories) == 1000
+
+
+def test_preprocess_resizes_and_normalises(lite0):
+    black = np.zeros((30, 50, 3), dtype=np.uint8)
+    from_array = lite0.preprocess(black)
+    from_pil = lite0.preprocess(Image.fromarray(black))
+    assert from_array.shape == (3, 224, 224)
+    expected = -torch.tensor(lite0.mean) / torch.tensor(lite0.std)
+    torch.testing.assert_close(from_array[:, 100, 100], expected)
+    torch.testing.assert_close(from_array, from_pil)
+    gray = lite0.preprocess(Image.new("L", (40, 40), color=255))
+    white = (1 - torch.tensor(lite0.mean)) / torch.tensor(lite0.std)
+    torch.testing.assert_close(gray[:, 0, 0], white)
+
+
+def test_preprocess_rejects_wrong_types(lite0):
+    with pytest.raises(TypeError, match="image: expected a uint8 array"):
+        lite0.preprocess(np.zeros((8, 8, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="got list"):
+        lite0.preprocess([[0]])
+
+
+def test_resolve_layer_suggests_closest_names(lite0):
+    with pytest.raises(ValueError, match="closest names: .*_blocks.15"):
+        models.resolve_layer(lite0.model, "_blocks.16")
+    with pytest.raises(ValueError, match="no similar names"):
+        models.resolve_layer(lite0.model, "zzzzzzzz")
+
+
+def test_unknown_model_lists_known_models():
+    with pytest.raises(ValueError, match="did you mean resnet50") as raised:
+        models.load_model("resnet5")
+    assert "efficientnet-lite0" in str(raised.value)
+    assert "vgg16" in str(raised.value)
+
+
+def test_known_models_are_convolutional():
+    known = models.known_models()
+    assert known[0] == "efficientnet-lite0"
+    assert {"resnet50", "vgg16", "densenet121"} <= set(known)
+    assert not [name for name in known if name.startswith(("vit_", "swin_"))]
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "size"),
+    [("resnet18", "layer4", 224), ("mobilenet_v3_small", "features", 224)],
+)
+def test_torchvision_model_with_random_weights(name, layer, size):
+    bundle = models.load_model(name, pretrained=False)
+    assert (bundle.layer_name, bundle.input_size) == (layer, size)
+    assert bundle.categories[285] == "Egyptian cat"
+    output = bundle.model(bundle.preprocess(data.coffee())[None])
+    assert output.shape == (1, 1000)
+
+
+def test_missing_pretrained_weights_explain_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(models.ModelNotAvailableError) as raised:
+        models.load_model("resnet18")
+    message = str(raised.value)
+    assert str(tmp_path / "checkpoints" / "resnet18-") in message
+    assert "weights='DEFAULT'" in message and "random weights" in message
+
+
+def test_user_model_from_callable(tiny_module):
+    bundle = models.load_model(f"{tiny_module}:build")
+    # The in-place ReLU and the pooling layer are skipped.
+    assert bundle.layer_name == "2"
+    assert bundle.categories == [f"class {index}" for index in range(10)]
+    assert bundle.input_size == 224
+
+
+def test_user_model_callable_errors(tiny_module):
+    with pytest.raises(ValueError, match="gave a int, expected an nn.Module"):
+        models.load_model(f"{tiny_module}:not_a_model")
+    with pytest.raises(ValueError, match="cannot import 'tiny_user_model:missing'"):
+        models.load_model(f"{tiny_module}:missing")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_user_model_from_file(tiny_module, tmp_path):
+    import tiny_user_model
+
+    module = tiny_user_model.build()
+    torch.save(module, tmp_path / "whole.pt")
+    bundle = models.load_model(str(tmp_path / "whole.pt"))
+    assert bundle.layer_name == "2"
+    torch.save(module.state_dict(), tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="a state_dict alone is not enough"):
+        models.load_model(str(tmp_path / "state.pt"))
+    torch.jit.script(module).save(str(tmp_path / "scripted.pt"))
+    with pytest.raises(ValueError, match="TorchScript module"):
+        models.load_model(str(tmp_path / "scripted.pt"))
+
+
+def test_find_default_layer_without_feature_map_fails():
+    flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    with pytest.raises(ValueError, match="name the layer to explain"):
+        models.find_default_layer(flat, 8)
