@@ -37,7 +37,7 @@ APPROXIMATION_METHODS = (
 )
 BASELINES = ("black", "blur", "mean")
 DEFAULT_METHODS = "gradcam,igcam"
-FIGURE_DPI = 100
+FIGURE_DPI = 90
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,209 @@
+"""End-to-end tests of ``captum-igcam explain`` on the embedded EfficientNet-Lite0."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from captum_igcam import cli
+
+FAST = ["--steps", "4"]
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run the real dispatcher with only the explain subcommand registered."""
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("captum_igcam.cli.explain",))
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = cli.main(list(argv))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {"chelsea": folder / "chelsea.png", "coffee": folder / "coffee.jpg"}
+    Image.fromarray(data.chelsea()).save(paths["chelsea"])
+    Image.fromarray(data.coffee()).save(paths["coffee"], quality=90)
+    paths["corrupt"] = folder / "corrupt.jpg"
+    paths["corrupt"].write_bytes(b"\xff\xd8 this is not really a jpeg")
+    return paths
+
+
+def _summary(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("captum-igcam")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_two_images_and_a_bad_path(run_cli, photos, tmp_path):
+    out = tmp_path / "out"
+    missing = tmp_path / "missing.png"
+    status, stdout, stderr = run_cli(
+        "explain",
+        str(photos["chelsea"]),
+        str(missing),
+        str(photos["coffee"]),
+        *FAST,
+        "--out",
+        str(out),
+    )
+    assert status == 1
+    assert f"image '{missing}' does not exist" in stderr
+    assert "Traceback" not in stderr
+    assert "explained 2 of 3 image(s) with 2 method(s) in" in stdout
+
+    summary = _summary(out)
+    assert summary["model"] == "efficientnet-lite0"
+    assert summary["layer"] == "_bn1"
+    assert summary["methods"] == ["gradcam", "igcam"]
+    assert summary["errors"] == [
+        {"image": str(missing), "error": f"image '{missing}' does not exist"}
+    ]
+    chelsea, coffee = summary["images"]
+    assert (chelsea["predicted_label"], coffee["predicted_label"]) == (
+        "Egyptian cat",
+        "espresso",
+    )
+    assert chelsea["predicted_index"] == chelsea["target_index"] == 285
+    assert chelsea["probability"] == pytest.approx(0.80, abs=0.02)
+    assert chelsea["target_label"] == "Egyptian cat"
+
+    expected = ["chelsea.png"] + [
+        f"chelsea_{method}_{kind}.npy"
+        for method in ("gradcam", "igcam")
+        for kind in ("layer", "upsampled")
+    ]
+    assert chelsea["files"] == expected
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        expected
+        + [name.replace("chelsea", "coffee") for name in coffee["files"]]
+        + ["summary.json"]
+    )
+    igcam = np.load(out / "chelsea_igcam_layer.npy")
+    assert igcam.shape == (7, 7)
+    assert igcam.min() >= 0 and igcam.max() > 0  # per-step ReLU keeps it >= 0
+    assert np.load(out / "chelsea_igcam_upsampled.npy").shape == (300, 451)
+    gradcam = np.load(out / "chelsea_gradcam_layer.npy")
+    assert not np.allclose(gradcam / gradcam.max(), igcam / igcam.max())
+    with Image.open(out / "coffee.png") as figure:
+        assert figure.format == "PNG" and figure.width > 2 * figure.height
+
+
+def test_rerun_into_same_folder_overwrites_cleanly(run_cli, photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "chelsea.png").write_bytes(b"stale")
+    (out / "summary.json").write_text("{not json")
+    status, _, _ = run_cli(
+        "explain",
+        str(photos["chelsea"]),
+        "--methods",
+        "gradcam",
+        "--target",
+        "Tabby",
+        "--out",
+        str(out),
+    )
+    assert status == 0
+    record = _summary(out)["images"][0]
+    assert (record["target_index"], record["target_label"]) == (281, "tabby")
+    assert record["predicted_label"] == "Egyptian cat"
+    assert 0 < record["target_probability"] < record["probability"]
+    with Image.open(out / "chelsea.png") as figure:
+        assert figure.format == "PNG"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "chelsea.png",
+        "chelsea_gradcam_layer.npy",
+        "chelsea_gradcam_upsampled.npy",
+        "summary.json",
+    ]
+
+
+def test_corrupt_image_is_named_and_fails_the_run(run_cli, photos, tmp_path):
+    status, _, stderr = run_cli(
+        "explain", str(photos["corrupt"]), *FAST, "--out", str(tmp_path)
+    )
+    assert status == 1
+    assert str(photos["corrupt"]) in _error_line(stderr)
+    summary = _summary(tmp_path)
+    assert summary["images"] == []
+    assert summary["errors"][0]["image"] == str(photos["corrupt"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--model", "resnet5"], "unknown model 'resnet5'; did you mean resnet50"),
+        (["--layer", "_blocks.16"], "closest names: .*_blocks.15"),
+        (["--target", "1000"], r"--target: expected a class index in 0\.\.999"),
+        (["--target", "egyptian kat"], "closest labels: Egyptian cat"),
+        (["--model", "resnet18"], "not in the torch hub cache"),
+    ],
+)
+def test_bad_values_give_one_line_errors(run_cli, photos, tmp_path, options, message):
+    status, _, stderr = run_cli(
+        "explain", str(photos["chelsea"]), *options, "--out", str(tmp_path)
+    )
+    assert status == 1
+    assert re.search(message, _error_line(stderr).removeprefix("captum-igcam: error: "))
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_unwritable_output_folder(run_cli, photos, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    status, _, stderr = run_cli(
+        "explain", str(photos["chelsea"]), "--out", str(blocker / "sub")
+    )
+    assert status == 1
+    assert "--out: cannot write to output folder" in _error_line(stderr)
+    assert str(blocker / "sub") in stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--steps", "0"], "--steps: expected a positive integer, got '0'"),
+        (["--batch-size", "many"], "--batch-size: expected a positive integer"),
+        (["--methods", "gradcam,nope"], "--methods: expected a comma-separated"),
+        (["--baseline", "white"], "invalid choice: 'white'"),
+        (["--method", "simpson"], "invalid choice: 'simpson'"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(run_cli, capsys, options, message):
+    with pytest.raises(SystemExit) as raised:
+        run_cli("explain", *options)
+    assert raised.value.code == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr.splitlines()[-1]
+    assert "Traceback" not in stderr
+
+
+def test_debug_shows_the_traceback(run_cli, tmp_path):
+    with pytest.raises(ValueError, match="unknown model"):
+        run_cli("--debug", "explain", "--model", "nope", "--out", str(tmp_path))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda_is_a_one_line_error(run_cli, tmp_path):
+    status, _, stderr = run_cli("explain", "--device", "cuda", "--out", str(tmp_path))
+    assert status == 1
+    assert "--device: 'cuda' was asked for but CUDA is not available" in stderr
+    assert "Traceback" not in stderr
