@@ -44,12 +44,18 @@ def _layer_tensor_and_score(
     target: object,
     to_layer_input: bool,
     tensor_index: int,
+    replacement: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass; returns the layer tensor (hooked) and the target score."""
+    """One forward pass; returns the layer tensor (hooked) and the target score.
+
+    A ``replacement`` takes the place of the layer's tensor in the forward pass.
+    """
     stored: list[torch.Tensor] = []
 
     def keep(tensors: object) -> object:
         items = list(tensors) if isinstance(tensors, (tuple, list)) else [tensors]
+        if replacement is not None:
+            items[tensor_index] = replacement.clone().requires_grad_()
         stored.append(items[tensor_index])
         items = [item.clone() for item in items]
         return tuple(items) if isinstance(tensors, (tuple, list)) else items[0]
@@ -131,5 +137,39 @@ def naive_integrated_grad_cam(
             if per_step_relu:
                 term = torch.clamp(term, min=0)
             total = step * term if total is None else total + step * term
+        maps.append(total)
+    return torch.stack(maps)
+
+
+def naive_layer_path_grad_cam(
+    forward: Callable[..., torch.Tensor],
+    layer: nn.Module,
+    inputs: torch.Tensor,
+    baselines: torch.Tensor,
+    targets: Sequence[object],
+    method: str,
+    n_steps: int,
+) -> torch.Tensor:
+    """The layer-space variant: the path runs from A(x') to A(x) in the layer."""
+    alphas, step_sizes = quadrature(method, n_steps)
+    maps = []
+    for example in range(inputs.shape[0]):
+        x = inputs[example : example + 1]
+        x0 = baselines[example : example + 1]
+        target = targets[example]
+        acts = _layer_tensor_and_score(forward, layer, [x], [], target, False, 0)[0]
+        base = _layer_tensor_and_score(forward, layer, [x0], [], target, False, 0)[0]
+        acts, base = acts.detach(), base.detach()
+        total = 0.0
+        for alpha, step in zip(alphas, step_sizes):
+            point = base + alpha * (acts - base)
+            hooked, score = _layer_tensor_and_score(
+                forward, layer, [x], [], target, False, 0, replacement=point
+            )
+            (grad,) = torch.autograd.grad(score, hooked)
+            term = torch.zeros_like(point[0, 0:1])
+            for k in range(point.shape[1]):
+                term = term + grad[0, k].mean() * (point[0, k : k + 1] - base[0, k])
+            total = total + step * torch.clamp(term, min=0)
         maps.append(total)
     return torch.stack(maps)

@@ -52,18 +52,29 @@ class LayerTensors:
         return tuple(torch.cat(parts, dim=0) for parts in zip(*per_device))
 
 
+LayerTransform = Callable[[tuple[Tensor, ...]], tuple[Tensor, ...]]
+
+
 class _CaptureHook:
     """Forward (pre-)hook that records the layer's output (or input) tensors.
 
     With ``as_leaves`` each tensor is replaced by a leaf requiring grad (the
     forward continues on a clone of it, so in-place operations downstream
     are allowed); with ``start_graph`` the hook also switches grad mode on,
-    so that autograd records only what follows the layer.
+    so that autograd records only what follows the layer. A ``transform``
+    replaces the layer's tensors by others (the layer-space path) before
+    they become leaves.
     """
 
-    def __init__(self, as_leaves: bool, start_graph: bool) -> None:
+    def __init__(
+        self,
+        as_leaves: bool,
+        start_graph: bool,
+        transform: LayerTransform | None = None,
+    ) -> None:
         self.as_leaves = as_leaves
         self.start_graph = start_graph
+        self.transform = transform
         self.seen = LayerTensors()
         self._lock = threading.Lock()
 
@@ -76,6 +87,9 @@ class _CaptureHook:
                 "tensors to be a Tensor or a tuple of Tensors, got "
                 f"{[type(item).__name__ for item in items]}"
             )
+        if self.transform is not None:
+            with torch.no_grad():
+                items = self.transform(items)
         if self.start_graph:
             torch.set_grad_enabled(True)
         if self.as_leaves:
@@ -179,15 +193,23 @@ def run_forward(
     attribute_to_layer_input: bool,
     device_ids: list[int] | None,
     policy: GraphPolicy,
+    transform: LayerTransform | None = None,
 ) -> tuple[Any, tuple[Tensor, ...]]:
     """Runs the forward pass with the layer's tensors as autograd leaves.
+
+    With a ``transform``, the leaves are the transformed tensors and the rest
+    of the forward pass runs on them.
 
     Returns:
         The model's output and the leaves (last call of the layer, gathered
         over devices), from which ``torch.autograd.grad`` gives ``dS/dA``.
     """
     while True:
-        hook = _CaptureHook(as_leaves=True, start_graph=policy.start_graph_at_layer)
+        hook = _CaptureHook(
+            as_leaves=True,
+            start_graph=policy.start_graph_at_layer,
+            transform=transform,
+        )
         output = _forward_with_hook(
             forward_func,
             layer,

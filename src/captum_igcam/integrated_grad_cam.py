@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -25,6 +26,27 @@ from torch.nn import Module
 from captum_igcam import _validation
 from captum_igcam._integrand import integrate_grad_cam
 from captum_igcam._layer_capture import GraphPolicy, capture_activations, run_forward
+
+INTEGRATION_PATHS = ("input", "layer")
+
+
+def interpolate_activations(
+    activations: tuple[Tensor, ...],
+    baseline_activations: tuple[Tensor, ...],
+    alphas: list[float],
+) -> tuple[Tensor, ...]:
+    """Points ``A(x') + a (A(x) - A(x'))`` of the layer-space path, point major."""
+    for actual, base in zip(activations, baseline_activations):
+        if actual.shape != base.shape:
+            raise ValueError(
+                "path: 'layer' expected the layer's tensors for the whole batch "
+                f"in one call (shape {tuple(base.shape)}), got "
+                f"{tuple(actual.shape)}; DataParallel models need path='input'"
+            )
+    return tuple(
+        torch.cat([base + alpha * (actual - base) for alpha in alphas])
+        for actual, base in zip(activations, baseline_activations)
+    )
 
 
 class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
@@ -114,6 +136,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         per_step_relu: bool = True,
         subtract_baseline_activations: bool = True,
         grad_kwargs: dict[str, Any] | None = None,
+        path: str = "input",
     ) -> Tensor | tuple[Tensor, ...]:
         r"""
         Args:
@@ -173,6 +196,20 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             grad_kwargs (dict[str, Any], optional): Additional keyword
                         arguments for ``torch.autograd.grad``.
                         Default: None
+            path (str, optional): ``"input"`` integrates along the straight
+                        line from the baseline to the input, as the paper
+                        does. ``"layer"`` is a faster variant that is *not*
+                        the paper's method: it runs the model up to the layer
+                        once for the input and once for the baseline, and
+                        integrates along the straight line between the two
+                        activations ``A(x') + a (A(x) - A(x'))``, so only the
+                        part of the network after the layer runs per path
+                        point. It needs a model whose part after the layer
+                        follows the layer's batch size (true of Sequential
+                        CNNs such as torchvision's classifiers); tensors in
+                        ``additional_forward_args`` are passed with one row
+                        per example.
+                        Default: ``"input"``
 
         Returns:
             *Tensor* or *tuple[Tensor, ...]* of **attributions**:
@@ -206,6 +243,10 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         _validation.check_method(method)
         _validation.check_n_steps(n_steps, method)
         _validation.check_internal_batch_size(internal_batch_size)
+        if path not in INTEGRATION_PATHS:
+            raise ValueError(
+                f"path: expected one of {list(INTEGRATION_PATHS)}, got {path!r}"
+            )
         model = _validation.owning_model(self.forward_func)
         _validation.warn_if_training(model)
 
@@ -229,7 +270,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                     attribute_to_layer_input,
                     self.device_ids,
                 )
-                if subtract_baseline_activations
+                if subtract_baseline_activations or path == "layer"
                 else None
             )
         integration_kwargs = dict(
@@ -240,6 +281,8 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             method=method,
             n_examples=num_examples,
             baseline_activations=baseline_activations,
+            subtract_baseline_activations=subtract_baseline_activations,
+            path=path,
             attribute_to_layer_input=attribute_to_layer_input,
             attr_dim_summation=attr_dim_summation,
             per_step_relu=per_step_relu,
@@ -271,6 +314,8 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         method: str,
         n_examples: int,
         baseline_activations: tuple[Tensor, ...] | None,
+        subtract_baseline_activations: bool,
+        path: str,
         attribute_to_layer_input: bool,
         attr_dim_summation: bool,
         per_step_relu: bool,
@@ -283,23 +328,40 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             step_sizes_func, alphas_func = approximation_parameters(method)
             step_sizes_and_alphas = step_sizes_func(n_steps), alphas_func(n_steps)
         step_sizes, alphas = step_sizes_and_alphas
-        with torch.no_grad():
-            scaled_inputs = tuple(
-                torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0)
-                for inp, base in zip(inputs, baselines)
+        if path == "input":
+            with torch.no_grad():
+                forward_inputs = tuple(
+                    torch.cat([base + alpha * (inp - base) for alpha in alphas])
+                    for inp, base in zip(inputs, baselines)
+                )
+            forward_args = _expand_additional_forward_args(
+                additional_forward_args, n_steps
             )
-        expanded_args = _expand_additional_forward_args(
-            additional_forward_args, n_steps
-        )
+            transform = None
+        else:
+            forward_inputs, forward_args = inputs, additional_forward_args
+            transform = partial(
+                interpolate_activations,
+                baseline_activations=baseline_activations,
+                alphas=alphas,
+            )
         output, layer_leaves = run_forward(
             self.forward_func,
             self.layer,
-            scaled_inputs,
-            expanded_args,
+            forward_inputs,
+            forward_args,
             attribute_to_layer_input,
             self.device_ids,
             graph_policy,
+            transform,
         )
+        if path == "layer" and output.shape[0] != n_steps * n_examples:
+            raise ValueError(
+                "path: 'layer' expected the model's output to have one row per "
+                f"example and path point ({n_steps * n_examples}), got "
+                f"{output.shape[0]}; the part of forward_func after the layer "
+                "must follow the layer's batch size. Use path='input'."
+            )
         _validation.check_target(target, output, n_examples)
         with torch.enable_grad():
             scores = _select_targets(output, _expand_target(target, n_steps))
@@ -315,7 +377,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             integrate_grad_cam(
                 leaf.detach(),
                 gradient,
-                None if baseline_activations is None else baseline_activations[i],
+                baseline_activations[i] if subtract_baseline_activations else None,
                 step_sizes,
                 per_step_relu,
                 attr_dim_summation,
