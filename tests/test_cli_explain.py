@@ -207,3 +207,49 @@ def test_cuda_without_cuda_is_a_one_line_error(run_cli, tmp_path):
     assert status == 1
     assert "--device: 'cuda' was asked for but CUDA is not available" in stderr
     assert "Traceback" not in stderr
+
+
+def test_other_methods_and_baselines(run_cli, photos, tmp_path):
+    status, _, _ = run_cli(
+        "explain",
+        str(photos["coffee"]),
+        "--steps",
+        "2",
+        "--methods",
+        "igcam-notebook,layer-ig",
+        "--baseline",
+        "blur",
+        "--batch-size",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
+    assert status == 0
+    summary = _summary(tmp_path)
+    assert (summary["baseline"], summary["methods"]) == (
+        "blur",
+        ["igcam-notebook", "layer-ig"],
+    )
+    assert summary["images"][0]["files"][1:] == [
+        f"coffee_{method}_{kind}.npy"
+        for method in ("igcam-notebook", "layer-ig")
+        for kind in ("layer", "upsampled")
+    ]
+    assert np.load(tmp_path / "coffee_igcam-notebook_layer.npy").min() >= 0
+
+
+def test_baseline_inputs():
+    from captum_igcam.cli.explain import _baseline_input
+    from captum_igcam.models import load_model
+
+    bundle = load_model()
+    photo = data.coffee()
+    black = _baseline_input(bundle, photo, "black")
+    torch.testing.assert_close(black[0], bundle.preprocess(np.zeros_like(photo)))
+    assert torch.equal(_baseline_input(bundle, photo, "mean"), torch.zeros_like(black))
+    blurred = _baseline_input(bundle, photo, "blur")
+    sharp = bundle.preprocess(photo)
+    assert blurred.shape == black.shape
+    # Blurring keeps the colours on average but removes most of the detail.
+    assert (blurred.mean() - sharp.mean()).abs() < 0.05
+    assert blurred.diff(dim=-1).abs().mean() < 0.2 * sharp.diff(dim=-1).abs().mean()

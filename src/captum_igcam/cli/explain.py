@@ -301,10 +301,13 @@ def _parse_target(text: str, categories: list[str]) -> int | None:
     )
 
 
-def _image_sources(paths: list[str]) -> list[tuple[str, Callable[[], Any]]]:
-    """(label, loader) pairs; loaders return a PIL image or an RGB array."""
+def _image_sources(paths: list[str]) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """(label, loader) pairs; loaders return an ``HxWx3`` uint8 RGB array."""
     if paths:
-        return [(path, lambda path=path: images.load_image(path)) for path in paths]
+        return [
+            (path, lambda path=path: np.asarray(images.load_image(path)))
+            for path in paths
+        ]
     return [
         (f"skimage:{name}", lambda array=array: array)
         for name, array in images.bundled_images().items()
@@ -320,16 +323,38 @@ def _unique_stem(label: str, taken: set[str]) -> str:
     return stem
 
 
-def _baseline_image(photo: Any, kind: str) -> Any:
-    """The photo the baseline input is made of (``None`` for 'mean')."""
+def _baseline_input(
+    bundle: models.ModelBundle, photo: np.ndarray, kind: str
+) -> torch.Tensor:
+    """The ``(1, 3, S, S)`` baseline named by ``--baseline`` for ``photo``."""
     from PIL import Image, ImageFilter
 
     if kind == "mean":
-        return None
-    image = photo if isinstance(photo, Image.Image) else Image.fromarray(photo)
+        size = bundle.input_size
+        return torch.zeros(1, 3, size, size, device=bundle.device)
+    image = Image.fromarray(photo)
     if kind == "black":
-        return Image.new("RGB", image.size)
-    return image.filter(ImageFilter.GaussianBlur(radius=max(image.size) / 16))
+        image = Image.new("RGB", image.size)
+    else:
+        image = image.filter(ImageFilter.GaussianBlur(radius=max(image.size) / 16))
+    return bundle.preprocess(image).unsqueeze(0)
+
+
+def _save_maps(
+    folder: Path,
+    stem: str,
+    method: str,
+    layer_map: torch.Tensor,
+    size: tuple[int, ...],
+) -> tuple[list[str], np.ndarray]:
+    """Save one method's raw maps; return the file names and the overlay map."""
+    full_map = maps.upsample(layer_map, size)
+    names = []
+    for kind, array in (("layer", layer_map), ("upsampled", full_map)):
+        path = folder / f"{stem}_{method}_{kind}.npy"
+        _atomic.atomic_save_npy(path, array[0, 0].numpy())
+        names.append(path.name)
+    return names, maps.normalize(full_map.clamp(min=0))[0, 0].numpy()
 
 
 def _explain_image(
@@ -339,51 +364,39 @@ def _explain_image(
     target: int | None,
     label: str,
     stem: str,
-    photo: Any,
+    photo: np.ndarray,
 ) -> dict[str, Any]:
     inputs = bundle.preprocess(photo).unsqueeze(0)
-    baseline_photo = _baseline_image(photo, args.baseline)
-    baseline = (
-        torch.zeros_like(inputs)
-        if baseline_photo is None
-        else bundle.preprocess(baseline_photo).unsqueeze(0)
-    )
     with torch.no_grad():
-        probabilities = bundle.model(inputs).softmax(dim=1)[0]
+        probabilities = bundle.model(inputs).softmax(dim=1)[0].cpu()
     predicted = int(probabilities.argmax())
     explained = predicted if target is None else target
     request = Request(
         bundle=bundle,
         layer=layer,
         inputs=inputs,
-        baseline=baseline,
+        baseline=_baseline_input(bundle, photo, args.baseline),
         target=explained,
         n_steps=args.steps,
         method=args.method,
         internal_batch_size=args.batch_size,
     )
-    rgb = np.asarray(photo.convert("RGB") if hasattr(photo, "convert") else photo)
-    files, panels = [], []
+    figure_path = args.out / f"{stem}.png"
+    files, panels = [figure_path.name], []
     caption = f"{bundle.categories[explained]} {float(probabilities[explained]):.2f}"
     for name in args.methods:
         title, compute = METHODS[name]
         layer_map = compute(request).detach().float().cpu()
-        full_map = maps.upsample(layer_map, rgb.shape[:2])
-        for kind, array in (("layer", layer_map), ("upsampled", full_map)):
-            path = args.out / f"{stem}_{name}_{kind}.npy"
-            _atomic.atomic_save_npy(path, array[0, 0].numpy())
-            files.append(path.name)
-        heat = maps.normalize(full_map.clamp(min=0))[0, 0].numpy()
+        names, heat = _save_maps(args.out, stem, name, layer_map, photo.shape[:2])
+        files.extend(names)
         panels.append((f"{title}\n{caption}", heat))
     figure = maps.explanation_figure(
-        rgb,
+        photo,
         panels,
         image_title=f"{stem}\npredicted: {bundle.categories[predicted]} "
         f"{float(probabilities[predicted]):.2f}",
     )
-    figure_path = args.out / f"{stem}.png"
     _atomic.atomic_save_figure(figure, figure_path, dpi=FIGURE_DPI)
-    files.insert(0, figure_path.name)
     return {
         "image": label,
         "name": stem,
