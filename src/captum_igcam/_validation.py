@@ -73,6 +73,10 @@ def check_inputs(inputs: tuple[Tensor, ...]) -> int:
                 f"{name}: expected a floating-point Tensor (a path from the "
                 f"baseline needs fractional inputs), got dtype {inp.dtype}"
             )
+        if inp.is_meta:
+            raise ValueError(
+                f"{name}: expected a Tensor holding values, got one on the meta device"
+            )
         if inp.dim() == 0 or inp.shape[0] == 0:
             raise ValueError(
                 f"{name}: expected a batch of at least one example along "
@@ -88,6 +92,33 @@ def check_inputs(inputs: tuple[Tensor, ...]) -> int:
                 f"inputs[0], got {inp.shape[0]}"
             )
     return num_examples
+
+
+def format_inputs_and_baselines(
+    inputs: Any, baselines: Any
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], int]:
+    """Checks ``inputs`` and ``baselines`` and puts them in Captum's tuple form.
+
+    Unlike Captum's ``_format_input_baseline``, wrong types raise a TypeError
+    naming the parameter (Captum asserts, which ``python -O`` skips).
+
+    Returns:
+        The inputs as a tuple, the baselines broadcast to the inputs' shapes,
+        and the number of examples.
+    """
+    if isinstance(inputs, Tensor):
+        inputs = (inputs,)
+    elif not isinstance(inputs, tuple):
+        raise TypeError(
+            "inputs: expected a Tensor or a tuple of Tensors, got "
+            f"{type(inputs).__name__}"
+        )
+    num_examples = check_inputs(inputs)
+    if baselines is None:
+        baselines = (0.0,) * len(inputs)
+    elif not isinstance(baselines, tuple):
+        baselines = (baselines,)
+    return inputs, check_baselines(inputs, baselines), num_examples
 
 
 def check_baselines(
@@ -123,22 +154,33 @@ def check_baselines(
                 f"{name}: expected a Tensor on {inp.device} like the inputs, got "
                 f"one on {baseline.device}"
             )
-        per_example = inp.shape[1:]
-        fits = baseline.shape in (inp.shape, per_example) or (
-            baseline.dim() == inp.dim()
-            and baseline.shape[0] == 1
-            and baseline.shape[1:] == per_example
-        )
-        if not fits:
+        if not _broadcasts_to_inputs(baseline.shape, inp.shape):
+            per_example = tuple(inp.shape[1:])
             raise ValueError(
-                f"{name}: expected shape {tuple(inp.shape)}, "
-                f"{(1, *per_example)} or {tuple(per_example)} to match the "
-                f"inputs, got {tuple(baseline.shape)}"
+                f"{name}: expected a shape that broadcasts to the inputs' "
+                f"{tuple(inp.shape)} with {inp.dim()} dims (batch size "
+                f"{inp.shape[0]} or 1) or to one example's {per_example} with "
+                f"{len(per_example)} dims, each size equal or 1, got "
+                f"{tuple(baseline.shape)}"
             )
         if not torch.isfinite(baseline).all():
             raise ValueError(f"{name}: expected finite values, found NaN or Inf")
         expanded.append(baseline.expand_as(inp))
     return tuple(expanded)
+
+
+def _broadcasts_to_inputs(baseline_shape: torch.Size, input_shape: torch.Size) -> bool:
+    """Whether a baseline of this shape broadcasts to the inputs unambiguously.
+
+    Accepted: the inputs' number of dims, or one example's (one fewer), with
+    every size equal to the inputs' or 1. Captum's ``IntegratedGradients``
+    accepts the same full-rank shapes; the one-example form is broadcast over
+    the batch.
+    """
+    if len(baseline_shape) not in (len(input_shape), len(input_shape) - 1):
+        return False
+    aligned = input_shape[len(input_shape) - len(baseline_shape) :]
+    return all(size in (1, full) for size, full in zip(baseline_shape, aligned))
 
 
 def _check_index(value: Any, size: int, name: str) -> None:
@@ -181,6 +223,11 @@ def check_target(target: Any, output: Tensor, num_examples: int) -> None:
                 "target: expected a scalar or a 1-D Tensor of length "
                 f"{num_examples}, got shape {tuple(target.shape)}"
             )
+    if not per_example:
+        raise ValueError(
+            "target: expected None because the model's output has shape "
+            f"{(num_examples,)}, one scalar per example; got {target!r}"
+        )
     targets = target if isinstance(target, list) else [target] * num_examples
     if len(targets) != num_examples:
         raise ValueError(
