@@ -144,6 +144,13 @@ def _environment(model_dir: Path, **variables: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **variables}
 
 
+def _assert_same_map(stored: torch.Tensor, direct: torch.Tensor) -> None:
+    """Equal up to float32 rounding of differently batched convolutions."""
+    scale = float(direct.abs().max())
+    assert scale > 0
+    torch.testing.assert_close(stored, direct, rtol=1e-4, atol=1e-5 * scale)
+
+
 def _assert_complete_and_correct(
     out: Path, expected: dict[str, tuple[int, torch.Tensor]]
 ) -> None:
@@ -158,7 +165,7 @@ def _assert_complete_and_correct(
     for key, (predicted, direct) in expected.items():
         record = maps.record(key)
         assert record.predicted == record.target == predicted
-        torch.testing.assert_close(maps[key], direct, rtol=1e-4, atol=1e-7)
+        _assert_same_map(maps[key], direct)
         assert 0 < record.probability <= 1
 
 
@@ -298,7 +305,7 @@ def test_folder_target_explains_each_class_folder(
             baselines=_black_baseline(bundle, inputs),
             n_steps=STEPS,
         )
-        torch.testing.assert_close(maps[key], direct[0], rtol=1e-4, atol=1e-7)
+        _assert_same_map(maps[key], direct[0])
 
 
 def test_unreadable_image_is_reported_and_the_rest_written(
@@ -356,9 +363,7 @@ def test_reader_finds_maps_by_file_path_and_names_missing_ones(
     absolute = image_folder / "1" / "img2.png"
     assert absolute in maps
     torch.testing.assert_close(maps[absolute], maps["1/img2.png"])
-    torch.testing.assert_close(
-        maps[str(absolute)], expected["1/img2.png"][1], rtol=1e-4, atol=1e-7
-    )
+    _assert_same_map(maps[str(absolute)], expected["1/img2.png"][1])
     with pytest.raises(KeyError, match="no map for '1/missing.png'"):
         maps["1/missing.png"]
     (out / io.MERGED_INDEX_NAME).unlink()
