@@ -1,0 +1,251 @@
+"""``captum-igcam benchmark``: compare attribution methods on a data set.
+
+Prints a Markdown table (one row per method, mean and bootstrap 95%
+confidence interval of each metric, seconds per image) and, with ``--json``,
+writes the numbers to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from captum_igcam.cli import CLIError
+
+QUICK = {"n": 4, "steps": 10, "curve_steps": 10}
+DEFAULTS = {"n": 20, "steps": 20, "curve_steps": 20}
+REFERENCE_METHOD = "gradcam"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``benchmark`` subcommand."""
+    from captum_igcam.evaluation import DEFAULT_METHODS, METHODS
+
+    listed = ", ".join(f"{m.name} ({m.description})" for m in METHODS.values())
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="compare attribution methods with localisation and faithfulness metrics",
+        description=(
+            "Compare attribution methods on a data set. Localisation metrics "
+            "(pointing game, energy-based pointing game) need boxes; "
+            "faithfulness metrics (Average Drop %, Increase in Confidence %, "
+            "deletion/insertion AUC) explain the model's prediction. "
+            f"Methods: {listed}."
+        ),
+    )
+    parser.add_argument(
+        "--dataset",
+        default="composites",
+        help="composites (built in), voc:PATH (PASCAL VOC layout, needs "
+        "--class-map) or folder:PATH (images, faithfulness only); "
+        "default: composites",
+    )
+    parser.add_argument(
+        "--class-map",
+        metavar="FILE",
+        help='JSON mapping VOC class names to model outputs, e.g. {"cat": [281, 285]}',
+    )
+    parser.add_argument(
+        "--model", help="model name (default: embedded EfficientNet-Lite0)"
+    )
+    parser.add_argument("--layer", help="layer to explain (default: the model's)")
+    parser.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated methods; default: {','.join(DEFAULT_METHODS)}",
+    )
+    parser.add_argument(
+        "--n",
+        type=int,
+        help=f"number of images (default {DEFAULTS['n']}, quick {QUICK['n']})",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help=f"integration steps (default {DEFAULTS['steps']}, quick {QUICK['steps']})",
+    )
+    parser.add_argument(
+        "--curve-steps",
+        type=int,
+        help="deletion/insertion steps "
+        f"(default {DEFAULTS['curve_steps']}, quick {QUICK['curve_steps']})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="few images and steps (minutes on a CPU)"
+    )
+    parser.add_argument(
+        "--captum-metrics",
+        action="store_true",
+        help="also compute Captum's infidelity and sensitivity_max (slow)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark described by parsed arguments."""
+    from captum_igcam import evaluation
+    from captum_igcam.datasets import load_dataset, read_class_map
+    from captum_igcam.models import load_model
+
+    preset = QUICK if args.quick else DEFAULTS
+    n = preset["n"] if args.n is None else args.n
+    steps = preset["steps"] if args.steps is None else args.steps
+    curve_steps = (
+        preset["curve_steps"] if args.curve_steps is None else args.curve_steps
+    )
+    for flag, value in (("--n", n), ("--steps", steps), ("--curve-steps", curve_steps)):
+        if value < 1:
+            raise CLIError(f"{flag}: expected a positive integer, got {value}")
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in evaluation.METHODS]
+    if unknown or not methods:
+        raise CLIError(
+            f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(evaluation.METHODS)}"
+        )
+    try:
+        class_map = read_class_map(args.class_map) if args.class_map else None
+        bundle = load_model(args.model)
+        dataset = load_dataset(
+            args.dataset, bundle, n, seed=args.seed, class_map=class_map
+        )
+        if len(dataset) == 0:
+            raise CLIError(f"--dataset: no usable images in {args.dataset}")
+        result = evaluation.evaluate(
+            bundle,
+            dataset,
+            methods,
+            layer_name=args.layer,
+            n_steps=steps,
+            curve_steps=curve_steps,
+            captum_metrics=args.captum_metrics,
+            progress=not args.no_progress,
+        )
+    except ValueError as error:
+        raise CLIError(str(error)) from error
+    summary = evaluation.summarize(result, seed=args.seed)
+    differences = _differences(result, evaluation)
+    print(_report(result, summary, differences))
+    if args.json:
+        from captum_igcam._atomic import atomic_write_json
+
+        atomic_write_json(args.json, _to_json(result, summary, differences))
+    return 0
+
+
+def _differences(result: Any, evaluation: Any) -> dict[str, dict[str, Any]]:
+    """Paired differences of every method against Grad-CAM, when both ran."""
+    if REFERENCE_METHOD not in result.records:
+        return {}
+    record = result.records[REFERENCE_METHOD]
+    return {
+        name: {
+            metric: evaluation.compare(result, name, REFERENCE_METHOD, metric)
+            for metric in record.values
+        }
+        for name in result.records
+        if name != REFERENCE_METHOD
+    }
+
+
+def _report(result: Any, summary: dict, differences: dict) -> str:
+    metrics = [m for m in _METRIC_ORDER if any(m in row for row in summary.values())]
+    lines = [
+        f"Dataset: {result.dataset}; model: {result.model} (layer {result.layer}); "
+        f"images: {result.n_images}; integration steps: {result.settings['n_steps']}; "
+        f"deletion/insertion steps: {result.settings['curve_steps']}",
+        *result.notes,
+        "",
+        "| method | " + " | ".join(_HEADERS[m] for m in metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+    ]
+    for name, row in summary.items():
+        cells = [_cell(row[m], m) if m in row else "n/a" for m in metrics]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if differences:
+        shown = [m for m in metrics if m != "seconds_per_image"]
+        lines += [
+            "",
+            f"Paired difference against {REFERENCE_METHOD} (same images), "
+            "mean [95% CI]:",
+            "",
+            "| method | " + " | ".join(_HEADERS[m] for m in shown) + " |",
+            "|---|" + "---|" * len(shown),
+        ]
+        for name, row in differences.items():
+            cells = [
+                _cell(row[m], m, signed=True) if m in row else "n/a" for m in shown
+            ]
+            lines.append(f"| {name} - {REFERENCE_METHOD} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+_METRIC_ORDER = (
+    "pointing_game",
+    "ebpg",
+    "avg_drop",
+    "increase_in_confidence",
+    "deletion_auc",
+    "insertion_auc",
+    "infidelity",
+    "sensitivity",
+    "seconds_per_image",
+)
+_HEADERS = {
+    "pointing_game": "pointing game ↑",
+    "ebpg": "EBPG ↑",
+    "avg_drop": "Avg Drop % ↓",
+    "increase_in_confidence": "Increase % ↑",
+    "deletion_auc": "deletion AUC ↓",
+    "insertion_auc": "insertion AUC ↑",
+    "infidelity": "infidelity ↓",
+    "sensitivity": "sensitivity ↓",
+    "seconds_per_image": "s / image",
+}
+
+
+def _cell(estimate: Any, metric: str, signed: bool = False) -> str:
+    digits = 1 if metric in ("avg_drop", "increase_in_confidence") else 3
+    sign = "+" if signed else ""
+    half = (estimate.high - estimate.low) / 2
+    if metric == "seconds_per_image" or math.isnan(half):
+        return f"{estimate.mean:{sign}.{digits}f}"
+    if signed:
+        return (
+            f"{estimate.mean:+.{digits}f} "
+            f"[{estimate.low:+.{digits}f}, {estimate.high:+.{digits}f}]"
+        )
+    return f"{estimate.mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def _to_json(result: Any, summary: dict, differences: dict) -> dict[str, Any]:
+    def interval(estimate: Any) -> list[float]:
+        return [estimate.low, estimate.high]
+
+    methods = {}
+    for name, row in summary.items():
+        entry: dict[str, Any] = {
+            metric: estimate.mean for metric, estimate in row.items()
+        }
+        entry["ci95"] = {metric: interval(estimate) for metric, estimate in row.items()}
+        if name in differences:
+            entry[f"difference_vs_{REFERENCE_METHOD}"] = {
+                metric: {"mean": estimate.mean, "ci95": interval(estimate)}
+                for metric, estimate in differences[name].items()
+            }
+        methods[name] = entry
+    return {
+        "dataset": result.dataset,
+        "model": result.model,
+        "layer": result.layer,
+        "n_images": result.n_images,
+        "settings": result.settings,
+        "notes": result.notes,
+        "methods": methods,
+    }
