@@ -145,7 +145,7 @@ _COMPOSITE_BATCH = 8  # candidates classified per forward pass
 
 def load_dataset(
     spec: str,
-    bundle: ModelBundle,
+    bundle: ModelBundle | None,
     n: int,
     seed: int = 0,
     class_map: Mapping[str, int | Sequence[int]] | None = None,
@@ -154,8 +154,8 @@ def load_dataset(
 
     Args:
         spec (str): ``"composites"``, ``"voc:PATH"`` or ``"folder:PATH"``.
-        bundle (ModelBundle): The model explained; composites are filtered
-            by its predictions.
+        bundle (ModelBundle or None): The model explained; composites are
+            filtered by its predictions (other sources do not use it).
         n (int): Most samples to use (the first ``n`` files, sorted by name,
             for directories).
         seed (int, optional): Seed of the composites.
@@ -168,8 +168,8 @@ def load_dataset(
         Dataset: The samples.
 
     Raises:
-        ValueError: For an unknown spec, a missing directory, ``n < 1``, or
-            ``voc:`` without ``class_map``.
+        ValueError: For an unknown spec, a missing directory, ``n < 1``,
+            ``voc:`` without ``class_map`` or composites without ``bundle``.
 
     Example::
 
@@ -181,6 +181,8 @@ def load_dataset(
         raise ValueError(f"n: expected a positive integer, got {n!r}")
     kind, _, path = spec.partition(":")
     if kind == "composites" and not path:
+        if bundle is None:
+            raise ValueError("bundle: composites need the model that filters them")
         return composites(bundle, n, seed)
     if kind == "voc" and path:
         if class_map is None:
@@ -424,10 +426,11 @@ def _paste(
 
 
 def _resize_uint8(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from skimage.transform import resize
+    from PIL import Image
 
-    resized = resize(pixels, shape, preserve_range=True, anti_aliasing=True)
-    return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+    height, width = shape
+    resized = Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized).copy()
 
 
 def _predict(bundle: ModelBundle, images: Sequence[np.ndarray]) -> list[int]:
