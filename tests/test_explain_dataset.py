@@ -241,12 +241,17 @@ def test_killed_run_loses_at_most_one_shard_and_resumes(
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (out / io.MERGED_INDEX_NAME).exists()
     assert len(io.read_index(rank_index)["images"]) == 2  # the first shard
+    # What a kill during a shard's write leaves: files no index lists.
+    orphans = [out / io.SHARD_FOLDER / name for name in ("rank0-00007.npz", ".x.tmp")]
+    for orphan in orphans:
+        orphan.write_bytes(b"partial")
 
     assert main(_arguments(image_folder, out, "--workers", "0")) == 0
     report = capsys.readouterr().out
     assert "explained 7 image(s) " in report
     assert "skipped 2 already" in report
     _assert_complete_and_correct(out, expected)
+    assert not any(orphan.exists() for orphan in orphans)
 
 
 def test_rerun_skips_written_images_and_rewrites_no_shard(

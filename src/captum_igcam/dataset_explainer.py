@@ -13,8 +13,9 @@ asked to overwrite it.
 
 Distribution: when ``torch.distributed`` is initialised (e.g. under
 ``torchrun``), rank ``r`` of ``K`` explains images ``r, r + K, r + 2K, ...``
-of the sorted list, writes its own shards and index, and rank 0 merges the
-indexes once all ranks are done. The output folder must then be shared by
+of those no index lists yet, writes its own shards and index, and rank 0
+merges the indexes (and deletes shards no index lists) once all ranks are
+done. The output folder must then be shared by
 all ranks (a network file system when there are several nodes).
 """
 
@@ -135,9 +136,13 @@ class ImageFileDataset(Dataset):
     Example::
 
         >>> bundle = load_model()
+        >>> def black_baseline(image):
+        ...     inputs = bundle.preprocess(image)
+        ...     return inputs, bundle.preprocess(Image.new("RGB", image.size))
         >>> dataset = ImageFileDataset(
-        ...     "pets", [ImageItem(k) for k in find_images("pets")],
-        ...     lambda image: (bundle.preprocess(image),) * 2)
+        ...     "pets", [ImageItem(k) for k in find_images("pets")], black_baseline)
+        >>> dataset[0].inputs.shape
+        torch.Size([3, 224, 224])
     """
 
     def __init__(
@@ -154,6 +159,11 @@ class ImageFileDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, position: int) -> _Example:
+        """Item ``position`` as ``(position, inputs, baseline, target, error)``.
+
+        When the image cannot be read, ``inputs`` and ``baseline`` are None
+        and ``error`` says why.
+        """
         item = self.items[position]
         try:
             image = load_image(self.root / item.key)
@@ -180,7 +190,8 @@ class RunSummary:
 
     Args:
         explained (int): Images explained by this rank in this run.
-        skipped (int): Images of the dataset already in the output folder.
+        skipped (int): Images of the whole dataset already in the output
+            folder when the run started.
         failed (list[tuple[str, str]]): ``(key, error)`` of unreadable images.
         seconds (float): Wall time of the explaining loop on this rank.
         rank (int): This process's rank.
@@ -291,12 +302,13 @@ def explain_dataset(
 
         >>> bundle = load_model()
         >>> explainer = IntegratedLayerGradCam(bundle.model, bundle.layer())
-        >>> keys = find_images("pets")
-        >>> dataset = ImageFileDataset(
-        ...     "pets", [ImageItem(k) for k in keys],
-        ...     lambda image: (bundle.preprocess(image),) * 2)
-        >>> explain_dataset(explainer, dataset, "maps", {"model": bundle.name},
-        ...                 n_steps=16).explained
+        >>> def zero_baseline(image):
+        ...     inputs = bundle.preprocess(image)
+        ...     return inputs, torch.zeros_like(inputs)
+        >>> items = [ImageItem(key) for key in find_images("pets")]
+        >>> dataset = ImageFileDataset("pets", items, zero_baseline)
+        >>> settings = {"model": bundle.name, "baseline": "zero"}
+        >>> explain_dataset(explainer, dataset, "maps", settings, n_steps=16).explained
         2
         >>> open_maps("maps")["cats/chelsea.png"].shape
         torch.Size([1, 7, 7])
@@ -328,8 +340,9 @@ def explain_dataset(
 
     (folder / SHARD_FOLDER).mkdir(parents=True, exist_ok=True)
     done = set().union(*(index["images"] for index in _rank_indexes(folder)))
-    mine = range(rank, len(dataset), world_size)
-    pending = [p for p in mine if dataset.items[p].key not in done]
+    _barrier(world_size)  # every rank has read the same indexes
+    remaining = [p for p, item in enumerate(dataset.items) if item.key not in done]
+    pending = remaining[rank::world_size]
     writer = _ShardWriter(folder, rank, full_settings, dataset.root)
     device = torch.device(device)
     loader = DataLoader(
@@ -373,7 +386,7 @@ def explain_dataset(
         _merge_indexes(folder, full_settings, dataset.root)
     return RunSummary(
         explained=len(pending) - len(failed),
-        skipped=len(mine) - len(pending),
+        skipped=len(dataset) - len(remaining),
         failed=failed,
         seconds=seconds,
         rank=rank,
@@ -512,6 +525,11 @@ def _merge_indexes(folder: Path, settings: Mapping[str, Any], source: Path) -> N
         merged["images"].update(index["images"])
     merged["images"] = dict(sorted(merged["images"].items()))
     _atomic.atomic_write_json(folder / MERGED_INDEX_NAME, merged)
+    # Shards (and temporary files) of interrupted runs that no index lists.
+    listed = {record["shard"] for record in merged["images"].values()}
+    for path in (folder / SHARD_FOLDER).iterdir():
+        if path.relative_to(folder).as_posix() not in listed:
+            path.unlink()
 
 
 def _rank_and_world_size() -> tuple[int, int]:

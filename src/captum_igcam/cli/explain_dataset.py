@@ -74,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=_non_negative_int,
+        type=_worker_count,
         default=2,
         metavar="N",
         help="DataLoader worker processes per rank (default: 2)",
@@ -107,7 +107,7 @@ def _explain_actions(destinations: tuple[str, ...]) -> list[argparse.Action]:
     return [by_destination[destination] for destination in destinations]
 
 
-def _non_negative_int(text: str) -> int:
+def _worker_count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(
             f"--workers: expected 0 or a positive integer, got {text!r}"
