@@ -53,14 +53,43 @@ def integrate_grad_cam(
     weights = grad_cam_weights(gradients.to(accumulate_dtype))
     weights = weights.reshape(n_points, -1, *weights.shape[1:])
     if baseline_activations is not None:
-        activations = activations - baseline_activations.to(accumulate_dtype)
-    per_channel = weights * activations
-    summed = per_channel.sum(dim=2, keepdim=True)
+        baseline_activations = baseline_activations.to(accumulate_dtype)
     step_weights = torch.tensor(
         step_sizes, dtype=accumulate_dtype, device=activations.device
-    ).reshape(n_points, *([1] * (summed.dim() - 1)))
+    ).reshape(n_points, *([1] * (activations.dim() - 1)))
     if attr_dim_summation:
+        summed = _channel_sum(weights, activations, baseline_activations)
         terms = summed.clamp(min=0) if per_step_relu else summed
     else:
-        terms = per_channel * (summed > 0) if per_step_relu else per_channel
+        if baseline_activations is not None:
+            activations = activations - baseline_activations
+        terms = weights * activations
+        if per_step_relu:
+            terms = terms * (terms.sum(dim=2, keepdim=True) > 0)
     return (step_weights * terms).sum(dim=0)
+
+
+def _channel_sum(
+    weights: Tensor, activations: Tensor, baseline_activations: Tensor | None
+) -> Tensor:
+    """``sum_k w_k (A_k - A'_k)`` without materialising the per-channel terms.
+
+    Args:
+        weights: ``(M, N, K, 1, ...)`` (or ``(M, N, K)`` without spatial dims).
+        activations: ``(M, N, K, ...)``.
+        baseline_activations: ``(N, K, ...)`` or None.
+
+    Returns:
+        ``(M, N, 1, ...)``.
+    """
+    n_points, n_examples, channels = activations.shape[:3]
+    spatial = activations.shape[3:]
+    row_weights = weights.reshape(n_points, n_examples, 1, channels)
+    summed = torch.matmul(
+        row_weights, activations.reshape(n_points, n_examples, channels, -1)
+    )
+    if baseline_activations is not None:
+        summed = summed - torch.matmul(
+            row_weights, baseline_activations.reshape(n_examples, channels, -1)
+        )
+    return summed.reshape(n_points, n_examples, 1, *spatial)

@@ -44,9 +44,23 @@ def interpolate_activations(
                 f"{tuple(actual.shape)}; DataParallel models need path='input'"
             )
     return tuple(
-        torch.cat([base + alpha * (actual - base) for alpha in alphas])
+        points_on_line(base, actual, alphas)
         for actual, base in zip(activations, baseline_activations)
     )
+
+
+@torch.no_grad()
+def points_on_line(start: Tensor, end: Tensor, alphas: list[float]) -> Tensor:
+    """``start + a (end - start)`` for every ``a``, stacked along dimension 0."""
+    difference = end - start
+    points = torch.empty(
+        (len(alphas) * start.shape[0], *start.shape[1:]),
+        dtype=start.dtype,
+        device=start.device,
+    )
+    for alpha, rows in zip(alphas, points.split(start.shape[0])):
+        torch.add(start, difference, alpha=alpha, out=rows)
+    return points
 
 
 class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
@@ -329,11 +343,10 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             step_sizes_and_alphas = step_sizes_func(n_steps), alphas_func(n_steps)
         step_sizes, alphas = step_sizes_and_alphas
         if path == "input":
-            with torch.no_grad():
-                forward_inputs = tuple(
-                    torch.cat([base + alpha * (inp - base) for alpha in alphas])
-                    for inp, base in zip(inputs, baselines)
-                )
+            forward_inputs = tuple(
+                points_on_line(base, inp, alphas)
+                for inp, base in zip(inputs, baselines)
+            )
             forward_args = _expand_additional_forward_args(
                 additional_forward_args, n_steps
             )

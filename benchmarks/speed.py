@@ -1,0 +1,254 @@
+"""Speed and peak memory of IntegratedLayerGradCam against its floor and peers.
+
+Usage::
+
+    python benchmarks/speed.py [--quick] [--json FILE]
+
+In one process, on the same inputs, the variants below are run interleaved
+and repeated, and the median time of each is reported:
+
+- ``floor``: ``n_steps`` no-grad forward passes over the same scaled inputs,
+  in the same chunks as ``igcam``;
+- ``igcam``: ``IntegratedLayerGradCam.attribute`` (paper's input-space path);
+- ``igcam_layer``: the same with ``path="layer"``;
+- ``layer_ig``: Captum's ``LayerIntegratedGradients`` on the same layer with
+  the same ``n_steps`` and ``internal_batch_size``;
+- ``naive``: all path points of one example in one batch with full autograd,
+  as the authors' released code runs (one example at a time);
+- ``gradcam``: one ``LayerGradCam`` call, for scale.
+
+Peak memory (resident set growth) of each variant is measured in a fresh
+subprocess of its own. Models have random weights: speed does not depend on
+them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from captum.attr import LayerGradCam, LayerIntegratedGradients
+from torch import nn
+
+from captum_igcam import IntegratedLayerGradCam
+
+
+@dataclass(frozen=True)
+class Case:
+    architecture: str
+    layer_name: str
+    batch_size: int
+    internal_batch_size: int
+    n_steps: int = 50
+    image_size: int = 224
+
+    @property
+    def name(self) -> str:
+        return f"{self.architecture}.{self.layer_name}/batch{self.batch_size}"
+
+
+FULL_CASES = (
+    Case("resnet50", "layer4", batch_size=1, internal_batch_size=25),
+    Case("resnet50", "layer4", batch_size=8, internal_batch_size=40),
+    Case("vgg16", "features.29", batch_size=1, internal_batch_size=25),
+    Case("vgg16", "features.29", batch_size=8, internal_batch_size=40),
+)
+QUICK_CASES = (Case("resnet50", "layer4", batch_size=1, internal_batch_size=25),)
+VARIANTS = ("floor", "igcam", "igcam_layer", "layer_ig", "naive", "gradcam")
+TARGET = 7
+
+
+def _setup(case: Case) -> tuple[nn.Module, nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, case.architecture)(weights=None).eval()
+    inputs = torch.randn(case.batch_size, 3, case.image_size, case.image_size)
+    return model, model.get_submodule(case.layer_name), inputs
+
+
+def _scaled_chunks(case: Case, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """The path points of ``igcam``'s chunks (Gauss-Legendre, zero baseline)."""
+    import numpy as np
+
+    nodes, _ = np.polynomial.legendre.leggauss(case.n_steps)
+    alphas = ((nodes + 1) / 2).tolist()
+    steps_per_chunk = max(1, case.internal_batch_size // case.batch_size)
+    return [
+        torch.cat([alpha * inputs for alpha in alphas[start : start + steps_per_chunk]])
+        for start in range(0, case.n_steps, steps_per_chunk)
+    ]
+
+
+def _naive(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, n_steps: int):
+    """All path points of one example in one batch, full autograd graph."""
+    maps = []
+    for example in inputs:
+        alphas = torch.linspace(1 / n_steps, 1, n_steps).view(-1, 1, 1, 1)
+        scaled = (alphas * example).requires_grad_()
+        stored: list[torch.Tensor] = []
+        handle = layer.register_forward_hook(
+            lambda module, args, out, stored=stored: stored.append(out)
+        )
+        try:
+            scores = model(scaled)[:, TARGET]
+        finally:
+            handle.remove()
+        (grads,) = torch.autograd.grad(scores.sum(), stored[0])
+        weights = grads.mean(dim=(2, 3), keepdim=True)
+        cams = torch.relu((weights * stored[0]).sum(dim=1, keepdim=True))
+        maps.append(cams.mean(dim=0).detach())
+    return torch.stack(maps)
+
+
+def _variant(case: Case, name: str) -> Callable[[], object]:
+    model, layer, inputs = _setup(case)
+    common = dict(target=TARGET, n_steps=case.n_steps)
+    if name == "floor":
+        chunks = _scaled_chunks(case, inputs)
+
+        def floor() -> None:
+            with torch.no_grad():
+                for chunk in chunks:
+                    model(chunk)
+
+        return floor
+    if name in ("igcam", "igcam_layer"):
+        igcam = IntegratedLayerGradCam(model, layer)
+        path = "layer" if name == "igcam_layer" else "input"
+        return lambda: igcam.attribute(
+            inputs,
+            internal_batch_size=case.internal_batch_size,
+            path=path,
+            **common,
+        )
+    if name == "layer_ig":
+        layer_ig = LayerIntegratedGradients(model, layer)
+        return lambda: layer_ig.attribute(
+            inputs, internal_batch_size=case.internal_batch_size, **common
+        )
+    if name == "naive":
+        return lambda: _naive(model, layer, inputs, case.n_steps)
+    if name == "gradcam":
+        grad_cam = LayerGradCam(model, layer)
+        return lambda: grad_cam.attribute(inputs, target=TARGET)
+    raise ValueError(f"variant: expected one of {VARIANTS}, got {name!r}")
+
+
+def _time_case(case: Case, repeats: int) -> dict[str, float]:
+    runs = {name: _variant(case, name) for name in VARIANTS}
+    for run in runs.values():  # warm-up
+        run()
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _measure_memory_here(case: Case, variant: str) -> float:
+    """Peak resident-set growth of one run of ``variant``, in MiB (Linux)."""
+    run = _variant(case, variant)
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets the peak (VmHWM) to the current RSS
+    before = _status_mb("VmRSS")
+    run()
+    return _status_mb("VmHWM") - before
+
+
+def _measure_memory(case: Case, variant: str) -> float:
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-of",
+        variant,
+        "--case",
+        json.dumps(case.__dict__),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def run_case(case: Case, repeats: int) -> dict[str, object]:
+    times = _time_case(case, repeats)
+    memory = {name: _measure_memory(case, name) for name in VARIANTS}
+    return {
+        "seconds": times,
+        "peak_mem_mb": memory,
+        "igcam_over_floor": times["igcam"] / times["floor"],
+        "igcam_over_layer_ig": times["igcam"] / times["layer_ig"],
+        "igcam_over_naive": times["igcam"] / times["naive"],
+        "peak_mem_igcam_over_floor": memory["igcam"] / memory["floor"],
+        "peak_mem_igcam_over_layer_ig": memory["igcam"] / memory["layer_ig"],
+        "layer_path_speedup": times["igcam"] / times["igcam_layer"],
+    }
+
+
+def _print_table(results: dict[str, dict[str, object]]) -> None:
+    header = "| case | " + " | ".join(f"{v} s" for v in VARIANTS)
+    header += " | igcam/floor | igcam/layer_ig | mem igcam/floor | layer speedup |"
+    print(header)
+    print("|" + "---|" * (len(VARIANTS) + 5))
+    for name, result in results.items():
+        seconds = result["seconds"]
+        cells = [f"{seconds[v]:.2f}" for v in VARIANTS]
+        cells += [
+            f"{result['igcam_over_floor']:.3f}",
+            f"{result['igcam_over_layer_ig']:.3f}",
+            f"{result['peak_mem_igcam_over_floor']:.3f}",
+            f"{result['layer_path_speedup']:.1f}x",
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one case, 2 repeats")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_of:
+        print(_measure_memory_here(Case(**json.loads(args.case)), args.memory_of))
+        return
+    cases = QUICK_CASES if args.quick else FULL_CASES
+    repeats = args.repeats or (2 if args.quick else 3)
+    results = {}
+    for case in cases:
+        print(f"running {case.name} ...", file=sys.stderr, flush=True)
+        results[case.name] = run_case(case, repeats)
+    _print_table(results)
+    if args.json:
+        report = {
+            "machine": {
+                "processor": platform.processor() or platform.machine(),
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            },
+            "repeats": repeats,
+            "cases": results,
+        }
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
