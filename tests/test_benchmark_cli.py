@@ -1,0 +1,126 @@
+"""The benchmark: statistics on hand-made records, argument errors, end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from captum_igcam import evaluation
+from captum_igcam.cli import main
+
+METRIC_KEYS = (
+    "pointing_game",
+    "ebpg",
+    "avg_drop",
+    "increase_in_confidence",
+    "deletion_auc",
+    "insertion_auc",
+    "seconds_per_image",
+)
+
+
+def make_result(**records: evaluation.MethodRecord) -> evaluation.EvaluationResult:
+    return evaluation.EvaluationResult(
+        dataset="hand-made",
+        model="none",
+        layer="none",
+        n_images=4,
+        settings={},
+        notes=[],
+        records=records,
+    )
+
+
+def test_summarize_pointing_game_is_a_class_mean_with_bootstrap_ci() -> None:
+    record = evaluation.MethodRecord(
+        values={"pointing_game": [1, 0, 0, 1], "ebpg": [0.2, 0.4, 0.6, 0.8]},
+        labels=["cat", "cat", "cat", "cup"],
+        seconds=[1.0, 2.0, 3.0, 4.0],
+    )
+    summary = evaluation.summarize(make_result(a=record), n_resamples=500)["a"]
+    assert summary["pointing_game"].mean == pytest.approx((1 / 3 + 1) / 2)
+    assert summary["ebpg"].mean == pytest.approx(0.5)
+    assert summary["seconds_per_image"].mean == pytest.approx(2.5)
+    for estimate in summary.values():
+        assert estimate.low <= estimate.mean <= estimate.high
+    # Resampled means of 0.2..0.8 cannot leave that range, and vary.
+    assert 0.2 <= summary["ebpg"].low < summary["ebpg"].high <= 0.8
+
+
+def test_compare_is_paired() -> None:
+    base = evaluation.MethodRecord(values={"ebpg": [0.1, 0.5, 0.9, 0.3]})
+    # Always 0.05 better on the same image: the paired interval is a point.
+    better = evaluation.MethodRecord(values={"ebpg": [0.15, 0.55, 0.95, 0.35]})
+    difference = evaluation.compare(make_result(a=better, b=base), "a", "b", "ebpg")
+    assert difference.mean == pytest.approx(0.05)
+    assert difference.low == pytest.approx(0.05)
+    assert difference.high == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="^method:"):
+        evaluation.compare(make_result(a=better), "a", "b", "ebpg")
+
+
+def test_registry_has_default_methods_and_refuses_duplicates() -> None:
+    assert set(evaluation.DEFAULT_METHODS) <= set(evaluation.METHODS)
+    with pytest.raises(ValueError, match="^name:"):
+        evaluation.register_method("gradcam", "again")
+
+
+def test_unknown_method_is_a_one_line_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["benchmark", "--methods", "gradcam,nope", "--no-progress"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("captum-igcam: error: --methods: unknown method(s) nope")
+    assert "\n" not in error
+
+
+def test_voc_without_class_map_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["benchmark", "--dataset", f"voc:{tmp_path}", "--n", "1"]) == 1
+    assert "class_map:" in capsys.readouterr().err
+
+
+def test_folder_benchmark_has_only_faithfulness_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(images / "orange.png")
+    out = tmp_path / "result.json"
+    argv = ["benchmark", "--dataset", f"folder:{images}", "--methods", "gradcam"]
+    argv += ["--curve-steps", "2", "--json", str(out), "--no-progress"]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["n_images"] == 1
+    row = result["methods"]["gradcam"]
+    assert "pointing_game" not in row and "ebpg" not in row
+    assert 0.0 <= row["avg_drop"] <= 100.0
+    assert "| gradcam |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_quick_benchmark_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "benchmark.json"
+    argv = ["benchmark", "--quick", "--n", "1", "--steps", "2", "--curve-steps", "2"]
+    assert main([*argv, "--json", str(out), "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert result["dataset"] == "composites"
+    assert result["model"] == "efficientnet-lite0"
+    assert result["n_images"] == 1
+    assert set(result["methods"]) == set(evaluation.DEFAULT_METHODS)
+    for name, row in result["methods"].items():
+        assert set(METRIC_KEYS) <= set(row), name
+        assert row["pointing_game"] in (0.0, 1.0)
+        assert 0.0 <= row["ebpg"] <= 1.0
+        assert 0.0 <= row["avg_drop"] <= 100.0
+        assert row["increase_in_confidence"] in (0.0, 100.0)
+        assert 0.0 <= row["deletion_auc"] <= 1.0 and 0.0 <= row["insertion_auc"] <= 1.0
+        assert row["ci95"]["ebpg"] == [row["ebpg"], row["ebpg"]]  # one image
+    assert "difference_vs_gradcam" in result["methods"]["igcam"]
+    table = capsys.readouterr().out
+    assert all(f"| {name} |" in table for name in evaluation.DEFAULT_METHODS)
+    assert "generated" in table and "kept 1" in table
