@@ -16,7 +16,6 @@ which gives the same numbers at the usual cost.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,10 +173,12 @@ class GraphPolicy:
 
     Starts optimistic; :func:`run_forward` switches it off for the rest of an
     ``attribute`` call as soon as one pass shows that the model does not
-    allow it.
+    allow it. ``layer_calls`` records the most calls of the layer seen in one
+    forward pass.
     """
 
     start_graph_at_layer: bool = True
+    layer_calls: int = 0
 
 
 def _needs_full_graph(seen: LayerTensors, output: Any) -> bool:
@@ -224,14 +225,12 @@ def run_forward(
             policy.start_graph_at_layer = False
             continue
         break
-    if hook.seen.max_calls > 1:
-        warnings.warn(
-            f"layer: the explained layer was called {hook.seen.max_calls} times "
-            "in one forward pass; attributing to its last call, as LayerGradCam "
-            "does. Explain a module that runs once to avoid the ambiguity.",
-            stacklevel=3,
+    policy.layer_calls = max(policy.layer_calls, hook.seen.max_calls)
+    if not isinstance(output, Tensor):
+        raise TypeError(
+            f"forward_func: expected it to return a Tensor, got {type(output).__name__}"
         )
-    if not (isinstance(output, Tensor) and output.requires_grad):
+    if not output.requires_grad:
         raise ValueError(
             "forward_func: its output does not depend on the explained layer "
             "through operations that record gradients; expected a Tensor "

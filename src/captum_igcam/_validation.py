@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
+from captum.attr._utils.common import _format_input_baseline
 from torch import Tensor
 from torch.nn import Module
 
@@ -40,6 +41,19 @@ def check_method(method: Any) -> None:
     if method not in SUPPORTED_METHODS:
         raise ValueError(
             f"method: expected one of {list(SUPPORTED_METHODS)}, got {method!r}"
+        )
+
+
+def check_path(path: Any, paths: tuple[str, ...]) -> None:
+    if path not in paths:
+        raise ValueError(f"path: expected one of {list(paths)}, got {path!r}")
+
+
+def check_grad_kwargs(grad_kwargs: Any) -> None:
+    if grad_kwargs is not None and not isinstance(grad_kwargs, dict):
+        raise TypeError(
+            "grad_kwargs: expected None or a dict of keyword arguments for "
+            f"torch.autograd.grad, got {type(grad_kwargs).__name__}"
         )
 
 
@@ -99,26 +113,35 @@ def format_inputs_and_baselines(
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], int]:
     """Checks ``inputs`` and ``baselines`` and puts them in Captum's tuple form.
 
-    Unlike Captum's ``_format_input_baseline``, wrong types raise a TypeError
-    naming the parameter (Captum asserts, which ``python -O`` skips).
+    Wrong types raise a TypeError naming the parameter before Captum's
+    ``_format_input_baseline`` (which asserts, and ``python -O`` skips
+    asserts) formats them.
 
     Returns:
         The inputs as a tuple, the baselines broadcast to the inputs' shapes,
         and the number of examples.
     """
-    if isinstance(inputs, Tensor):
-        inputs = (inputs,)
-    elif not isinstance(inputs, tuple):
+    if not isinstance(inputs, (Tensor, tuple)):
         raise TypeError(
             "inputs: expected a Tensor or a tuple of Tensors, got "
             f"{type(inputs).__name__}"
         )
-    num_examples = check_inputs(inputs)
-    if baselines is None:
-        baselines = (0.0,) * len(inputs)
-    elif not isinstance(baselines, tuple):
-        baselines = (baselines,)
-    return inputs, check_baselines(inputs, baselines), num_examples
+    num_examples = check_inputs(inputs if isinstance(inputs, tuple) else (inputs,))
+    if baselines is not None and not isinstance(baselines, (Tensor, tuple)):
+        _check_baseline_type(baselines, "baselines")
+    formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
+    return (
+        formatted_inputs,
+        check_baselines(formatted_inputs, formatted_baselines),
+        num_examples,
+    )
+
+
+def _check_baseline_type(baseline: Any, name: str) -> None:
+    if isinstance(baseline, bool) or not isinstance(baseline, (numbers.Real, Tensor)):
+        raise TypeError(
+            f"{name}: expected a number or a Tensor, got {type(baseline).__name__}"
+        )
 
 
 def check_baselines(
@@ -133,12 +156,7 @@ def check_baselines(
     expanded = []
     for index, (inp, baseline) in enumerate(zip(inputs, baselines)):
         name = f"baselines[{index}]" if len(inputs) > 1 else "baselines"
-        if isinstance(baseline, bool) or not isinstance(
-            baseline, (numbers.Real, Tensor)
-        ):
-            raise TypeError(
-                f"{name}: expected a number or a Tensor, got {type(baseline).__name__}"
-            )
+        _check_baseline_type(baseline, name)
         if not isinstance(baseline, Tensor):
             if not torch.isfinite(torch.tensor(float(baseline))):
                 raise ValueError(f"{name}: expected a finite number, got {baseline}")

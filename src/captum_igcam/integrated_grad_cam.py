@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -18,7 +19,6 @@ from captum._utils.typing import BaselineType, TargetType
 from captum.attr._utils.approximation_methods import approximation_parameters
 from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
 from captum.attr._utils.batching import _batch_attribution
-from captum.attr._utils.common import _format_input_baseline
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
@@ -170,10 +170,11 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                         points, as in Captum's IntegratedGradients.
                         Default: None
             baselines (scalar, Tensor, or tuple, optional): The path's start
-                        ``x'``: a number, a tensor of the input's shape, of
-                        shape ``(1, ...)`` or of one example's shape (broadcast
-                        over the batch), or a tuple of these, one per input
-                        tensor. None means zeros.
+                        ``x'``: a number, or a tensor that broadcasts to the
+                        input (with the input's number of dims and batch size
+                        N or 1, or with one example's number of dims, e.g.
+                        per-channel values of shape ``(3, 1, 1)``), or a tuple
+                        of these, one per input tensor. None means zeros.
                         Default: None
             n_steps (int, optional): Number of path points ``M`` (at least 2 for
                         the Riemann methods).
@@ -257,19 +258,13 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         _validation.check_method(method)
         _validation.check_n_steps(n_steps, method)
         _validation.check_internal_batch_size(internal_batch_size)
-        if path not in INTEGRATION_PATHS:
-            raise ValueError(
-                f"path: expected one of {list(INTEGRATION_PATHS)}, got {path!r}"
-            )
+        _validation.check_path(path, INTEGRATION_PATHS)
+        _validation.check_grad_kwargs(grad_kwargs)
         model = _validation.owning_model(self.forward_func)
         _validation.warn_if_training(model)
 
-        formatted_inputs, formatted_baselines = _format_input_baseline(
-            inputs, baselines
-        )
-        num_examples = _validation.check_inputs(formatted_inputs)
-        expanded_baselines = _validation.check_baselines(
-            formatted_inputs, formatted_baselines
+        formatted_inputs, expanded_baselines, num_examples = (
+            _validation.format_inputs_and_baselines(inputs, baselines)
         )
         additional_forward_args = _format_additional_forward_args(
             additional_forward_args
@@ -287,6 +282,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                 if subtract_baseline_activations or path == "layer"
                 else None
             )
+        graph_policy = GraphPolicy()
         integration_kwargs = dict(
             inputs=formatted_inputs,
             baselines=expanded_baselines,
@@ -301,7 +297,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             attr_dim_summation=attr_dim_summation,
             per_step_relu=per_step_relu,
             grad_kwargs=grad_kwargs,
-            graph_policy=GraphPolicy(),
+            graph_policy=graph_policy,
         )
         if internal_batch_size is None:
             integrated = self._attribute(n_steps=n_steps, **integration_kwargs)
@@ -312,6 +308,14 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                 internal_batch_size,
                 n_steps,
                 **integration_kwargs,
+            )
+        if graph_policy.layer_calls > 1:
+            warnings.warn(
+                f"layer: the explained layer was called {graph_policy.layer_calls} "
+                "times in one forward pass; attributing to its last call, as "
+                "LayerGradCam does. Explain a module that runs once to avoid "
+                "the ambiguity.",
+                stacklevel=3,
             )
         attributions = tuple(
             torch.relu(attr) if relu_attributions else attr for attr in integrated
