@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from captum_igcam import evaluation
+from captum_igcam import evaluation, methods
 from captum_igcam.cli import main
 
 METRIC_KEYS = (
@@ -63,16 +63,18 @@ def test_compare_is_paired() -> None:
 
 
 def test_registry_has_default_methods_and_refuses_duplicates() -> None:
-    assert set(evaluation.DEFAULT_METHODS) <= set(evaluation.METHODS)
+    assert set(evaluation.DEFAULT_METHODS) <= set(methods.METHODS)
     with pytest.raises(ValueError, match="^name:"):
-        evaluation.register_method("gradcam", "again")
+        methods.register_method("gradcam", "again", "again")
 
 
-def test_unknown_method_is_a_one_line_error(capsys: pytest.CaptureFixture) -> None:
-    assert main(["benchmark", "--methods", "gradcam,nope", "--no-progress"]) == 1
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("captum-igcam: error: --methods: unknown method(s) nope")
-    assert "\n" not in error
+def test_unknown_method_is_refused_by_the_parser(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["benchmark", "--methods", "gradcam,nope", "--no-progress"])
+    assert raised.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--methods: expected a comma-separated list from" in error
+    assert "got 'gradcam,nope'" in error
 
 
 def test_voc_without_class_map_is_an_error(

@@ -239,15 +239,15 @@ def test_other_methods_and_baselines(run_cli, photos, tmp_path):
 
 
 def test_baseline_inputs():
-    from captum_igcam.cli.explain import _baseline_input
+    from captum_igcam.cli._options import baseline_input
     from captum_igcam.models import load_model
 
     bundle = load_model()
     photo = data.coffee()
-    black = _baseline_input(bundle, photo, "black")
+    black = baseline_input(bundle, photo, "black")
     torch.testing.assert_close(black[0], bundle.preprocess(np.zeros_like(photo)))
-    assert torch.equal(_baseline_input(bundle, photo, "mean"), torch.zeros_like(black))
-    blurred = _baseline_input(bundle, photo, "blur")
+    assert torch.equal(baseline_input(bundle, photo, "mean"), torch.zeros_like(black))
+    blurred = baseline_input(bundle, photo, "blur")
     sharp = bundle.preprocess(photo)
     assert blurred.shape == black.shape
     # Blurring keeps the colours on average but removes most of the detail.

@@ -240,6 +240,7 @@ def explain_dataset(
     n_steps: int = 50,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
+    path: str = "input",
     batch_size: int = 8,
     num_workers: int = 0,
     shard_size: int = 256,
@@ -273,6 +274,9 @@ def explain_dataset(
                     forward pass, to bound memory; the maps do not depend on
                     it. None evaluates a whole batch's path at once.
                     Default: None
+        path (str, optional): ``IntegratedLayerGradCam``'s integration path,
+                    ``"input"`` (the paper's) or ``"layer"`` (faster).
+                    Default: "input"
         batch_size (int, optional): Images per ``DataLoader`` batch.
                     Default: 8
         num_workers (int, optional): ``DataLoader`` worker processes that
@@ -327,6 +331,7 @@ def explain_dataset(
                 **settings,
                 "n_steps": n_steps,
                 "method": method,
+                "path": path,
                 "model_sha256": None if model is None else model_digest(model),
             }
         )
@@ -374,6 +379,7 @@ def explain_dataset(
                     n_steps=n_steps,
                     method=method,
                     internal_batch_size=internal_batch_size,
+                    path=path,
                 )
                 keys = [dataset.items[position].key for position in batch.positions]
                 writer.add(keys, maps, records, shard_size)

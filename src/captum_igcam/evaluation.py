@@ -1,45 +1,26 @@
-"""Compare attribution methods on a data set: method registry, loop, statistics.
+"""Compare attribution methods on a data set: the loop and the statistics.
 
-The registry maps a method name to a builder that, given the model, the
-explained layer and the number of integration steps, returns a function
-``maps(inputs, target) -> (N, 1, h, w)``. Add a method with
-:func:`register_method`::
-
-    @register_method("igcam-layer", "Integrated Grad-CAM, layer-space path")
-    def _igcam_layer(model, layer, n_steps):
-        explainer = IntegratedLayerGradCam(model, layer)
-        return lambda x, t: explainer.attribute(x, t, n_steps=n_steps, path="layer")
-
-:func:`evaluate` runs every method on every sample of a
-:class:`~captum_igcam.datasets.Dataset` and records per-image metric values
-(:mod:`captum_igcam.metrics`); :func:`summarize` turns them into means with
-bootstrap 95% confidence intervals, and :func:`compare` gives the paired
-difference between two methods on the same images.
-"""
+:func:`evaluate` runs methods of :data:`captum_igcam.methods.METHODS` on
+every sample of a :class:`~captum_igcam.datasets.Dataset` and records
+per-image metric values (:mod:`captum_igcam.metrics`); :func:`summarize`
+turns them into means with bootstrap 95% confidence intervals, and
+:func:`compare` gives the paired difference between two methods on the same
+images."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from captum.attr import (
-    IntegratedGradients,
-    LayerGradCam,
-    LayerIntegratedGradients,
-)
 from captum.metrics import infidelity, sensitivity_max
-from torch import Tensor, nn
 
 from captum_igcam import metrics
 from captum_igcam.datasets import Dataset, Sample
-from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
+from captum_igcam.methods import METHODS, MapFunction, MethodSettings
 from captum_igcam.models import ModelBundle, resolve_layer
-
-MapFunction = Callable[[Tensor, Tensor], Tensor]
-MethodBuilder = Callable[[nn.Module, nn.Module, int], MapFunction]
 
 LOCALISATION_METRICS = ("pointing_game", "ebpg")
 FAITHFULNESS_METRICS = (
@@ -65,103 +46,6 @@ HIGHER_IS_BETTER = {
 INFIDELITY_NOISE_STD = 0.1
 #: Perturbations per image for ``infidelity`` and ``sensitivity_max``.
 CAPTUM_PERTURBATIONS = 4
-
-
-@dataclass(frozen=True)
-class Method:
-    """A registered attribution method.
-
-    Args:
-        name (str): Registry key (used on the command line).
-        description (str): One line for tables and help texts.
-        build (MethodBuilder): ``build(model, layer, n_steps)`` returns the
-            map function ``maps(inputs, target) -> (N, 1, h, w)``.
-    """
-
-    name: str
-    description: str
-    build: MethodBuilder
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register_method(
-    name: str, description: str
-) -> Callable[[MethodBuilder], MethodBuilder]:
-    """Decorator adding a method builder to :data:`METHODS`.
-
-    Args:
-        name (str): Registry key; must be new.
-        description (str): One-line description.
-
-    Returns:
-        Callable: The decorator, which returns the builder unchanged.
-
-    Raises:
-        ValueError: If ``name`` is already registered.
-    """
-    if name in METHODS:
-        raise ValueError(f"name: method {name!r} is already registered")
-
-    def decorator(build: MethodBuilder) -> MethodBuilder:
-        METHODS[name] = Method(name, description, build)
-        return build
-
-    return decorator
-
-
-@register_method("gradcam", "Grad-CAM (captum LayerGradCam, with ReLU)")
-def _gradcam(model: nn.Module, layer: nn.Module, n_steps: int) -> MapFunction:
-    explainer = LayerGradCam(model, layer)
-    return lambda inputs, target: explainer.attribute(
-        inputs, target=target, relu_attributions=True
-    )
-
-
-@register_method("igcam", "Integrated Grad-CAM, paper variant (defaults)")
-def _igcam(model: nn.Module, layer: nn.Module, n_steps: int) -> MapFunction:
-    explainer = IntegratedLayerGradCam(model, layer)
-    return lambda inputs, target: explainer.attribute(
-        inputs, target=target, n_steps=n_steps
-    )
-
-
-@register_method(
-    "igcam-notebook",
-    "Integrated Grad-CAM, authors' notebook (riemann_left, no baseline "
-    "subtraction, sum of steps)",
-)
-def _igcam_notebook(model: nn.Module, layer: nn.Module, n_steps: int) -> MapFunction:
-    explainer = IntegratedLayerGradCam(model, layer)
-
-    def maps(inputs: Tensor, target: Tensor) -> Tensor:
-        weighted = explainer.attribute(
-            inputs,
-            target=target,
-            n_steps=n_steps,
-            method="riemann_left",
-            subtract_baseline_activations=False,
-        )
-        return weighted * n_steps
-
-    return maps
-
-
-@register_method("layer-ig", "Layer Integrated Gradients, summed over channels")
-def _layer_ig(model: nn.Module, layer: nn.Module, n_steps: int) -> MapFunction:
-    explainer = LayerIntegratedGradients(model, layer)
-    return lambda inputs, target: explainer.attribute(
-        inputs, target=target, n_steps=n_steps
-    ).sum(dim=1, keepdim=True)
-
-
-@register_method("ig", "Integrated Gradients on the input, summed over colours")
-def _ig(model: nn.Module, layer: nn.Module, n_steps: int) -> MapFunction:
-    explainer = IntegratedGradients(model)
-    return lambda inputs, target: explainer.attribute(
-        inputs, target=target, n_steps=n_steps
-    ).sum(dim=1, keepdim=True)
 
 
 DEFAULT_METHODS = ("gradcam", "igcam", "igcam-notebook", "layer-ig", "ig")
@@ -284,7 +168,8 @@ def evaluate(
     layer_name = layer_name or bundle.layer_name
     layer = resolve_layer(bundle.model, layer_name)
     functions = {
-        name: METHODS[name].build(bundle.model, layer, n_steps) for name in methods
+        name: METHODS[name].build(bundle.model, layer, MethodSettings(n_steps=n_steps))
+        for name in methods
     }
     records = {name: MethodRecord() for name in methods}
     samples: Iterable[Sample] = dataset

@@ -11,7 +11,7 @@ import argparse
 import math
 from typing import Any
 
-from captum_igcam.cli import CLIError
+from captum_igcam.cli import CLIError, _options
 
 QUICK = {"n": 4, "steps": 10, "curve_steps": 10}
 DEFAULTS = {"n": 20, "steps": 20, "curve_steps": 20}
@@ -20,7 +20,8 @@ REFERENCE_METHOD = "gradcam"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``benchmark`` subcommand."""
-    from captum_igcam.evaluation import DEFAULT_METHODS, METHODS
+    from captum_igcam.evaluation import DEFAULT_METHODS
+    from captum_igcam.methods import METHODS
 
     listed = ", ".join(f"{m.name} ({m.description})" for m in METHODS.values())
     parser = subparsers.add_parser(
@@ -52,7 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", help="layer to explain (default: the model's)")
     parser.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
+        type=_options.method_list,
+        default=list(DEFAULT_METHODS),
         help=f"comma-separated methods; default: {','.join(DEFAULT_METHODS)}",
     )
     parser.add_argument(
@@ -102,13 +104,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--n", n), ("--steps", steps), ("--curve-steps", curve_steps)):
         if value < 1:
             raise CLIError(f"{flag}: expected a positive integer, got {value}")
-    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in evaluation.METHODS]
-    if unknown or not methods:
-        raise CLIError(
-            f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(evaluation.METHODS)}"
-        )
+    methods = args.methods
     try:
         class_map = read_class_map(args.class_map) if args.class_map else None
         bundle = load_model(args.model)

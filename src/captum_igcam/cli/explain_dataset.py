@@ -7,7 +7,7 @@ resumes an interrupted run. Under ``torchrun`` each process explains its own
 part of the images (gloo on CPU, NCCL with one GPU per process).
 
 The model, layer, target, baseline, step and method options are those of
-``captum-igcam explain``; the loop itself is
+``captum-igcam explain`` (:mod:`captum_igcam.cli._options`); the loop itself is
 :func:`captum_igcam.dataset_explainer.explain_dataset`.
 """
 
@@ -26,20 +26,9 @@ import numpy as np
 import torch
 
 from captum_igcam import dataset_explainer, models
-from captum_igcam.cli import CLIError, explain
+from captum_igcam.cli import CLIError, _options
+from captum_igcam.integrated_grad_cam import INTEGRATION_PATHS, IntegratedLayerGradCam
 
-#: Options of ``explain`` that this command shares, by destination name.
-SHARED_OPTIONS = (
-    "model",
-    "random_weights",
-    "layer",
-    "target",
-    "steps",
-    "method",
-    "baseline",
-    "batch_size",
-    "device",
-)
 #: ``--target`` value that takes each image's class from its class folder.
 FOLDER_TARGET = "folder"
 
@@ -63,11 +52,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="output folder"
     )
-    for action in _explain_actions(SHARED_OPTIONS):
-        parser._add_action(action)
+    _options.add_model_options(parser)
+    _options.add_attribution_options(parser)
+    parser.add_argument(
+        "--path",
+        choices=INTEGRATION_PATHS,
+        default="input",
+        help="input: the paper's path (default); layer: the fast layer-space "
+        "variant, which is not the paper's method",
+    )
     parser.add_argument(
         "--images-per-batch",
-        type=explain._positive_int("--images-per-batch"),
+        type=_options.positive_int("--images-per-batch"),
         default=8,
         metavar="N",
         help="images per DataLoader batch (default: 8)",
@@ -81,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--shard-size",
-        type=explain._positive_int("--shard-size"),
+        type=_options.positive_int("--shard-size"),
         default=256,
         metavar="N",
         help="images per shard file; an interrupted run loses at most one "
@@ -96,15 +92,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--no-progress", action="store_true", help="do not show a progress bar"
     )
     parser.set_defaults(func=run)
-
-
-def _explain_actions(destinations: tuple[str, ...]) -> list[argparse.Action]:
-    """The actions ``explain`` defines for ``destinations``, to register here."""
-    scratch = argparse.ArgumentParser(add_help=False).add_subparsers()
-    explain.add_parser(scratch)
-    (explain_parser,) = scratch.choices.values()
-    by_destination = {action.dest: action for action in explain_parser._actions}
-    return [by_destination[destination] for destination in destinations]
 
 
 def _worker_count(text: str) -> int:
@@ -136,25 +123,20 @@ class Preprocess:
     def __call__(self, image: Any) -> tuple[torch.Tensor, torch.Tensor]:
         photo = np.asarray(image)
         inputs = self.bundle.preprocess(photo)
-        baseline = explain._baseline_input(self.bundle, photo, self.baseline)
+        baseline = _options.baseline_input(self.bundle, photo, self.baseline)
         return inputs, baseline[0]
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``captum-igcam explain-dataset``; return 1 if any image failed, else 0."""
-    explain._check_device(args.device)
-    explain._prepare_output_folder(args.out)
+    _options.check_device(args.device)
+    _options.prepare_output_folder(args.out)
     try:
         keys = dataset_explainer.find_images(args.source)
     except ValueError as error:
         raise CLIError(str(error)) from error
     with _process_group(args.device) as device:
-        bundle = models.load_model(
-            args.model, str(device), pretrained=not args.random_weights
-        )
-        if args.layer is not None:
-            bundle = dataclasses.replace(bundle, layer_name=args.layer)
-        from captum_igcam import IntegratedLayerGradCam
+        bundle = _options.load_bundle(args, str(device))
 
         explainer = IntegratedLayerGradCam(bundle.model, bundle.layer())
         dataset = dataset_explainer.ImageFileDataset(
@@ -178,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 n_steps=args.steps,
                 method=args.method,
                 internal_batch_size=args.batch_size,
+                path=args.path,
                 batch_size=args.images_per_batch,
                 num_workers=args.workers,
                 shard_size=args.shard_size,
@@ -207,7 +190,7 @@ def _items(
 ) -> list[dataset_explainer.ImageItem]:
     """One item per key, with the class ``--target`` gives it."""
     if target != FOLDER_TARGET:
-        index = explain._parse_target(target, categories)
+        index = _options.parse_target(target, categories)
         fixed = dataset_explainer.PREDICTED if index is None else index
         return [dataset_explainer.ImageItem(key, fixed) for key in keys]
     classes: dict[str, int] = {}
@@ -221,7 +204,7 @@ def _items(
             )
         if folder not in classes:
             try:
-                classes[folder] = explain._parse_target(folder, categories)
+                classes[folder] = _options.parse_target(folder, categories)
             except CLIError as error:
                 raise CLIError(
                     f"--target {FOLDER_TARGET}: class folder {folder!r} names no "
