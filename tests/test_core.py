@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torchvision
@@ -407,3 +409,40 @@ def test_n_steps_one_is_fine_for_gauss_legendre(tiny_cnn):
         1,
     )
     _assert_close(result, expected)
+
+
+def test_signature_extends_layer_grad_cam_with_the_spec_defaults():
+    ours = inspect.signature(IntegratedLayerGradCam.attribute).parameters
+    theirs = inspect.signature(LayerGradCam.attribute).parameters
+    # LayerGradCam's parameters first, in its order, with its defaults.
+    assert list(ours)[: len(theirs)] == list(theirs)
+    for name, parameter in theirs.items():
+        assert ours[name].default == parameter.default, name
+    spec_defaults = {
+        "n_steps": 50,
+        "method": "gausslegendre",
+        "baselines": None,
+        "internal_batch_size": None,
+        "per_step_relu": True,
+        "subtract_baseline_activations": True,
+        "relu_attributions": False,
+        "attr_dim_summation": True,
+        "attribute_to_layer_input": False,
+        "grad_kwargs": None,
+    }
+    assert {name: ours[name].default for name in spec_defaults} == spec_defaults
+    assert list(inspect.signature(IntegratedLayerGradCam.__init__).parameters) == list(
+        inspect.signature(LayerGradCam.__init__).parameters
+    )
+    assert hasattr(IntegratedLayerGradCam.attribute, "__wrapped__")  # log_usage
+
+
+def test_positional_call_written_for_layer_grad_cam(tiny_cnn):
+    inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    igcam = IntegratedLayerGradCam(tiny_cnn, tiny_cnn.conv2)
+    positional = igcam.attribute(inputs, 1, None, False, True, False)
+    keywords = igcam.attribute(
+        inputs, target=1, relu_attributions=True, attr_dim_summation=False
+    )
+    assert positional.shape == (2, 4, 8, 8)
+    _assert_close(positional, keywords)

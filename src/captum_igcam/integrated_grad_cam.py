@@ -149,19 +149,23 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         inputs: Tensor | tuple[Tensor, ...],
         target: TargetType = None,
         additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = False,
+        attr_dim_summation: bool = True,
+        grad_kwargs: dict[str, Any] | None = None,
         baselines: BaselineType = None,
         n_steps: int = 50,
         method: str = "gausslegendre",
         internal_batch_size: int | None = None,
-        attribute_to_layer_input: bool = False,
-        relu_attributions: bool = False,
-        attr_dim_summation: bool = True,
         per_step_relu: bool = True,
         subtract_baseline_activations: bool = True,
-        grad_kwargs: dict[str, Any] | None = None,
         path: str = "input",
     ) -> Tensor | tuple[Tensor, ...]:
         r"""
+        The parameters of ``LayerGradCam.attribute`` come first, in its order,
+        so that calls written for it work unchanged; the path's parameters
+        follow.
+
         Args:
             inputs (Tensor or tuple[Tensor, ...]): Input for which attributions
                         are computed: a tensor, or a tuple of tensors for a
@@ -177,6 +181,20 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                         forward_func after the inputs, not attributed to. Tensors
                         among them are repeated along dimension 0 for the path
                         points, as in Captum's IntegratedGradients.
+                        Default: None
+            attribute_to_layer_input (bool, optional): Explain the layer's input
+                        instead of its output.
+                        Default: False
+            relu_attributions (bool, optional): Apply a ReLU to the final map,
+                        as ``LayerGradCam`` does with this flag.
+                        Default: False
+            attr_dim_summation (bool, optional): Sum over dimension 1
+                        (channels). With False, the per-channel maps are
+                        returned, masked by the per-step ReLU of the summed
+                        term, so that they add up to the summed map.
+                        Default: True
+            grad_kwargs (dict[str, Any], optional): Additional keyword
+                        arguments for ``torch.autograd.grad``.
                         Default: None
             baselines (scalar, Tensor, or tuple, optional): The path's start
                         ``x'``: a number, or a tensor that broadcasts to the
@@ -198,17 +216,6 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                         memory. The result does not depend on it. None
                         evaluates all path points in one pass.
                         Default: None
-            attribute_to_layer_input (bool, optional): Explain the layer's input
-                        instead of its output.
-                        Default: False
-            relu_attributions (bool, optional): Apply a ReLU to the final map,
-                        as ``LayerGradCam`` does with this flag.
-                        Default: False
-            attr_dim_summation (bool, optional): Sum over dimension 1
-                        (channels). With False, the per-channel maps are
-                        returned, masked by the per-step ReLU of the summed
-                        term, so that they add up to the summed map.
-                        Default: True
             per_step_relu (bool, optional): Apply the ReLU to each path point's
                         Grad-CAM term before integrating, as the paper does.
                         False integrates the signed term.
@@ -217,9 +224,6 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                         ``A(x_a) - A(x')`` as in the paper's figure; False uses
                         ``A(x_a)`` as the authors' notebook does.
                         Default: True
-            grad_kwargs (dict[str, Any], optional): Additional keyword
-                        arguments for ``torch.autograd.grad``.
-                        Default: None
             path (str, optional): ``"input"`` integrates along the straight
                         line from the baseline to the input, as the paper
                         does. ``"layer"`` is a faster variant that is *not*
