@@ -48,7 +48,14 @@ INFIDELITY_NOISE_STD = 0.1
 CAPTUM_PERTURBATIONS = 4
 
 
-DEFAULT_METHODS = ("gradcam", "igcam", "igcam-notebook", "layer-ig", "ig")
+DEFAULT_METHODS = (
+    "gradcam",
+    "igcam",
+    "igcam-notebook",
+    "igcam-layer",
+    "layer-ig",
+    "ig",
+)
 
 
 @dataclass
