@@ -30,22 +30,20 @@ from captum_igcam._layer_capture import GraphPolicy, capture_activations, run_fo
 INTEGRATION_PATHS = ("input", "layer")
 
 
-def interpolate_activations(
-    activations: tuple[Tensor, ...],
+def layer_path_points(
+    layer_tensors: tuple[Tensor, ...],
     baseline_activations: tuple[Tensor, ...],
+    input_activations: tuple[Tensor, ...],
     alphas: list[float],
 ) -> tuple[Tensor, ...]:
-    """Points ``A(x') + a (A(x) - A(x'))`` of the layer-space path, point major."""
-    for actual, base in zip(activations, baseline_activations):
-        if actual.shape != base.shape:
-            raise ValueError(
-                "path: 'layer' expected the layer's tensors for the whole batch "
-                f"in one call (shape {tuple(base.shape)}), got "
-                f"{tuple(actual.shape)}; DataParallel models need path='input'"
-            )
+    """Points ``A(x') + a (A(x) - A(x'))`` of the layer-space path, point major.
+
+    Replaces the layer's tensors in a forward pass (``layer_tensors``, which
+    only start the rest of the pass) by the path points of every example.
+    """
     return tuple(
         points_on_line(base, actual, alphas)
-        for actual, base in zip(activations, baseline_activations)
+        for actual, base in zip(input_activations, baseline_activations)
     )
 
 
@@ -227,16 +225,19 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             path (str, optional): ``"input"`` integrates along the straight
                         line from the baseline to the input, as the paper
                         does. ``"layer"`` is a faster variant that is *not*
-                        the paper's method: it runs the model up to the layer
-                        once for the input and once for the baseline, and
-                        integrates along the straight line between the two
-                        activations ``A(x') + a (A(x) - A(x'))``, so only the
-                        part of the network after the layer runs per path
-                        point. It needs a model whose part after the layer
+                        the paper's method: one forward pass gives the layer's
+                        activations for the input and the baseline, and the
+                        integral runs along the straight line between them,
+                        ``A(x') + a (A(x) - A(x'))``; each chunk of path
+                        points then runs the part of the network before the
+                        layer on a single example (on the whole batch when
+                        ``additional_forward_args`` are given, which are
+                        passed with one row per example) and the part after
+                        it on all points. It needs a layer called once per
+                        forward pass and a model whose part after the layer
                         follows the layer's batch size (true of Sequential
-                        CNNs such as torchvision's classifiers); tensors in
-                        ``additional_forward_args`` are passed with one row
-                        per example.
+                        CNNs such as torchvision's classifiers); otherwise a
+                        ValueError says so.
                         Default: ``"input"``
 
         Returns:
@@ -282,19 +283,31 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         additional_forward_args = _format_additional_forward_args(
             additional_forward_args
         )
+        capture = partial(
+            capture_activations,
+            self.forward_func,
+            self.layer,
+            attribute_to_layer_input=attribute_to_layer_input,
+            device_ids=self.device_ids,
+        )
+        input_activations = None
         with torch.no_grad():
-            baseline_activations = (
-                capture_activations(
-                    self.forward_func,
-                    self.layer,
-                    expanded_baselines,
-                    additional_forward_args,
-                    attribute_to_layer_input,
-                    self.device_ids,
+            if path == "layer":  # both ends of the path in one forward pass
+                ends = capture(
+                    tuple(
+                        torch.cat([base, inp])
+                        for inp, base in zip(formatted_inputs, expanded_baselines)
+                    ),
+                    _expand_additional_forward_args(additional_forward_args, 2),
                 )
-                if subtract_baseline_activations or path == "layer"
-                else None
-            )
+                baseline_activations = tuple(t[:num_examples] for t in ends)
+                input_activations = tuple(t[num_examples:] for t in ends)
+            elif subtract_baseline_activations:
+                baseline_activations = capture(
+                    expanded_baselines, additional_forward_args
+                )
+            else:
+                baseline_activations = None
         graph_policy = GraphPolicy()
         integration_kwargs = dict(
             inputs=formatted_inputs,
@@ -304,6 +317,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             method=method,
             n_examples=num_examples,
             baseline_activations=baseline_activations,
+            input_activations=input_activations,
             subtract_baseline_activations=subtract_baseline_activations,
             path=path,
             attribute_to_layer_input=attribute_to_layer_input,
@@ -345,6 +359,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         method: str,
         n_examples: int,
         baseline_activations: tuple[Tensor, ...] | None,
+        input_activations: tuple[Tensor, ...] | None,
         subtract_baseline_activations: bool,
         path: str,
         attribute_to_layer_input: bool,
@@ -369,10 +384,16 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             )
             transform = None
         else:
-            forward_inputs, forward_args = inputs, additional_forward_args
+            # The part before the layer only has to reach the layer: one
+            # example does, unless extra arguments tie it to the whole batch.
+            forward_args = additional_forward_args
+            forward_inputs = (
+                tuple(inp[:1] for inp in inputs) if forward_args is None else inputs
+            )
             transform = partial(
-                interpolate_activations,
+                layer_path_points,
                 baseline_activations=baseline_activations,
+                input_activations=input_activations,
                 alphas=alphas,
             )
         try:
@@ -391,6 +412,11 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                 raise
             hint = _layer_path_hint(f"the forward pass failed: {error}")
             raise ValueError(hint) from error
+        if path == "layer" and graph_policy.layer_calls > 1:
+            raise ValueError(
+                "path: 'layer' needs a layer that runs once per forward pass, got "
+                f"{graph_policy.layer_calls} calls; use path='input'"
+            )
         if path == "layer" and output.shape[0] != n_steps * n_examples:
             raise ValueError(
                 _layer_path_hint(
