@@ -188,3 +188,38 @@ def test_unknown_path_is_refused():
         IntegratedLayerGradCam(model, model.conv2).attribute(
             torch.randn(1, 3, 8, 8, dtype=torch.float64), target=0, path="latent"
         )
+
+
+def test_layer_path_refuses_a_layer_called_twice():
+    model = SharedBlockNet().double().eval()
+    with pytest.raises(ValueError, match="path: 'layer' needs a layer that runs once"):
+        IntegratedLayerGradCam(model, model.conv2).attribute(
+            torch.randn(2, 3, 8, 8, dtype=torch.float64),
+            target=0,
+            n_steps=3,
+            path="layer",
+        )
+
+
+class ScaledLogits(TinyCNN):
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * scale
+
+
+def test_layer_path_with_additional_forward_args_runs_the_whole_batch():
+    model = ScaledLogits().double().eval()
+    inputs = torch.randn(1, 3, 8, 8, dtype=torch.float64)
+    scale = torch.tensor([[2.0]], dtype=torch.float64)
+    igcam = IntegratedLayerGradCam(model, model.conv2)
+    scaled = igcam.attribute(
+        inputs, target=1, n_steps=4, path="layer", additional_forward_args=scale
+    )
+    unscaled = igcam.attribute(
+        inputs,
+        target=1,
+        n_steps=4,
+        path="layer",
+        additional_forward_args=torch.ones_like(scale),
+    )
+    # The score is scaled by 2, so are its gradients and the map.
+    _assert_close(scaled, 2 * unscaled)
