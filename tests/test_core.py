@@ -9,6 +9,7 @@ import torch
 import torchvision
 from captum.attr import LayerAttribution, LayerGradCam, NoiseTunnel
 from reference import naive_integrated_grad_cam, quadrature
+from tolerances import assert_close_to
 from torch import nn
 
 from captum_igcam import IntegratedLayerGradCam
@@ -27,12 +28,6 @@ def _build(name: str) -> tuple[nn.Module, nn.Module]:
     factory, layer_name = ARCHITECTURES[name]
     model = factory(weights=None).double().eval()
     return model, model.get_submodule(layer_name)
-
-
-def _assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    assert actual.shape == expected.shape
-    scale = expected.abs().max().clamp(min=1e-12)
-    assert (actual - expected).abs().max() / scale < 1e-7
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -56,7 +51,7 @@ def test_matches_naive_reference_on_torchvision_models(arch: str, method: str):
         method,
         5,
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 @pytest.mark.parametrize("method", ["riemann_left", "riemann_middle"])
@@ -87,7 +82,7 @@ def test_matches_reference_for_every_switch(
         per_step_relu=per_step_relu,
         subtract_baseline_activations=subtract,
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 def test_default_baseline_is_zero_and_default_method_gausslegendre(tiny_cnn):
@@ -104,7 +99,7 @@ def test_default_baseline_is_zero_and_default_method_gausslegendre(tiny_cnn):
         "gausslegendre",
         7,
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 def test_notebook_variant_equals_summed_per_step_grad_cam_maps(tiny_cnn):
@@ -123,7 +118,7 @@ def test_notebook_variant_equals_summed_per_step_grad_cam_maps(tiny_cnn):
         grad_cam.attribute(m / n_steps * inputs, target=2, relu_attributions=True)
         for m in range(n_steps)
     )
-    _assert_close(notebook, expected)
+    assert_close_to(notebook, expected)
 
 
 @pytest.mark.parametrize("method", ["riemann_right", "riemann_trapezoid"])
@@ -145,7 +140,7 @@ def test_signed_variant_is_weighted_average_of_layer_grad_cam(tiny_cnn, method):
         w * grad_cam.attribute(baselines + a * (inputs - baselines), target=[1, 3])
         for a, w in zip(alphas, weights)
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 @pytest.mark.parametrize("per_step_relu", [True, False])
@@ -156,7 +151,7 @@ def test_per_channel_maps_sum_to_summed_map(tiny_cnn, per_step_relu):
     summed = igcam.attribute(inputs, **kwargs)
     per_channel = igcam.attribute(inputs, attr_dim_summation=False, **kwargs)
     assert per_channel.shape == (2, 4, 8, 8)
-    _assert_close(per_channel.sum(dim=1, keepdim=True), summed)
+    assert_close_to(per_channel.sum(dim=1, keepdim=True), summed)
 
 
 def test_relu_attributions_clips_the_signed_map(tiny_cnn):
@@ -167,7 +162,7 @@ def test_relu_attributions_clips_the_signed_map(tiny_cnn):
         inputs, target=0, n_steps=5, per_step_relu=False, relu_attributions=True
     )
     assert (signed < 0).any()
-    _assert_close(clipped, signed.clamp(min=0))
+    assert_close_to(clipped, signed.clamp(min=0))
 
 
 def test_batched_equals_per_example_and_any_internal_batch_size(tiny_cnn):
@@ -181,13 +176,13 @@ def test_batched_equals_per_example_and_any_internal_batch_size(tiny_cnn):
             for i, t in enumerate(targets)
         ]
     )
-    _assert_close(batched, one_by_one)
+    assert_close_to(batched, one_by_one)
     for size in (1, 3, 4, 11, 21, 100):
         with pytest.warns(UserWarning) if size < 3 else _no_warning():
             chunked = igcam.attribute(
                 inputs, target=targets, n_steps=7, internal_batch_size=size
             )
-        _assert_close(chunked, batched)
+        assert_close_to(chunked, batched)
 
 
 class _no_warning:
@@ -240,7 +235,7 @@ def test_multi_input_model_with_additional_forward_args():
         5,
         extra_args=(scale, True),
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 class SplitLayer(nn.Module):
@@ -283,7 +278,7 @@ def test_layer_with_tuple_output_gives_tuple_of_maps():
             4,
             tensor_index=index,
         )
-        _assert_close(result[index], expected)
+        assert_close_to(result[index], expected)
 
 
 def test_attribute_to_layer_input(tiny_cnn):
@@ -301,7 +296,7 @@ def test_attribute_to_layer_input(tiny_cnn):
         5,
         to_layer_input=True,
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 def test_layer_without_spatial_dims_uses_gradient_as_weight(tiny_cnn):
@@ -320,7 +315,7 @@ def test_layer_without_spatial_dims_uses_gradient_as_weight(tiny_cnn):
         0.25 * grad_cam.attribute(m / 4 * inputs, target=0) for m in range(1, 5)
     )
     assert result.shape == (2, 1)
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 def test_noise_tunnel_and_interpolate_compose(tiny_cnn):
@@ -331,7 +326,7 @@ def test_noise_tunnel_and_interpolate_compose(tiny_cnn):
     noiseless = tunnel.attribute(
         inputs, nt_type="smoothgrad", nt_samples=3, stdevs=0.0, target=1, n_steps=4
     )
-    _assert_close(noiseless, plain)
+    assert_close_to(noiseless, plain)
     smoothed = tunnel.attribute(
         inputs, nt_type="smoothgrad", nt_samples=3, stdevs=0.5, target=1, n_steps=4
     )
@@ -408,7 +403,7 @@ def test_n_steps_one_is_fine_for_gauss_legendre(tiny_cnn):
         "gausslegendre",
         1,
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 def test_signature_extends_layer_grad_cam_with_the_spec_defaults():
@@ -445,4 +440,4 @@ def test_positional_call_written_for_layer_grad_cam(tiny_cnn):
         inputs, target=1, relu_attributions=True, attr_dim_summation=False
     )
     assert positional.shape == (2, 4, 8, 8)
-    _assert_close(positional, keywords)
+    assert_close_to(positional, keywords)

@@ -7,15 +7,10 @@ import torch
 import torchvision
 from conftest import TinyCNN
 from reference import naive_integrated_grad_cam, naive_layer_path_grad_cam
+from tolerances import assert_close_to
 from torch import nn
 
 from captum_igcam import IntegratedLayerGradCam
-
-
-def _assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    assert actual.shape == expected.shape
-    scale = expected.abs().max().clamp(min=1e-12)
-    assert (actual - expected).abs().max() / scale < 1e-7
 
 
 class _ForwardCounter:
@@ -82,7 +77,7 @@ def test_model_that_switches_grad_mode_falls_back_and_stays_exact():
         "gausslegendre",
         6,
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 def test_layer_called_twice_falls_back_and_attributes_the_last_call():
@@ -100,7 +95,7 @@ def test_layer_called_twice_falls_back_and_attributes_the_last_call():
         "gausslegendre",
         4,
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 def test_data_parallel_wrapper_gives_the_same_maps():
@@ -113,7 +108,7 @@ def test_data_parallel_wrapper_gives_the_same_maps():
     wrapped = IntegratedLayerGradCam(parallel, model.conv2).attribute(
         inputs, target=2, n_steps=5, internal_batch_size=4
     )
-    _assert_close(wrapped, plain)
+    assert_close_to(wrapped, plain)
 
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_right"])
@@ -133,7 +128,7 @@ def test_layer_path_matches_its_naive_reference(method):
     expected = naive_layer_path_grad_cam(
         model, model.layer4, inputs, baselines, [5, 9], method, 5
     )
-    _assert_close(result, expected)
+    assert_close_to(result, expected)
 
 
 def test_layer_path_runs_the_prefix_once_per_chunk():
@@ -222,4 +217,4 @@ def test_layer_path_with_additional_forward_args_runs_the_whole_batch():
         additional_forward_args=torch.ones_like(scale),
     )
     # The score is scaled by 2, so are its gradients and the map.
-    _assert_close(scaled, 2 * unscaled)
+    assert_close_to(scaled, 2 * unscaled)
