@@ -1,4 +1,4 @@
-"""Tests for captum_igcam._atomic: interrupted writes leave no partial files."""
+"""Tests for captum_igcam.app._atomic: interrupted writes leave no partial files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from captum_igcam import _atomic
+from captum_igcam.app import _atomic
 
 
 def test_writes_replace_existing_files(tmp_path):

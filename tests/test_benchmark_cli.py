@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from captum_igcam import evaluation, methods
+from captum_igcam import evaluation
+from captum_igcam.app import methods
 from captum_igcam.cli import main
 
 METRIC_KEYS = (

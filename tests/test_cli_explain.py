@@ -239,8 +239,8 @@ def test_other_methods_and_baselines(run_cli, photos, tmp_path):
 
 
 def test_baseline_inputs():
+    from captum_igcam.app.models import load_model
     from captum_igcam.cli._options import baseline_input
-    from captum_igcam.models import load_model
 
     bundle = load_model()
     photo = data.coffee()

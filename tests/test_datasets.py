@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from captum_igcam import datasets
-from captum_igcam.models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
+from captum_igcam.app.models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
+from captum_igcam.evaluation import datasets
 
 VOC_OBJECT = """
   <object><name>{name}</name><difficult>{difficult}</difficult>

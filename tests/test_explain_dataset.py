@@ -20,9 +20,11 @@ import pytest
 import torch
 from PIL import Image
 
-from captum_igcam import IntegratedLayerGradCam, io, models
+from captum_igcam import IntegratedLayerGradCam
+from captum_igcam.app import models
 from captum_igcam.cli import main
-from captum_igcam.dataset_explainer import find_images
+from captum_igcam.dataset_job import maps_io as io
+from captum_igcam.dataset_job.explainer import find_images
 
 MODEL = "igcam_tinynet:build"
 KILL_SWITCH = "IGCAM_TINYNET_KILL_WHEN_EXISTS"

@@ -1,4 +1,4 @@
-"""Tests for captum_igcam.images: bundled photos and image files."""
+"""Tests for captum_igcam.app.images: bundled photos and image files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captum_igcam.images import ImageLoadError, bundled_images, load_image
+from captum_igcam.app.images import ImageLoadError, bundled_images, load_image
 
 
 def test_bundled_images_are_rgb_uint8_photos():

@@ -8,7 +8,7 @@ from captum.attr import LayerGradCam
 from conftest import TinyCNN
 
 from captum_igcam import IntegratedLayerGradCam
-from captum_igcam.methods import METHODS, MethodSettings, register_method
+from captum_igcam.app.methods import METHODS, MethodSettings, register_method
 
 
 @pytest.fixture

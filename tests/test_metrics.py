@@ -8,7 +8,7 @@ import pytest
 import torch
 from captum.metrics import infidelity, sensitivity_max
 
-from captum_igcam import metrics
+from captum_igcam.evaluation import metrics
 
 SIZE = (100, 100)
 # Columns 20..49 and rows 20..89: the last column inside is 49.

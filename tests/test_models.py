@@ -1,4 +1,4 @@
-"""Tests for captum_igcam.models: the embedded model, torchvision and user models."""
+"""Tests for captum_igcam.app.models: embedded, torchvision and user models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from captum_igcam import models
+from captum_igcam.app import models
 
 TINY_MODEL_SOURCE = textwrap.dedent(
     """

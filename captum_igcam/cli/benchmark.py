@@ -20,8 +20,8 @@ REFERENCE_METHOD = "gradcam"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``benchmark`` subcommand."""
+    from captum_igcam.app.methods import METHODS
     from captum_igcam.evaluation import DEFAULT_METHODS
-    from captum_igcam.methods import METHODS
 
     listed = ", ".join(f"{m.name} ({m.description})" for m in METHODS.values())
     parser = subparsers.add_parser(
@@ -92,8 +92,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by parsed arguments."""
     from captum_igcam import evaluation
-    from captum_igcam.datasets import load_dataset, read_class_map
-    from captum_igcam.models import load_model
+    from captum_igcam.app.models import load_model
+    from captum_igcam.evaluation.datasets import load_dataset, read_class_map
 
     preset = QUICK if args.quick else DEFAULTS
     n = preset["n"] if args.n is None else args.n
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     differences = _differences(result, evaluation)
     print(_report(result, summary, differences))
     if args.json:
-        from captum_igcam._atomic import atomic_write_json
+        from captum_igcam.app._atomic import atomic_write_json
 
         atomic_write_json(args.json, _to_json(result, summary, differences))
     return 0

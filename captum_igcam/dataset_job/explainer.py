@@ -3,7 +3,8 @@
 :func:`explain_dataset` streams an :class:`ImageFileDataset` through a
 ``torch.utils.data.DataLoader``, explains each batch with an
 :class:`~captum_igcam.IntegratedLayerGradCam`, and writes the maps in shards
-of ``shard_size`` images (the format is described in :mod:`captum_igcam.io`).
+of ``shard_size`` images (the format is described in
+:mod:`captum_igcam.dataset_job.maps_io`).
 
 Resuming: after every shard, the rank's index is rewritten atomically, so an
 interrupted run loses at most the shard in progress, and a new run skips the
@@ -36,16 +37,17 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from captum_igcam import _atomic, _validation
-from captum_igcam.images import ImageLoadError, load_image
-from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
-from captum_igcam.io import (
+from captum_igcam import _validation
+from captum_igcam.app import _atomic
+from captum_igcam.app.images import ImageLoadError, load_image
+from captum_igcam.dataset_job.maps_io import (
     INDEX_FORMAT,
     MERGED_INDEX_NAME,
     SHARD_FOLDER,
     rank_index_name,
     read_index,
 )
+from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
 
 #: ``ImageItem.target`` meaning "explain the model's top-1 class".
 PREDICTED = -1

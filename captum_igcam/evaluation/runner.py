@@ -1,8 +1,8 @@
 """Compare attribution methods on a data set: the loop and the statistics.
 
-:func:`evaluate` runs methods of :data:`captum_igcam.methods.METHODS` on
-every sample of a :class:`~captum_igcam.datasets.Dataset` and records
-per-image metric values (:mod:`captum_igcam.metrics`); :func:`summarize`
+:func:`evaluate` runs methods of :data:`captum_igcam.app.methods.METHODS` on
+every sample of a :class:`~captum_igcam.evaluation.datasets.Dataset` and records
+per-image metric values (:mod:`captum_igcam.evaluation.metrics`); :func:`summarize`
 turns them into means with bootstrap 95% confidence intervals, and
 :func:`compare` gives the paired difference between two methods on the same
 images."""
@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from captum.metrics import infidelity, sensitivity_max
 
-from captum_igcam import metrics
-from captum_igcam.datasets import Dataset, Sample
-from captum_igcam.methods import METHODS, MapFunction, MethodSettings
-from captum_igcam.models import ModelBundle, resolve_layer
+from captum_igcam.app.methods import METHODS, MapFunction, MethodSettings
+from captum_igcam.app.models import ModelBundle, resolve_layer
+from captum_igcam.evaluation import metrics
+from captum_igcam.evaluation.datasets import Dataset, Sample
 
 LOCALISATION_METRICS = ("pointing_game", "ebpg")
 FAITHFULNESS_METRICS = (
@@ -287,7 +287,7 @@ def summarize(
     Images (annotated objects, for the localisation metrics) are resampled
     with replacement ``n_resamples`` times; on each resample the pointing
     game is recomputed as the mean over classes of the hit rate
-    (:func:`~captum_igcam.metrics.pointing_game_accuracy`), the other metrics
+    (:func:`~captum_igcam.evaluation.metrics.pointing_game_accuracy`), the other metrics
     as plain means.
 
     Args:

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 
-from captum_igcam import models
+from captum_igcam.app import models
+from captum_igcam.app.methods import METHODS, MethodSettings
 from captum_igcam.cli import CLIError
-from captum_igcam.methods import METHODS, MethodSettings
 
 BASELINES = ("black", "blur", "mean")
 

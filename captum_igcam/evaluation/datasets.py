@@ -15,7 +15,7 @@ One interface, three sources, chosen by a spec string (see :func:`load_dataset`)
   metrics only.
 
 Boxes are ``(x_min, y_min, x_max, y_max)`` in the image's own pixels,
-half-open (the convention of :mod:`captum_igcam.metrics`).
+half-open (the convention of :mod:`captum_igcam.evaluation.metrics`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captum_igcam.images import load_image
-from captum_igcam.models import ModelBundle
+from captum_igcam.app.images import load_image
+from captum_igcam.app.models import ModelBundle
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DATASET_KINDS = ("composites", "voc:PATH", "folder:PATH")

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from captum_igcam import _atomic, images, maps, models
+from captum_igcam import maps
+from captum_igcam.app import _atomic, images, models
+from captum_igcam.app.methods import METHODS, MapFunction
 from captum_igcam.cli import _options
-from captum_igcam.methods import METHODS, MapFunction
 
 DEFAULT_METHODS = "gradcam,igcam"
 FIGURE_DPI = 90

@@ -2,13 +2,13 @@
 
 Explains every image of SOURCE (an image folder, searched recursively, or a
 VOC-format directory) and writes the maps in shards under ``--out``, with an
-index that :func:`captum_igcam.io.open_maps` reads. Re-running the command
-resumes an interrupted run. Under ``torchrun`` each process explains its own
+index that :func:`captum_igcam.dataset_job.maps_io.open_maps` reads. Re-running the
+command resumes an interrupted run. Under ``torchrun`` each process explains its own
 part of the images (gloo on CPU, NCCL with one GPU per process).
 
 The model, layer, target, baseline, step and method options are those of
 ``captum-igcam explain`` (:mod:`captum_igcam.cli._options`); the loop itself is
-:func:`captum_igcam.dataset_explainer.explain_dataset`.
+:func:`captum_igcam.dataset_job.explainer.explain_dataset`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from captum_igcam import dataset_explainer, models
+from captum_igcam.app import models
 from captum_igcam.cli import CLIError, _options
+from captum_igcam.dataset_job import explainer as dataset_job
 from captum_igcam.integrated_grad_cam import INTEGRATION_PATHS, IntegratedLayerGradCam
 
 #: ``--target`` value that takes each image's class from its class folder.
@@ -132,14 +133,14 @@ def run(args: argparse.Namespace) -> int:
     _options.check_device(args.device)
     _options.prepare_output_folder(args.out)
     try:
-        keys = dataset_explainer.find_images(args.source)
+        keys = dataset_job.find_images(args.source)
     except ValueError as error:
         raise CLIError(str(error)) from error
     with _process_group(args.device) as device:
         bundle = _options.load_bundle(args, str(device))
 
         explainer = IntegratedLayerGradCam(bundle.model, bundle.layer())
-        dataset = dataset_explainer.ImageFileDataset(
+        dataset = dataset_job.ImageFileDataset(
             args.source,
             _items(keys, args.target, bundle.categories),
             Preprocess.for_model(bundle, args.baseline),
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             "target": args.target,
         }
         try:
-            summary = dataset_explainer.explain_dataset(
+            summary = dataset_job.explain_dataset(
                 explainer,
                 dataset,
                 args.out,
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
                 device=device,
                 progress=not args.no_progress,
             )
-        except dataset_explainer.OutputMismatchError as error:
+        except dataset_job.OutputMismatchError as error:
             raise CLIError(f"{error} (--overwrite)") from error
     for key, message in summary.failed:
         print(f"captum-igcam: error: {key}: {message}", file=sys.stderr)
@@ -187,12 +188,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _items(
     keys: list[str], target: str, categories: list[str]
-) -> list[dataset_explainer.ImageItem]:
+) -> list[dataset_job.ImageItem]:
     """One item per key, with the class ``--target`` gives it."""
     if target != FOLDER_TARGET:
         index = _options.parse_target(target, categories)
-        fixed = dataset_explainer.PREDICTED if index is None else index
-        return [dataset_explainer.ImageItem(key, fixed) for key in keys]
+        fixed = dataset_job.PREDICTED if index is None else index
+        return [dataset_job.ImageItem(key, fixed) for key in keys]
     classes: dict[str, int] = {}
     items = []
     for key in keys:
@@ -210,7 +211,7 @@ def _items(
                     f"--target {FOLDER_TARGET}: class folder {folder!r} names no "
                     f"class of the model ({error})"
                 ) from error
-        items.append(dataset_explainer.ImageItem(key, classes[folder]))
+        items.append(dataset_job.ImageItem(key, classes[folder]))
     return items
 
 
