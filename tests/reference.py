@@ -39,7 +39,7 @@ def quadrature(method: str, n_steps: int) -> tuple[list[float], list[float]]:
 
 @dataclass(frozen=True)
 class TokenLayout:
-    """ViT tokens ``(T, C)``: ``prefix`` special tokens, then h x w patches, row-major."""
+    """ViT tokens ``(T, C)``: ``prefix`` special tokens, then h x w patches."""
 
     prefix: int
     height: int
