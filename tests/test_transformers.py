@@ -8,11 +8,15 @@ written out position by position.
 from __future__ import annotations
 
 import inspect
+import json
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import LayerGradCam
+from PIL import Image
 from reference import CHANNELS_LAST, TokenLayout, naive_integrated_grad_cam
+from skimage import data
 from tolerances import assert_close_to
 from torch import nn
 from torchvision.models import SwinTransformer, VisionTransformer, swin_t, vit_b_16
@@ -21,8 +25,11 @@ from captum_igcam import (
     IntegratedLayerGradCam,
     ReshapedLayerGradCam,
     channels_last_grid,
+    cli,
     vit_tokens,
 )
+from captum_igcam.app import models
+from captum_igcam.app.transformers import TransformerLayer, transformer_layer
 
 APPROXIMATION_METHODS = (
     "riemann_left",
@@ -392,3 +399,86 @@ def test_timm_transformers_match_reference(case):
         inputs, target=TARGETS, reshape_transform=reshape
     )
     assert grad_cam.shape == (2, 1, 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "reshape"),
+    [
+        ("vit_b_16", "encoder.layers.encoder_layer_11.ln_1", vit_tokens()),
+        ("swin_t", "norm", channels_last_grid()),
+    ],
+)
+def test_load_model_picks_the_transformer_layer_and_reshape(name, layer, reshape):
+    bundle = models.load_model(name, pretrained=False)
+    assert (bundle.layer_name, bundle.reshape_transform) == (layer, reshape)
+    assert bundle.input_size == 224
+    if name == "vit_b_16":  # torchvision's zero head is drawn at random
+        assert bundle.model.heads.head.weight.abs().min() > 0
+
+
+def test_user_transformers_get_their_layer_too():
+    vit = small_vit()
+    found = transformer_layer(vit)
+    assert found == TransformerLayer(
+        "encoder.layers.encoder_layer_1.ln_1", vit_tokens()
+    )
+    assert transformer_layer(small_swin()).name == "norm"
+    assert transformer_layer(nn.Sequential(nn.Linear(2, 2))) is None
+
+
+def test_timm_transformers_get_their_layer():
+    cases = _timm_cases()
+    vit, deit, swin = (cases[name][0] for name in ("vit", "deit-distilled", "swin"))
+    assert transformer_layer(vit) == TransformerLayer("blocks.1.norm1", vit_tokens())
+    assert transformer_layer(deit) == TransformerLayer(
+        "blocks.1.norm1", vit_tokens(extra_prefix_tokens=1)
+    )
+    assert transformer_layer(swin) == TransformerLayer("norm", channels_last_grid())
+
+
+def test_grad_cam_at_swin_norm_is_cam():
+    # The head averages ``norm`` over positions, so the gradient is the same
+    # at every position and the Grad-CAM map sums to the logit minus the bias.
+    swin = small_swin()
+    inputs = _images()
+    grad_cam = ReshapedLayerGradCam(swin, swin.norm).attribute(
+        inputs, target=TARGETS, reshape_transform=channels_last_grid()
+    )
+    with torch.no_grad():
+        logits = swin(inputs)[[0, 1], TARGETS]
+    expected = logits - swin.head.bias[TARGETS]
+    assert torch.allclose(grad_cam.sum(dim=(1, 2, 3)), expected, atol=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "grid"), [("vit_b_16", 14), ("swin_t", 7)])
+def test_cli_explains_random_weight_transformers(name, grid, tmp_path):
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(photo)
+    out = tmp_path / "out"
+    methods = ("gradcam", "igcam", "layer-ig")
+    status = cli.main(
+        [
+            "explain",
+            str(photo),
+            "--model",
+            name,
+            "--random-weights",
+            "--steps",
+            "2",
+            "--methods",
+            ",".join(methods),
+            "--out",
+            str(out),
+        ]
+    )
+    assert status == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["model"] == name
+    assert summary["layer"] == models.load_model(name, pretrained=False).layer_name
+    for method in methods:
+        layer_map = np.load(out / f"chelsea_{method}_layer.npy")
+        assert layer_map.shape == (grid, grid)
+        assert np.isfinite(layer_map).all() and np.abs(layer_map).max() > 0
+        upsampled = np.load(out / f"chelsea_{method}_upsampled.npy")
+        assert upsampled.shape == data.chelsea().shape[:2]
