@@ -113,19 +113,30 @@ def _reference(model, layer, layout, inputs, targets, **options) -> torch.Tensor
     )
 
 
+def _assert_matches_reference(
+    model, layer, reshape, layout, inputs, targets, **options
+) -> torch.Tensor:
+    """IntegratedLayerGradCam with ``options`` against the reference; returns it."""
+    expected = _reference(model, layer, layout, inputs, targets, **options)
+    assert expected.abs().max() > 0
+    actual = IntegratedLayerGradCam(model, layer).attribute(
+        inputs, target=targets, reshape_transform=reshape, **options
+    )
+    assert_close_to(actual, expected)
+    return expected
+
+
 @pytest.mark.parametrize("method", APPROXIMATION_METHODS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_reference_batched_chunked_and_one_by_one(case, method):
     model, layer, reshape, layout = _case(case)
     inputs = _images()
-    expected = _reference(
-        model, layer, layout, inputs, TARGETS, method=method, n_steps=6
+    expected = _assert_matches_reference(
+        model, layer, reshape, layout, inputs, TARGETS, method=method, n_steps=6
     )
     assert expected.shape == (2, 1, 4, 4)
-    assert expected.abs().max() > 0
     igcam = IntegratedLayerGradCam(model, layer)
     options = dict(n_steps=6, method=method, reshape_transform=reshape)
-    assert_close_to(igcam.attribute(inputs, target=TARGETS, **options), expected)
     chunked = igcam.attribute(inputs, target=TARGETS, internal_batch_size=5, **options)
     assert_close_to(chunked, expected)
     for example, target in enumerate(TARGETS):
@@ -146,27 +157,17 @@ def test_matches_reference_batched_chunked_and_one_by_one(case, method):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_reference_for_every_switch(case, switches):
     model, layer, reshape, layout = _case(case)
-    inputs = _images()
-    expected = _reference(
+    _assert_matches_reference(
         model,
         layer,
+        reshape,
         layout,
-        inputs,
+        _images(),
         TARGETS,
         method="riemann_middle",
         n_steps=5,
         **switches,
     )
-    igcam = IntegratedLayerGradCam(model, layer)
-    actual = igcam.attribute(
-        inputs,
-        target=TARGETS,
-        n_steps=5,
-        method="riemann_middle",
-        reshape_transform=reshape,
-        **switches,
-    )
-    assert_close_to(actual, expected)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -330,15 +331,11 @@ def test_full_size_torchvision_transformers_match_reference(arch):
         layer, reshape, layout = model.norm, channels_last_grid(), CHANNELS_LAST
     model = model.double().eval()
     inputs = _images(n=1, size=224)
-    expected = _reference(
-        model, layer, layout, inputs, [7], method="gausslegendre", n_steps=2
+    expected = _assert_matches_reference(
+        model, layer, reshape, layout, inputs, [7], method="gausslegendre", n_steps=2
     )
     grid = (14, 14) if arch == "vit_b_16" else (7, 7)
     assert expected.shape == (1, 1, *grid)
-    actual = IntegratedLayerGradCam(model, layer).attribute(
-        inputs, target=7, n_steps=2, reshape_transform=reshape
-    )
-    assert_close_to(actual, expected)
 
 
 def _timm_cases():
@@ -382,19 +379,16 @@ def test_timm_transformers_match_reference(case):
     model, layer, reshape, layout = _timm_cases()[case]
     model = model.double().eval()
     inputs = _images()
-    expected = _reference(
-        model, layer, layout, inputs, TARGETS, method="riemann_trapezoid", n_steps=5
-    )
-    assert expected.abs().max() > 0
-    igcam = IntegratedLayerGradCam(model, layer)
-    actual = igcam.attribute(
+    _assert_matches_reference(
+        model,
+        layer,
+        reshape,
+        layout,
         inputs,
-        target=TARGETS,
-        n_steps=5,
+        TARGETS,
         method="riemann_trapezoid",
-        reshape_transform=reshape,
+        n_steps=5,
     )
-    assert_close_to(actual, expected)
     grad_cam = ReshapedLayerGradCam(model, layer).attribute(
         inputs, target=TARGETS, reshape_transform=reshape
     )
