@@ -306,6 +306,8 @@ def test_bad_reshape_transforms_get_clear_errors():
             ValueError, match="reshape_transform: expected it to return"
         ):
             explainer.attribute(inputs, target=0, reshape_transform=lambda t: None)
+    for module in vit.modules():  # the model is left as it was
+        assert not module._forward_hooks and not module._forward_pre_hooks
 
 
 def test_reshape_changes_nothing_for_cnns(tiny_cnn):
