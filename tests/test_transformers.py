@@ -30,6 +30,7 @@ from captum_igcam import (
 )
 from captum_igcam.app import models
 from captum_igcam.app.transformers import TransformerLayer, transformer_layer
+from captum_igcam.dataset_job import maps_io
 
 APPROXIMATION_METHODS = (
     "riemann_left",
@@ -478,3 +479,50 @@ def test_cli_explains_random_weight_transformers(name, grid, tmp_path):
         assert np.isfinite(layer_map).all() and np.abs(layer_map).max() > 0
         upsampled = np.load(out / f"chelsea_{method}_upsampled.npy")
         assert upsampled.shape == data.chelsea().shape[:2]
+
+
+TINY_SWIN_MODULE = """
+import torch
+from torchvision.models import SwinTransformer
+
+
+def build():
+    torch.manual_seed(0)
+    return SwinTransformer(
+        patch_size=[32, 32], embed_dim=8, depths=[2], num_heads=[1],
+        window_size=[7, 7], num_classes=3,
+    )
+"""
+
+
+def test_explain_dataset_reads_a_swin_through_its_reshape(tmp_path, monkeypatch):
+    (tmp_path / "igcam_tinyswin.py").write_text(TINY_SWIN_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = np.ascontiguousarray(data.astronaut()[::8, ::8])
+    Image.fromarray(photo).save(images / "astronaut.png")
+    out = tmp_path / "maps"
+    model = "igcam_tinyswin:build"
+    arguments = ["--model", model, "--steps", "2", "--out", str(out)]
+    assert cli.main(["explain-dataset", str(images), *arguments, "--no-progress"]) == 0
+
+    bundle = models.load_model(model)
+    assert (bundle.layer_name, bundle.reshape_transform) == (
+        "norm",
+        channels_last_grid(),
+    )
+    inputs = bundle.preprocess(photo).unsqueeze(0)
+    black = bundle.preprocess(np.zeros_like(photo)).unsqueeze(0)
+    with torch.no_grad():
+        target = int(bundle.model(inputs).argmax())
+    direct = IntegratedLayerGradCam(bundle.model, bundle.layer()).attribute(
+        inputs,
+        target=target,
+        baselines=black,
+        n_steps=2,
+        reshape_transform=channels_last_grid(),
+    )
+    stored = maps_io.open_maps(out)["astronaut.png"]
+    assert stored.shape == (1, 7, 7)
+    assert_close_to(stored, direct[0], tolerance=1e-4)
