@@ -268,3 +268,41 @@ def test_layer_space_with_a_tensor_in_additional_forward_args():
         extra_args=(scale,),
     )
     assert_close_to(result, expected)
+
+
+class _MemoryFormats:
+    """Records whether the tensors entering some modules are channels_last."""
+
+    def __init__(self, *modules: nn.Module) -> None:
+        self.seen: list[bool] = []
+        self.handles = [m.register_forward_pre_hook(self._record) for m in modules]
+
+    def _record(self, module: nn.Module, args: tuple) -> None:
+        self.seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize(
+    "explainer_class", [IntegratedLayerGradCam, LayerSpaceIntegratedGradCam]
+)
+def test_channels_last_is_kept_and_gives_the_contiguous_maps(explainer_class):
+    """Path points and the tensors handed on from the layer stay channels_last."""
+    model = torchvision.models.resnet18(weights=None).double().eval()
+    inputs = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    kwargs = dict(target=[3, 8], n_steps=4, internal_batch_size=4)
+    contiguous = explainer_class(model, model.layer3).attribute(inputs, **kwargs)
+
+    model = model.to(memory_format=torch.channels_last)
+    inputs = inputs.contiguous(memory_format=torch.channels_last)
+    formats = _MemoryFormats(model.conv1, model.layer4)
+    try:
+        channels_last = explainer_class(model, model.layer3).attribute(inputs, **kwargs)
+    finally:
+        formats.remove()
+    # conv1 sees the path points (or the path's ends and one example) and
+    # layer4 the tensors the hook on layer3 hands on.
+    assert formats.seen and all(formats.seen), formats.seen
+    assert_close_to(channels_last, contiguous)
