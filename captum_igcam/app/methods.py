@@ -45,6 +45,15 @@ class MethodSettings:
     internal_batch_size: int | None = None
 
 
+#: The explainer class behind each integration path of the command line's
+#: ``--path``: the paper's input-space path or the layer-space method.
+EXPLAINER_BY_PATH: dict[
+    str, type[IntegratedLayerGradCam | LayerSpaceIntegratedGradCam]
+] = {
+    "input": IntegratedLayerGradCam,
+    "layer": LayerSpaceIntegratedGradCam,
+}
+
 MapFunction = Callable[..., Tensor]
 MethodBuilder = Callable[[nn.Module, nn.Module, MethodSettings], MapFunction]
 

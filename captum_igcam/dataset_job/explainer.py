@@ -37,7 +37,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from captum_igcam import _validation
+from captum_igcam import (
+    IntegratedLayerGradCam,
+    LayerSpaceIntegratedGradCam,
+    _validation,
+)
 from captum_igcam.app import _atomic
 from captum_igcam.app.images import ImageLoadError, load_image
 from captum_igcam.dataset_job.maps_io import (
@@ -47,7 +51,6 @@ from captum_igcam.dataset_job.maps_io import (
     rank_index_name,
     read_index,
 )
-from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
 
 #: ``ImageItem.target`` meaning "explain the model's top-1 class".
 PREDICTED = -1
@@ -234,7 +237,7 @@ def model_digest(model: torch.nn.Module) -> str:
 
 
 def explain_dataset(
-    explainer: IntegratedLayerGradCam,
+    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
     dataset: ImageFileDataset,
     out: str | os.PathLike[str],
     settings: Mapping[str, Any],
@@ -242,7 +245,6 @@ def explain_dataset(
     n_steps: int = 50,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
-    path: str = "input",
     batch_size: int = 8,
     num_workers: int = 0,
     shard_size: int = 256,
@@ -258,8 +260,9 @@ def explain_dataset(
     ``torch.distributed`` is initialised; see the module's description.
 
     Args:
-        explainer (IntegratedLayerGradCam): Wraps the model (on ``device``,
-                    in eval mode) and the layer to explain.
+        explainer (IntegratedLayerGradCam or LayerSpaceIntegratedGradCam):
+                    Wraps the model (on ``device``, in eval mode) and the
+                    layer to explain; its class is stored in the settings.
         dataset (ImageFileDataset): The images; keys must be unique.
         out (str or os.PathLike): Output folder (created if missing).
         settings (Mapping[str, Any]): JSON-serialisable description of what
@@ -276,9 +279,6 @@ def explain_dataset(
                     forward pass, to bound memory; the maps do not depend on
                     it. None evaluates a whole batch's path at once.
                     Default: None
-        path (str, optional): ``IntegratedLayerGradCam``'s integration path,
-                    ``"input"`` (the paper's) or ``"layer"`` (faster).
-                    Default: "input"
         batch_size (int, optional): Images per ``DataLoader`` batch.
                     Default: 8
         num_workers (int, optional): ``DataLoader`` worker processes that
@@ -333,7 +333,7 @@ def explain_dataset(
                 **settings,
                 "n_steps": n_steps,
                 "method": method,
-                "path": path,
+                "explainer": type(explainer).__name__,
                 "model_sha256": None if model is None else model_digest(model),
             }
         )
@@ -381,7 +381,6 @@ def explain_dataset(
                     n_steps=n_steps,
                     method=method,
                     internal_batch_size=internal_batch_size,
-                    path=path,
                 )
                 keys = [dataset.items[position].key for position in batch.positions]
                 writer.add(keys, maps, records, shard_size)
@@ -403,7 +402,7 @@ def explain_dataset(
 
 
 def _explain_batch(
-    explainer: IntegratedLayerGradCam,
+    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
     batch: _Batch,
     device: torch.device,
     **attribute_kwargs: Any,
