@@ -213,7 +213,9 @@ class GradCamAlongPath(LayerAttribution, GradientAttribution):
                     f"{scores.numel() // output.shape[0]} per example"
                 )
             gradients = torch.autograd.grad(scores.sum(), leaves, **(grad_kwargs or {}))
-        return path.integrate(chunk, leaves, gradients)
+        # The integrand is summed in at least float32, also under autocast.
+        with torch.autocast(output.device.type, enabled=False):
+            return path.integrate(chunk, leaves, gradients)
 
     def has_convergence_delta(self) -> bool:
         return False

@@ -110,9 +110,14 @@ class _CaptureHook:
             return forwarded[0]
         return type(tensors)(forwarded)
 
+    # Under torch.compile the hooks run eagerly (a graph break at the layer):
+    # traced, their bookkeeping on this object would be replayed from a
+    # cached graph, guarded on dynamo's terms, instead of run on every call.
+    @torch.compiler.disable
     def forward_hook(self, module: Module, args: Any, output: Any) -> Any:
         return self._capture(output)
 
+    @torch.compiler.disable
     def forward_pre_hook(self, module: Module, args: Any) -> Any:
         return self._capture(args)
 

@@ -306,3 +306,32 @@ def test_channels_last_is_kept_and_gives_the_contiguous_maps(explainer_class):
     # layer4 the tensors the hook on layer3 hands on.
     assert formats.seen and all(formats.seen), formats.seen
     assert_close_to(channels_last, contiguous)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "explainer_class", [IntegratedLayerGradCam, LayerSpaceIntegratedGradCam]
+)
+def test_compiled_model_gives_the_eager_maps_after_an_eager_run(explainer_class):
+    """The sequence of issue 13: explain eagerly, then compile and explain with
+    another batch size and a short last chunk (a recompilation)."""
+    torch._dynamo.reset()
+    model = TinyCNN().eval()
+    inputs = torch.randn(3, 3, 8, 8)
+    kwargs = dict(target=[1, 0, 4], n_steps=5, internal_batch_size=6)
+    eager_first = explainer_class(model, model.conv2).attribute(
+        inputs[:2], target=[1, 0], n_steps=5
+    )
+    eager = explainer_class(model, model.conv2).attribute(inputs, **kwargs)
+    compiled = torch.compile(model)
+    try:
+        from_compiled = explainer_class(compiled, model.conv2).attribute(
+            inputs, **kwargs
+        )
+        first_from_compiled = explainer_class(compiled, model.conv2).attribute(
+            inputs[:2], target=[1, 0], n_steps=5
+        )
+    finally:
+        torch._dynamo.reset()
+    assert_close_to(from_compiled, eager, 1e-5)
+    assert_close_to(first_from_compiled, eager_first, 1e-5)
