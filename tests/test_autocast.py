@@ -23,5 +23,5 @@ def test_cpu_autocast_bfloat16_is_finite_and_close_to_float32(explainer_class):
     # The layer runs in bfloat16; the integral is accumulated in float32.
     assert mixed.dtype == torch.float32
     assert torch.isfinite(mixed).all()
-    assert reference.abs().amax(dim=(1, 2, 3)).min() > 0
+    assert reference.abs().max() > 0  # not a vacuous comparison
     assert relative_error(mixed, reference) < 0.05
