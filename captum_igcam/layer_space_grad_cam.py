@@ -70,26 +70,19 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
         method: str = "gausslegendre",
         internal_batch_size: int | None = None,
         # The Grad-CAM term and the map.
+        grad_kwargs: dict[str, Any] | None = None,
         per_step_relu: bool = True,
         attr_dim_summation: bool = True,
         relu_attributions: bool = False,
-        grad_kwargs: dict[str, Any] | None = None,
     ) -> Tensor | Tensors:
         r"""
         The options are keyword-only, grouped as in the signature: what is
         explained, the path, the Grad-CAM term.
 
         Args:
-            inputs (Tensor or Tensors): The examples to explain
+            inputs (Tensor or tuple[Tensor, ...]): The examples to explain
                         (dimension 0), floating point and finite; a tuple for
                         a model with several input tensors.
-            baselines (scalar, Tensor, or tuple, optional): Input whose layer
-                        activations ``A(x')`` start the path, given as for
-                        :class:`~captum_igcam.IntegratedLayerGradCam`: a
-                        number, a tensor that broadcasts to the inputs (or to
-                        one example), or one of these per input tensor.
-                        None means zeros.
-                        Default: None
             target (int, tuple, Tensor, or list, optional): The score ``S``:
                         an output index, or one per example, as in
                         :class:`captum.attr.LayerGradCam`; None for a model
@@ -98,6 +91,16 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
             additional_forward_args (Any, optional): More arguments of
                         forward_func after the inputs. Tensors among them are
                         repeated per path point (and the inputs with them).
+                        Default: None
+            attribute_to_layer_input (bool, optional): Run the path through
+                        the layer's input instead of its output.
+                        Default: False
+            baselines (scalar, Tensor, or tuple, optional): Input whose layer
+                        activations ``A(x')`` start the path, given as for
+                        :class:`~captum_igcam.IntegratedLayerGradCam`: a
+                        number, a tensor that broadcasts to the inputs (or to
+                        one example), or one of these per input tensor.
+                        None means zeros.
                         Default: None
             n_steps (int, optional): Number of path points ``M`` (the Riemann
                         rules need at least 2).
@@ -113,25 +116,22 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
                         raised to N with Captum's warning). The maps do not
                         depend on it. None: all points at once.
                         Default: None
-            attribute_to_layer_input (bool, optional): Run the path through
-                        the layer's input instead of its output.
-                        Default: False
-            relu_attributions (bool, optional): Clip the final map at zero.
-                        Default: False
+            grad_kwargs (dict[str, Any], optional): Passed on to
+                        ``torch.autograd.grad``.
+                        Default: None
+            per_step_relu (bool, optional): ReLU on each ``D_m`` before the
+                        sum; False integrates the signed term.
+                        Default: True
             attr_dim_summation (bool, optional): Sum over channels. False
                         returns per-channel maps masked by ``D_m > 0``, which
                         add up to the summed map.
                         Default: True
-            per_step_relu (bool, optional): ReLU on each ``D_m`` before the
-                        sum; False integrates the signed term.
-                        Default: True
-            grad_kwargs (dict[str, Any], optional): Passed on to
-                        ``torch.autograd.grad``.
-                        Default: None
+            relu_attributions (bool, optional): Clip the final map at zero.
+                        Default: False
 
         Returns:
-            *Tensor* or *Tensors* of **attributions**:
-            - **attributions** (*Tensor* or *Tensors*):
+            *Tensor* or *tuple[Tensor, ...]* of **attributions**:
+            - **attributions** (*Tensor* or *tuple[Tensor, ...]*):
                         One map per example with the layer's shape (one
                         channel when summed), detached, in the layer's dtype
                         or float32 if that is narrower; a tuple when the

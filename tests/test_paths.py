@@ -161,23 +161,15 @@ def test_layer_space_options_match_the_per_step_maps():
     model = TinyCNN().double().eval()
     inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     explainer = LayerSpaceIntegratedGradCam(model, model.conv2)
-    per_channel = explainer.attribute(
-        inputs,
-        target=[0, 3],
-        n_steps=4,
-        method="riemann_trapezoid",
-        per_step_relu=False,
-        attr_dim_summation=False,
-        relu_attributions=True,
-    )
-    signed = explainer.attribute(
-        inputs,
+    options = dict(
         target=[0, 3],
         n_steps=4,
         method="riemann_trapezoid",
         per_step_relu=False,
         attr_dim_summation=False,
     )
+    signed = explainer.attribute(inputs, **options)
+    clipped = explainer.attribute(inputs, relu_attributions=True, **options)
     capture = _LayerOutput(model.conv2)
     model(torch.zeros_like(inputs))
     base = capture.output
@@ -191,7 +183,7 @@ def test_layer_space_options_match_the_per_step_maps():
         expected += step * alpha * gradient.mean(dim=(2, 3), keepdim=True) * change
     capture.handle.remove()
     assert_close_to(signed, expected)
-    assert_close_to(per_channel, expected.clamp(min=0))
+    assert_close_to(clipped, expected.clamp(min=0))
 
 
 class _LayerOutput:
