@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from captum._utils.common import (
-    _format_additional_forward_args,
-    _format_output,
-    _format_tensor_into_tuples,
-)
-from captum._utils.gradient import compute_layer_gradients_and_eval
-from captum._utils.typing import TargetType
 from captum.attr import LayerGradCam
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_igcam._integrand import integrate_grad_cam
+from captum_igcam._captum_compat import (
+    TargetType,
+    _format_additional_forward_args,
+    _format_output,
+    _format_tensor_into_tuples,
+    compute_layer_gradients_and_eval,
+)
+from captum_igcam._integrand import GradCamIntegrand
 from captum_igcam.reshapes import (
     ReshapeTransform,
     check_reshape_transform,
@@ -108,14 +108,15 @@ class ReshapedLayerGradCam(LayerGradCam):
             attribute_to_layer_input=attribute_to_layer_input,
             grad_kwargs=grad_kwargs,
         )
+        one_point = GradCamIntegrand(
+            per_step_relu=False, attr_dim_summation=attr_dim_summation
+        )
         maps = tuple(
-            integrate_grad_cam(
+            one_point.along_input_path(
                 to_channel_grid(reshape_transform, activations.detach()),
                 to_channel_grid(reshape_transform, gradients),
                 baseline_activations=None,
                 step_sizes=[1.0],
-                per_step_relu=False,
-                attr_dim_summation=attr_dim_summation,
             )
             for gradients, activations in zip(layer_gradients, layer_evals)
         )

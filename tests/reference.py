@@ -188,22 +188,30 @@ def naive_layer_path_grad_cam(
     targets: Sequence[object],
     method: str,
     n_steps: int,
+    extra_args: Sequence[object] = (),
 ) -> torch.Tensor:
-    """The layer-space variant: the path runs from A(x') to A(x) in the layer."""
+    """The layer-space variant: the path runs from A(x') to A(x) in the layer.
+
+    Tensors in ``extra_args`` are sliced per example.
+    """
     alphas, step_sizes = quadrature(method, n_steps)
     maps = []
     for example in range(inputs.shape[0]):
         x = inputs[example : example + 1]
         x0 = baselines[example : example + 1]
+        args = [
+            arg[example : example + 1] if isinstance(arg, torch.Tensor) else arg
+            for arg in extra_args
+        ]
         target = targets[example]
-        acts = _layer_tensor_and_score(forward, layer, [x], [], target, False, 0)[0]
-        base = _layer_tensor_and_score(forward, layer, [x0], [], target, False, 0)[0]
+        acts = _layer_tensor_and_score(forward, layer, [x], args, target, False, 0)[0]
+        base = _layer_tensor_and_score(forward, layer, [x0], args, target, False, 0)[0]
         acts, base = acts.detach(), base.detach()
         total = 0.0
         for alpha, step in zip(alphas, step_sizes):
             point = base + alpha * (acts - base)
             hooked, score = _layer_tensor_and_score(
-                forward, layer, [x], [], target, False, 0, replacement=point
+                forward, layer, [x], args, target, False, 0, replacement=point
             )
             (grad,) = torch.autograd.grad(score, hooked)
             term = torch.zeros_like(point[0, 0:1])

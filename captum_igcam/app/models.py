@@ -308,7 +308,7 @@ def _load_efficientnet_lite0() -> ModelBundle:
         """EfficientNet-Lite whose head follows its features' batch size.
 
         The package's ``forward`` reshapes with the input's batch size, which
-        rules out ``IntegratedLayerGradCam(path="layer")``; this one computes
+        rules out ``LayerSpaceIntegratedGradCam``; this one computes
         the same logits with ``flatten``.
         """
 
