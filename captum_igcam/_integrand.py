@@ -44,13 +44,14 @@ def integrate_grad_cam(
 
     Returns:
         Tensor of shape ``(N, 1, ...)`` (or ``(N, K, ...)`` per channel) in at
-        least float32, whatever the layer's dtype.
+        least float32, whatever the layer's dtype, detached from autograd
+        (also when the gradients carry a graph, as with ``create_graph``).
     """
     n_points = len(step_sizes)
     accumulate_dtype = torch.promote_types(activations.dtype, torch.float32)
     per_point_shape = (n_points, -1, *activations.shape[1:])
     activations = activations.to(accumulate_dtype).reshape(per_point_shape)
-    weights = grad_cam_weights(gradients.to(accumulate_dtype))
+    weights = grad_cam_weights(gradients.detach().to(accumulate_dtype))
     weights = weights.reshape(n_points, -1, *weights.shape[1:])
     if baseline_activations is not None:
         baseline_activations = baseline_activations.to(accumulate_dtype)

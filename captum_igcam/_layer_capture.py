@@ -26,6 +26,8 @@ from captum._utils.common import _run_forward, _sort_key_list
 from torch import Tensor
 from torch.nn import Module
 
+from captum_igcam import _validation
+
 
 @dataclass
 class LayerTensors:
@@ -113,6 +115,7 @@ class _CaptureHook:
         return self._capture(output)
 
     def forward_pre_hook(self, module: Module, args: Any) -> Any:
+        _validation.check_layer_input(args)
         return self._capture(args)
 
 

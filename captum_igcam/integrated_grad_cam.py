@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -23,7 +22,7 @@ from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
-from captum_igcam import _validation
+from captum_igcam import _call_guards, _validation
 from captum_igcam._integrand import integrate_grad_cam
 from captum_igcam._layer_capture import GraphPolicy, capture_activations, run_forward
 
@@ -142,6 +141,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         GradientAttribution.__init__(self, forward_func)
 
     @log_usage()
+    @_call_guards.guarded_attribute
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -274,6 +274,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         _validation.check_internal_batch_size(internal_batch_size)
         _validation.check_path(path, INTEGRATION_PATHS)
         _validation.check_grad_kwargs(grad_kwargs)
+        target = _validation.format_target(target)
         model = _validation.owning_model(self.forward_func)
         _validation.warn_if_training(model)
 
@@ -337,12 +338,11 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                 **integration_kwargs,
             )
         if graph_policy.layer_calls > 1:
-            warnings.warn(
+            _validation.warn_at_caller(
                 f"layer: the explained layer was called {graph_policy.layer_calls} "
                 "times in one forward pass; attributing to its last call, as "
                 "LayerGradCam does. Explain a module that runs once to avoid "
-                "the ambiguity.",
-                stacklevel=3,
+                "the ambiguity."
             )
         attributions = tuple(
             torch.relu(attr) if relu_attributions else attr for attr in integrated
