@@ -13,9 +13,11 @@ context can take away:
   naming inference mode.
 - **The model's hooks to itself.** Hooks are state of the module, seen by
   every thread that runs it: two threads explaining the same model at once
-  would each capture the other's activations. Calls on the same model (and on
-  the same layer) are therefore serialised by a lock per module; they run one
-  after the other and give the same maps as when run alone.
+  would each capture (and replace) the other's activations. Calls are
+  therefore serialised by one lock per process; they run one after the other
+  and give the same maps as when run alone. A lock per model would not do:
+  a ``forward_func`` that is a plain function hides its model, and models
+  may share submodules.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-import weakref
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, TypeVar
 
 import torch
@@ -37,37 +38,11 @@ from captum_igcam import _validation
 # The arguments of ``attribute`` that may hold the caller's tensors.
 TENSOR_ARGUMENTS = ("inputs", "target", "additional_forward_args", "baselines")
 
-_locks: weakref.WeakKeyDictionary[Module, threading.RLock] = (
-    weakref.WeakKeyDictionary()
-)
-_locks_guard = threading.Lock()
+# Held by every attribute call around its hooked forward and backward passes;
+# re-entrant, so that a call nested in the same thread cannot deadlock.
+_HOOKED_PASSES = threading.RLock()
 
 Attribute = TypeVar("Attribute", bound=Callable[..., Any])
-
-
-def _module_lock(module: Module) -> threading.RLock:
-    """The lock of ``module``, created on first use and dropped with the module."""
-    with _locks_guard:
-        lock = _locks.get(module)
-        if lock is None:
-            lock = _locks[module] = threading.RLock()
-        return lock
-
-
-@contextmanager
-def exclusive_hooks(model: Module | None, layer: Module) -> Iterator[None]:
-    """Holds the locks of ``model`` (unwrapped from DataParallel) and ``layer``.
-
-    Locking the layer too serialises a call whose ``forward_func`` hides the
-    model (a plain function) with calls that name the model. The model's lock
-    is always taken first, so two calls cannot wait on each other.
-    """
-    modules = [] if model is None else [_validation.unwrap_parallel(model)]
-    modules.append(layer)
-    with ExitStack() as stack:
-        for module in modules:
-            stack.enter_context(_module_lock(module))
-        yield
 
 
 def _normal_tensors(value: Any) -> Any:
@@ -107,7 +82,7 @@ def guarded_attribute(attribute: Attribute) -> Attribute:
     The wrapped method's own checks and computation are unchanged; it runs
     with inference mode off, on normal copies of inference tensors among
     ``inputs``, ``target``, ``additional_forward_args`` and ``baselines``,
-    and while holding the locks of :func:`exclusive_hooks`.
+    and while holding the process-wide lock of the hooked passes.
     """
     signature = inspect.signature(attribute)
 
@@ -118,7 +93,7 @@ def guarded_attribute(attribute: Attribute) -> Attribute:
         with ExitStack() as stack:
             if torch.is_inference_mode_enabled():
                 stack.enter_context(torch.inference_mode(False))
-            stack.enter_context(exclusive_hooks(model, self.layer))
+            stack.enter_context(_HOOKED_PASSES)
             bound = signature.bind(self, *args, **kwargs)
             for name in TENSOR_ARGUMENTS:
                 if name in bound.arguments:
@@ -126,4 +101,3 @@ def guarded_attribute(attribute: Attribute) -> Attribute:
             return attribute(*bound.args, **bound.kwargs)
 
     return guarded  # type: ignore[return-value]
-
