@@ -172,8 +172,10 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                         must be floating point and finite.
             target (int, tuple, Tensor, or list, optional): Output index (or one
                         per example) whose score ``S`` is explained, exactly as
-                        in :class:`captum.attr.LayerGradCam`. Not needed when
-                        the model returns one scalar per example.
+                        in :class:`captum.attr.LayerGradCam`; numpy integers
+                        and integer Tensors of any dtype select what the equal
+                        ints would. Not needed when the model returns one
+                        scalar per example.
                         Default: None
             additional_forward_args (Any, optional): Further arguments of
                         forward_func after the inputs, not attributed to. Tensors
@@ -192,7 +194,8 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                         term, so that they add up to the summed map.
                         Default: True
             grad_kwargs (dict[str, Any], optional): Additional keyword
-                        arguments for ``torch.autograd.grad``.
+                        arguments for ``torch.autograd.grad`` (its optional
+                        parameters). The output is detached whatever they are.
                         Default: None
             baselines (scalar, Tensor, or tuple, optional): The path's start
                         ``x'``: a number, or a tensor that broadcasts to the
