@@ -2,7 +2,8 @@
 
 Every check raises early, before any forward pass, with a message that names
 the parameter and says what was expected; the target is checked against the
-model's output as soon as the first forward pass has produced one.
+model's output as soon as the first forward pass has produced one, and the
+layer's input (with ``attribute_to_layer_input``) when the layer is called.
 """
 
 from __future__ import annotations
