@@ -10,7 +10,6 @@ sums the quadrature.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -173,11 +172,10 @@ class GradCamAlongPath(LayerAttribution, GradientAttribution):
             )
         layer_calls = path.call.probe.layer_calls
         if layer_calls > 1:
-            warnings.warn(
+            _validation.warn_at_caller(
                 f"layer: the explained layer was called {layer_calls} times in "
                 "one forward pass; attributing to its last call, as LayerGradCam "
-                "does. Explain a module that runs once to avoid the ambiguity.",
-                stacklevel=4,
+                "does. Explain a module that runs once to avoid the ambiguity."
             )
         return integrated
 

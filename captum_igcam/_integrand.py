@@ -132,8 +132,12 @@ class GradCamIntegrand:
 
 
 def _per_point_weights(gradients: Tensor, n_points: int, dtype: torch.dtype) -> Tensor:
-    """``w_k`` at every path point, ``(M, N, K, 1, ...)``, in ``dtype``."""
-    return grad_cam_weights(gradients, dtype).unflatten(0, (n_points, -1))
+    """``w_k`` at every path point, ``(M, N, K, 1, ...)``, in ``dtype``.
+
+    The gradients are detached, so the maps are too, also when they carry a
+    graph (``grad_kwargs={"create_graph": True}``).
+    """
+    return grad_cam_weights(gradients.detach(), dtype).unflatten(0, (n_points, -1))
 
 
 def _per_point(values: Sequence[float], like: Tensor) -> Tensor:

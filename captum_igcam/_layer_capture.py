@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
+from captum_igcam import _validation
 from captum_igcam._captum_compat import _run_forward, _sort_key_list
 
 
@@ -119,6 +120,7 @@ class _CaptureHook:
 
     @torch.compiler.disable
     def forward_pre_hook(self, module: Module, args: Any) -> Any:
+        _validation.check_layer_input(args)
         return self._capture(args)
 
 

@@ -2,16 +2,22 @@
 
 Every check raises early, before any forward pass, with a message that names
 the parameter and says what was expected; the target is checked against the
-model's output as soon as the first forward pass has produced one.
+model's output as soon as the first forward pass has produced one, and the
+layer's input (with ``attribute_to_layer_input``) when the layer is called.
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+import captum
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import Module
@@ -45,11 +51,34 @@ def check_method(method: Any) -> None:
 
 
 def check_grad_kwargs(grad_kwargs: Any) -> None:
-    if grad_kwargs is not None and not isinstance(grad_kwargs, dict):
+    """Checks the keys against ``torch.autograd.grad``'s own signature.
+
+    Its required parameters (``outputs``, ``inputs``) are set by
+    ``attribute`` and refused; its optional ones are accepted.
+    """
+    if grad_kwargs is None:
+        return
+    if not isinstance(grad_kwargs, dict):
         raise TypeError(
             "grad_kwargs: expected None or a dict of keyword arguments for "
             f"torch.autograd.grad, got {type(grad_kwargs).__name__}"
         )
+    parameters = inspect.signature(torch.autograd.grad).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    set_by_attribute = [p.name for p in parameters if p.default is p.empty]
+    optional = [p.name for p in parameters if p.default is not p.empty]
+    for key in grad_kwargs:
+        if key in set_by_attribute:
+            raise ValueError(
+                f"grad_kwargs: expected options of torch.autograd.grad, got {key!r}, "
+                f"which attribute sets itself (as it does {set_by_attribute})"
+            )
+        if key not in optional:
+            raise TypeError(
+                "grad_kwargs: expected keyword arguments of torch.autograd.grad "
+                f"({', '.join(optional)}), got unknown {key!r}"
+            )
 
 
 def check_internal_batch_size(internal_batch_size: Any) -> None:
@@ -196,6 +225,58 @@ def _broadcasts_to_inputs(baseline_shape: torch.Size, input_shape: torch.Size) -
     return all(size in (1, full) for size, full in zip(baseline_shape, aligned))
 
 
+def _as_index(value: Any) -> Any:
+    """An integer of any kind as a Python int; anything else unchanged.
+
+    Integer kinds are ``numbers.Integral`` (numpy integer scalars included)
+    and 0-d integer ndarrays and Tensors, as ``int()`` would take them.
+    Booleans are left alone for :func:`check_target` to refuse.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, (np.ndarray, Tensor)) and value.ndim == 0:
+        if _is_integer_dtype(value):
+            return int(value.item())
+    return value
+
+
+def _is_integer_dtype(array: np.ndarray | Tensor) -> bool:
+    if isinstance(array, Tensor):
+        return not (
+            array.dtype == torch.bool or array.is_floating_point() or array.is_complex()
+        )
+    return np.issubdtype(array.dtype, np.integer)
+
+
+def format_target(target: Any) -> Any:
+    """``target`` with integers of every kind in the types Captum selects with.
+
+    Captum's ``_select_targets`` asserts on numpy integers (``np.int64(3)``,
+    ``list(np.argmax(p, 1))``) and gathers only with int32/int64 Tensors.
+    Here integer scalars of any kind become ints (also inside lists and
+    tuples), integer ndarrays become ints or lists of ints, and integer
+    Tensors of any dtype become int64 Tensors, so that every integer kind
+    selects what the equal int would. Anything else is returned unchanged
+    and checked by :func:`check_target`.
+    """
+    if isinstance(target, Tensor):
+        if _is_integer_dtype(target) and target.dtype != torch.int64:
+            return target.to(torch.int64)
+        return target
+    if isinstance(target, np.ndarray) and _is_integer_dtype(target):
+        return target.item() if target.ndim == 0 else target.tolist()
+    if isinstance(target, list):
+        return [
+            tuple(map(_as_index, item)) if isinstance(item, tuple) else _as_index(item)
+            for item in target
+        ]
+    if isinstance(target, tuple):
+        return tuple(map(_as_index, target))
+    return _as_index(target)
+
+
 def _check_index(value: Any, size: int, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer index, got {value!r}")
@@ -225,7 +306,7 @@ def check_target(target: Any, output: Tensor, num_examples: int) -> None:
             )
         return
     if isinstance(target, Tensor):
-        if target.is_floating_point() or target.is_complex():
+        if not _is_integer_dtype(target):
             raise TypeError(f"target: expected an integer Tensor, got {target.dtype}")
         if target.numel() == 1:
             target = int(target.item())
@@ -283,10 +364,71 @@ def check_layer(layer: Any, model: Module | None) -> None:
         )
 
 
+def unwrap_parallel(model: Module) -> Module:
+    """The model inside DataParallel-like wrappers.
+
+    A wrapper is a module whose only submodule is its ``module`` attribute
+    and that holds no parameters or buffers of its own, as
+    ``nn.DataParallel`` and ``DistributedDataParallel`` do. Its own
+    train/eval flag is not the model's.
+    """
+    while (
+        isinstance(getattr(model, "module", None), Module)
+        and list(model._modules) == ["module"]
+        and next(model.parameters(recurse=False), None) is None
+        and next(model.buffers(recurse=False), None) is None
+    ):
+        model = model.module
+    return model
+
+
 def warn_if_training(model: Module | None) -> None:
-    if model is not None and any(module.training for module in model.modules()):
-        warnings.warn(
+    if model is None:
+        return
+    if any(module.training for module in unwrap_parallel(model).modules()):
+        warn_at_caller(
             "forward_func: the model is in training mode, so dropout and batch "
-            "norm make the map random; call model.eval() first",
-            stacklevel=4,
+            "norm make the map random; call model.eval() first"
+        )
+
+
+# Frames in these directories are the library's; warnings point past them.
+_LIBRARY_DIRECTORIES = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+    for module in (sys.modules[__name__], captum)
+)
+
+
+def _is_library_frame(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    plugin_directory, captum_directory = _LIBRARY_DIRECTORIES
+    return os.path.dirname(path) + os.sep == plugin_directory or path.startswith(
+        captum_directory
+    )
+
+
+def warn_at_caller(message: str) -> None:
+    """Issues a UserWarning attributed to the first frame outside the library.
+
+    The plugin's own modules (not the application's subpackages) and Captum
+    count as the library, so the warning points at the user's call however
+    many wrappers lie in between.
+    """
+    frame = sys._getframe(1)
+    stacklevel = 2
+    while frame.f_back is not None and _is_library_frame(frame.f_code.co_filename):
+        frame = frame.f_back
+        stacklevel += 1
+    warnings.warn(message, UserWarning, stacklevel=stacklevel)
+
+
+def check_layer_input(args: tuple[Any, ...]) -> None:
+    """Refuses a layer input given only by keyword (nothing to attribute to)."""
+    if not args:
+        raise ValueError(
+            "attribute_to_layer_input: expected the explained layer to receive "
+            "its input as positional arguments, as Captum's layer methods "
+            "define the layer input; it was called with keyword arguments "
+            "only. Call the layer as layer(x), or explain the layer's output "
+            "(attribute_to_layer_input=False)"
         )

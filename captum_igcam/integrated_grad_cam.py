@@ -10,7 +10,7 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_igcam import _validation
+from captum_igcam import _call_guards, _validation
 from captum_igcam._captum_compat import BaselineType, TargetType
 from captum_igcam._grad_cam_path import Chunk, GradCamAlongPath, PathCall
 from captum_igcam._integrand import GradCamIntegrand
@@ -73,6 +73,7 @@ class IntegratedLayerGradCam(GradCamAlongPath):
     """
 
     @log_usage()
+    @_call_guards.guarded_attribute
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -198,6 +199,7 @@ class IntegratedLayerGradCam(GradCamAlongPath):
             ...     subtract_baseline_activations=False)
         """
         self._check_path_arguments(method, n_steps, internal_batch_size, grad_kwargs)
+        target = _validation.format_target(target)
         check_reshape_transform(reshape_transform)
         _validation.warn_if_training(_validation.owning_model(self.forward_func))
         call = self._prepare(

@@ -8,7 +8,7 @@ import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_igcam import _validation
+from captum_igcam import _call_guards, _validation
 from captum_igcam._captum_compat import BaselineType, TargetType
 from captum_igcam._grad_cam_path import Chunk, GradCamAlongPath, PathCall, Tensors
 from captum_igcam._integrand import GradCamIntegrand
@@ -56,6 +56,7 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
     """
 
     @log_usage()
+    @_call_guards.guarded_attribute
     def attribute(
         self,
         inputs: Tensor | Tensors,
@@ -148,6 +149,7 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
             >>> heat = LayerAttribution.interpolate(maps, (224, 224), "bilinear")
         """
         self._check_path_arguments(method, n_steps, internal_batch_size, grad_kwargs)
+        target = _validation.format_target(target)
         _validation.warn_if_training(_validation.owning_model(self.forward_func))
         call = self._prepare(
             inputs, baselines, additional_forward_args, attribute_to_layer_input
