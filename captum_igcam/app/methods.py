@@ -1,9 +1,10 @@
 """Attribution methods by name, shared by the command line and the benchmark.
 
 Each registered method builds, for a model, the explained layer and
-:class:`MethodSettings`, a function ``maps(inputs, target, baselines)`` that
-returns one map per example of shape ``(N, 1, h, w)``. Add one with
-:func:`register_method`::
+:class:`~captum_igcam.app.settings.MethodSettings` (the settings every
+command builds from the same options), a function
+``maps(inputs, target, baselines)`` that returns one map per example of
+shape ``(N, 1, h, w)``. Add one with :func:`register_method`::
 
     >>> @register_method("my-cam", "My CAM", "Grad-CAM with a twist")
     ... def _my_cam(model, layer, settings):
@@ -21,24 +22,8 @@ from captum._utils.typing import BaselineType, TargetType
 from captum.attr import IntegratedGradients, LayerGradCam, LayerIntegratedGradients
 from torch import Tensor, nn
 
+from captum_igcam.app.settings import MethodSettings
 from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
-
-
-@dataclass(frozen=True)
-class MethodSettings:
-    """Settings of the path methods (Grad-CAM ignores them).
-
-    Args:
-        n_steps (int): Path points.
-        method (str): Captum approximation method.
-        internal_batch_size (int, optional): Examples x path points per
-            forward pass.
-    """
-
-    n_steps: int = 50
-    method: str = "gausslegendre"
-    internal_batch_size: int | None = None
-
 
 MapFunction = Callable[..., Tensor]
 MethodBuilder = Callable[[nn.Module, nn.Module, MethodSettings], MapFunction]

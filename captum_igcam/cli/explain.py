@@ -5,7 +5,7 @@ For every image it writes, into ``--out``:
 - ``<name>.png``: the photo, then one overlay per method;
 - ``<name>_<method>_layer.npy``: the raw map at the layer's resolution;
 - ``<name>_<method>_upsampled.npy``: the raw map upsampled bilinearly to the
-  photo's size;
+  photo's size (left out with ``--no-upsampled-maps``);
 
 and one ``summary.json`` for the whole run. Every file is written atomically.
 """
@@ -17,15 +17,20 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from captum_igcam import maps
-from captum_igcam.app import _atomic, images, models
-from captum_igcam.app.methods import METHODS, MapFunction
+from captum_igcam.app import images
+from captum_igcam.app.errors import UsageError
+from captum_igcam.app.settings import MethodSettings
 from captum_igcam.cli import _options
+
+if TYPE_CHECKING:
+    import torch
+
+    from captum_igcam.app.methods import MapFunction
+    from captum_igcam.app.models import ModelBundle
 
 DEFAULT_METHODS = "gradcam,igcam"
 FIGURE_DPI = 90
@@ -43,22 +48,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "EfficientNet-Lite0."
         ),
     )
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
-    _options.add_model_options(parser)
-    _options.add_attribution_options(parser)
     parser.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="image files (for a folder, use explain-dataset)",
+    )
+    _options.add_settings_options(parser)
+    _options.add_target_option(parser)
+    output = parser.add_argument_group("output")
+    output.add_argument(
         "--out",
         type=Path,
         default=Path("igcam-out"),
         metavar="DIR",
         help="output folder (default: ./igcam-out)",
     )
-    parser.add_argument(
+    output.add_argument(
         "--methods",
         type=_options.method_list,
-        default=_options.method_list(DEFAULT_METHODS),
+        default=DEFAULT_METHODS,
         metavar="LIST",
-        help=f"comma-separated, from {', '.join(METHODS)} (default: {DEFAULT_METHODS})",
+        help=f"comma-separated method names (default: {DEFAULT_METHODS}); "
+        "docs/cli.md lists them, and an unknown name is answered with the list",
+    )
+    output.add_argument(
+        "--no-upsampled-maps",
+        action="store_true",
+        help="save only the maps at the layer's resolution, not the upsampled "
+        "copies at the photo's size (4 bytes per photo pixel each)",
     )
     parser.set_defaults(func=run)
 
@@ -66,21 +84,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``captum-igcam explain``; return 1 if any image failed, else 0."""
     started = time.perf_counter()
-    device = _options.check_device(args.device)
+    settings = _options.settings_from_args(args)
+    settings.check_device()
     _options.prepare_output_folder(args.out)
-    bundle = _options.load_bundle(args, device)
-    layer = bundle.layer()
+    sources, errors = _image_sources(args.images)
+    for error in errors:
+        print(f"captum-igcam: error: {error['error']}", file=sys.stderr)
+    if not sources:
+        raise UsageError("no image to explain")
+
+    from tqdm import tqdm
+
+    from captum_igcam.app import _atomic
+    from captum_igcam.app.methods import METHODS
+
+    bundle = settings.load_model()
     target = _options.parse_target(args.target, bundle.categories)
-    settings = _options.method_settings(args)
+    layer = bundle.layer()
     explainers = {
         name: METHODS[name].build(bundle.model, layer, settings)
         for name in args.methods
     }
-    sources = _image_sources(args.images)
-
-    from tqdm import tqdm
-
-    records, errors = [], []
+    records = []
     stems: set[str] = set()
     for label, loader in tqdm(
         sources, desc="explaining", unit="image", disable=len(sources) <= 1
@@ -93,40 +118,64 @@ def run(args: argparse.Namespace) -> int:
             continue
         stem = _unique_stem(label, stems)
         records.append(
-            _explain_image(args, bundle, explainers, target, label, stem, photo)
+            _explain_image(
+                args, settings, bundle, explainers, target, label, stem, photo
+            )
         )
 
     summary = {
         "model": bundle.name,
+        "random_weights": settings.random_weights,
+        "weights": settings.weights,
         "layer": bundle.layer_name,
         "methods": args.methods,
-        "steps": args.steps,
-        "approximation_method": args.method,
-        "baseline": args.baseline,
+        "steps": settings.n_steps,
+        "approximation_method": settings.method,
+        "baseline": settings.baseline,
+        "batch_size": settings.internal_batch_size,
+        "device": settings.device,
         "images": records,
         "errors": errors,
         "seconds": round(time.perf_counter() - started, 3),
     }
     _atomic.atomic_write_json(args.out / "summary.json", summary)
     print(
-        f"explained {len(records)} of {len(sources)} image(s) with "
+        f"explained {len(records)} of {len(records) + len(errors)} image(s) with "
         f"{len(args.methods)} method(s) in {summary['seconds']:.1f} s; "
         f"results in {args.out}"
     )
     return 1 if errors else 0
 
 
-def _image_sources(paths: list[str]) -> list[tuple[str, Callable[[], np.ndarray]]]:
-    """(label, loader) pairs; loaders return an ``HxWx3`` uint8 RGB array."""
-    if paths:
+def _image_sources(
+    paths: list[str],
+) -> tuple[list[tuple[str, Callable[[], np.ndarray]]], list[dict[str, str]]]:
+    """(label, loader) pairs and the errors of paths that are not files.
+
+    Loaders return an ``HxWx3`` uint8 RGB array. Missing files and folders
+    are found here, before the model loads.
+    """
+    if not paths:
         return [
-            (path, lambda path=path: np.asarray(images.load_image(path)))
-            for path in paths
-        ]
-    return [
-        (f"skimage:{name}", lambda array=array: array)
-        for name, array in images.bundled_images().items()
-    ]
+            (f"skimage:{name}", lambda array=array: array)
+            for name, array in images.bundled_images().items()
+        ], []
+    sources, errors = [], []
+    for path in paths:
+        if Path(path).is_dir():
+            message = (
+                f"image {path!r} is a directory; explain takes image files "
+                f"(for a folder use: captum-igcam explain-dataset {path} --out DIR)"
+            )
+        elif not Path(path).is_file():
+            message = f"image {path!r} does not exist"
+        else:
+            sources.append(
+                (path, lambda path=path: np.asarray(images.load_image(path)))
+            )
+            continue
+        errors.append({"image": path, "error": message})
+    return sources, errors
 
 
 def _unique_stem(label: str, taken: set[str]) -> str:
@@ -144,11 +193,16 @@ def _save_maps(
     method: str,
     layer_map: torch.Tensor,
     size: tuple[int, ...],
+    upsampled: bool,
 ) -> tuple[list[str], np.ndarray]:
     """Save one method's raw maps; return the file names and the overlay map."""
+    from captum_igcam import maps
+    from captum_igcam.app import _atomic
+
     full_map = maps.upsample(layer_map, size)
+    saved = [("layer", layer_map)] + ([("upsampled", full_map)] if upsampled else [])
     names = []
-    for kind, array in (("layer", layer_map), ("upsampled", full_map)):
+    for kind, array in saved:
         path = folder / f"{stem}_{method}_{kind}.npy"
         _atomic.atomic_save_npy(path, array[0, 0].numpy())
         names.append(path.name)
@@ -157,32 +211,48 @@ def _save_maps(
 
 def _explain_image(
     args: argparse.Namespace,
-    bundle: models.ModelBundle,
+    settings: MethodSettings,
+    bundle: ModelBundle,
     explainers: dict[str, MapFunction],
     target: int | None,
     label: str,
     stem: str,
     photo: np.ndarray,
 ) -> dict[str, Any]:
+    import torch
+
+    from captum_igcam import maps
+    from captum_igcam.app import _atomic
+    from captum_igcam.app.baselines import baseline_input
+    from captum_igcam.app.methods import METHODS
+
     inputs = bundle.preprocess(photo).unsqueeze(0)
     with torch.no_grad():
         probabilities = bundle.model(inputs).softmax(dim=1)[0].cpu()
     predicted = int(probabilities.argmax())
     explained = predicted if target is None else target
-    baseline = _options.baseline_input(bundle, photo, args.baseline)
+    baseline = baseline_input(bundle, photo, settings.baseline)
     figure_path = args.out / f"{stem}.png"
     files, panels = [figure_path.name], []
     caption = f"{bundle.categories[explained]} {float(probabilities[explained]):.2f}"
     for name, explain_maps in explainers.items():
         layer_map = explain_maps(inputs, explained, baseline).detach().float().cpu()
-        names, heat = _save_maps(args.out, stem, name, layer_map, photo.shape[:2])
+        names, heat = _save_maps(
+            args.out,
+            stem,
+            name,
+            layer_map,
+            photo.shape[:2],
+            upsampled=not args.no_upsampled_maps,
+        )
         files.extend(names)
         panels.append((f"{METHODS[name].title}\n{caption}", heat))
+    weights_note = "\n(random weights)" if settings.random_weights else ""
     figure = maps.explanation_figure(
         photo,
         panels,
         image_title=f"{stem}\npredicted: {bundle.categories[predicted]} "
-        f"{float(probabilities[predicted]):.2f}",
+        f"{float(probabilities[predicted]):.2f}{weights_note}",
     )
     _atomic.atomic_save_figure(figure, figure_path, dpi=FIGURE_DPI)
     return {
