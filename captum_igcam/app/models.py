@@ -343,7 +343,7 @@ def load_model(
                 f"model: tried {name!r} as a model file (it has a suffix or a path "
                 "separator) but there is no such file"
             )
-        bundle = _bundle_for_user_model(name, _load_file(Path(name)))
+        bundle = _bundle_for_user_model(name, _load_file(name))
     else:
         raise ValueError(_unknown_model_message(name, known))
     bundle.model.to(device).eval()
@@ -369,7 +369,7 @@ def _unknown_model_message(name: str, known: list[str]) -> str:
         else ""
     )
     return (
-        f"model: tried {name!r} as a model name: unknown model{local}; {hint}"
+        f"model: unknown model {name!r} (tried as a model name){local}; {hint}"
         f"known models: {', '.join(known)}; or give 'module:callable' or a "
         "model file path (with a suffix such as .pt, or a path separator)"
     )
@@ -531,16 +531,16 @@ def _load_callable(spec: str) -> ModelBundle:
     return _bundle_for_user_model(spec, built)
 
 
-def _load_file(path: Path) -> object:
+def _load_file(path: str) -> object:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.load is deprecated
-            torch.jit.load(str(path), map_location="cpu")
+            torch.jit.load(path, map_location="cpu")
     except RuntimeError:
         pass  # not TorchScript: load it as a pickled module below
     else:
         raise ValueError(
-            f"model: {str(path)!r} is a TorchScript module, whose layers cannot "
+            f"model: {path!r} is a TorchScript module, whose layers cannot "
             "be hooked as Captum's layer methods need; save the eager module "
             "with torch.save(model, path) or give 'module:callable'"
         )
@@ -550,7 +550,7 @@ def _load_file(path: Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         raise ValueError(
-            f"model: cannot load {str(path)!r} as a torch.save file "
+            f"model: cannot load {path!r} as a torch.save file "
             f"({' '.join(str(error).split())})"
         ) from error
 
