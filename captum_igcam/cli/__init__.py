@@ -1,10 +1,10 @@
 """Command line entry point: ``captum-igcam <subcommand> ...``.
 
-Each subcommand lives in a module of its own that exposes
-``add_parser(subparsers)`` (registers its arguments and sets ``func``) and is
-listed in :data:`SUBCOMMAND_MODULES`. The modules import torch and the models
-only inside ``func``, so ``--help``, ``--version`` and argument errors are
-quick.
+Each subcommand lives in a module of its own, listed in
+:data:`SUBCOMMAND_MODULES`, that exposes ``NAME``, ``HELP`` (one line),
+``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``. The
+modules import torch and the models only inside ``run``, so ``--help``,
+``--version`` and argument errors are quick.
 """
 
 from __future__ import annotations
@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).add_parser(subparsers)
+        command = importlib.import_module(module_name)
+        subparser = subparsers.add_parser(
+            command.NAME, help=command.HELP, description=command.DESCRIPTION
+        )
+        command.add_arguments(subparser)
+        subparser.set_defaults(func=command.run)
     return parser
 
 

@@ -179,6 +179,29 @@ def parse_target(text: str, categories: list[str]) -> int | None:
     )
 
 
+def add_methods_option(
+    parser: argparse.ArgumentParser, default: str | None, shown_default: str = ""
+) -> None:
+    """``--methods``: comma-separated names from the method registry.
+
+    Args:
+        parser (argparse.ArgumentParser): Where to add it.
+        default (str, optional): Names used when the option is left out;
+            ``None`` leaves the choice to the subcommand.
+        shown_default (str, optional): What ``--help`` calls the default
+            (``default`` itself when empty).
+            Default: ""
+    """
+    parser.add_argument(
+        "--methods",
+        type=method_list,
+        default=default,
+        metavar="LIST",
+        help=f"comma-separated method names (default: {shown_default or default}); "
+        "docs/cli.md lists them, and an unknown name is answered with the list",
+    )
+
+
 def add_target_option(parser: argparse.ArgumentParser, extra: str = "") -> None:
     """``--target``: top1 (default), a class index or a class label."""
     parser.add_argument(

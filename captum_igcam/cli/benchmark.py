@@ -21,20 +21,22 @@ DEFAULTS = {"n": 20, "curve_steps": 20}
 REFERENCE_METHOD = "gradcam"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``benchmark`` subcommand."""
-    parser = subparsers.add_parser(
-        "benchmark",
-        help="compare attribution methods with localisation and faithfulness metrics",
-        description=(
-            "Compare attribution methods on a data set. Localisation metrics "
-            "(pointing game, energy-based pointing game) need boxes; "
-            "faithfulness metrics (Average Drop %%, Increase in Confidence %%, "
-            "deletion/insertion AUC) explain the model's prediction. The model "
-            "and attribution options mean what they mean for explain (the "
-            "baseline of the integrated methods is black by default)."
-        ),
-    )
+NAME = "benchmark"
+HELP = "compare attribution methods with localisation and faithfulness metrics"
+DESCRIPTION = (
+    "Compare attribution methods on a data set. Localisation metrics "
+    "(pointing game, energy-based pointing game) need boxes; "
+    "faithfulness metrics (Average Drop %%, Increase in Confidence %%, "
+    "deletion/insertion AUC) explain the model's prediction. The model "
+    "and attribution options mean what they mean for explain (the "
+    "baseline of the integrated methods is black by default)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the arguments of ``benchmark``."""
+    _options.add_settings_options(parser)
+    _options.add_methods_option(parser, None, "captum_igcam.evaluation.DEFAULT_METHODS")
     parser.add_argument(
         "--dataset",
         default="composites",
@@ -46,14 +48,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--class-map",
         metavar="FILE",
         help='JSON mapping VOC class names to model outputs, e.g. {"cat": [281, 285]}',
-    )
-    _options.add_settings_options(parser)
-    parser.add_argument(
-        "--methods",
-        type=_options.method_list,
-        metavar="LIST",
-        help="comma-separated method names (default: "
-        "captum_igcam.evaluation.DEFAULT_METHODS; docs/cli.md lists them)",
     )
     parser.add_argument(
         "--n",
@@ -83,7 +77,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="hide the progress bar"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

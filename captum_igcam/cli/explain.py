@@ -36,18 +36,18 @@ DEFAULT_METHODS = "gradcam,igcam"
 FIGURE_DPI = 90
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``explain`` subcommand."""
-    parser = subparsers.add_parser(
-        "explain",
-        help="explain a model's predictions on a few images",
-        description=(
-            "Explain an image classifier's predictions with Grad-CAM and "
-            "Integrated Grad-CAM. Without images, explains photos bundled with "
-            "scikit-image; without --model, uses the embedded ImageNet-pretrained "
-            "EfficientNet-Lite0."
-        ),
-    )
+NAME = "explain"
+HELP = "explain a model's predictions on a few images"
+DESCRIPTION = (
+    "Explain an image classifier's predictions with Grad-CAM and "
+    "Integrated Grad-CAM. Without images, explains photos bundled with "
+    "scikit-image; without --model, uses the embedded ImageNet-pretrained "
+    "EfficientNet-Lite0."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the arguments of ``explain``."""
     parser.add_argument(
         "images",
         nargs="*",
@@ -55,6 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="image files (for a folder, use explain-dataset)",
     )
     _options.add_settings_options(parser)
+    _options.add_methods_option(parser, DEFAULT_METHODS)
     _options.add_target_option(parser)
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -65,20 +66,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="output folder (default: ./igcam-out)",
     )
     output.add_argument(
-        "--methods",
-        type=_options.method_list,
-        default=DEFAULT_METHODS,
-        metavar="LIST",
-        help=f"comma-separated method names (default: {DEFAULT_METHODS}); "
-        "docs/cli.md lists them, and an unknown name is answered with the list",
-    )
-    output.add_argument(
         "--no-upsampled-maps",
         action="store_true",
         help="save only the maps at the layer's resolution, not the upsampled "
         "copies at the photo's size (4 bytes per photo pixel each)",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

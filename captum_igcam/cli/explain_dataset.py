@@ -35,21 +35,21 @@ INTEGRATION_PATHS = ("input", "layer")
 FOLDER_TARGET = "folder"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``explain-dataset`` subcommand."""
-    parser = subparsers.add_parser(
-        "explain-dataset",
-        help="explain every image of a folder, writing the maps in shards",
-        description=(
-            "Explain every image of SOURCE with Integrated Grad-CAM and write the "
-            "maps in shards with an index, resumably. SOURCE is an image folder "
-            "(searched recursively) or a VOC directory (JPEGImages/ is used). "
-            f"Besides explain's values, --target accepts {FOLDER_TARGET!r}: the "
-            "class named by each image's top folder (torchvision ImageFolder "
-            "layout SOURCE/<class>/...), a class label or index of the model. "
-            "Run it under torchrun to split the images between processes."
-        ),
-    )
+NAME = "explain-dataset"
+HELP = "explain every image of a folder, writing the maps in shards"
+DESCRIPTION = (
+    "Explain every image of SOURCE with Integrated Grad-CAM and write the "
+    "maps in shards with an index, resumably. SOURCE is an image folder "
+    "(searched recursively) or a VOC directory (JPEGImages/ is used). "
+    f"Besides explain's values, --target accepts {FOLDER_TARGET!r}: the "
+    "class named by each image's top folder (torchvision ImageFolder "
+    "layout SOURCE/<class>/...), a class label or index of the model. "
+    "Run it under torchrun to split the images between processes."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the arguments of ``explain-dataset``."""
     parser.add_argument("source", type=Path, metavar="SOURCE", help="image folder")
     parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="output folder"
@@ -95,7 +95,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="do not show a progress bar"
     )
-    parser.set_defaults(func=run)
 
 
 def _worker_count(text: str) -> int:
