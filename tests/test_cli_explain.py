@@ -360,20 +360,3 @@ def test_other_methods_and_baselines(run_cli, photos, tmp_path):
         for kind in ("layer", "upsampled")
     ]
     assert np.load(tmp_path / "coffee_igcam-notebook_layer.npy").min() >= 0
-
-
-def test_baseline_inputs():
-    from captum_igcam.app.baselines import baseline_input
-    from captum_igcam.app.models import load_model
-
-    bundle = load_model()
-    photo = data.coffee()
-    black = baseline_input(bundle, photo, "black")
-    torch.testing.assert_close(black[0], bundle.preprocess(np.zeros_like(photo)))
-    assert torch.equal(baseline_input(bundle, photo, "mean"), torch.zeros_like(black))
-    blurred = baseline_input(bundle, photo, "blur")
-    sharp = bundle.preprocess(photo)
-    assert blurred.shape == black.shape
-    # Blurring keeps the colours on average but removes most of the detail.
-    assert (blurred.mean() - sharp.mean()).abs() < 0.05
-    assert blurred.diff(dim=-1).abs().mean() < 0.2 * sharp.diff(dim=-1).abs().mean()
