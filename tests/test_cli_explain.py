@@ -300,17 +300,9 @@ def test_random_weights_are_marked_and_upsampled_maps_optional(
         return real_figure(*args, **kwargs)
 
     monkeypatch.setattr(maps, "explanation_figure", recording_figure)
+    options = "--model resnet18 --random-weights --methods gradcam --no-upsampled-maps"
     status, _, _ = run_cli(
-        "explain",
-        str(photos["coffee"]),
-        "--model",
-        "resnet18",
-        "--random-weights",
-        "--methods",
-        "gradcam",
-        "--no-upsampled-maps",
-        "--out",
-        str(tmp_path),
+        "explain", str(photos["coffee"]), *options.split(), "--out", str(tmp_path)
     )
     assert status == 0
     summary = _summary(tmp_path)
