@@ -218,15 +218,16 @@ def test_version(run_cli, capsys):
     assert capsys.readouterr().out.strip() == f"captum-igcam {captum_igcam.__version__}"
 
 
-def test_help_and_argument_errors_do_not_import_torch():
+def test_help_argument_errors_and_missing_files_do_not_import_torch(tmp_path):
     script = textwrap.dedent(
         """
         import sys
         from captum_igcam.cli import main
 
-        for argv in (["--help"], ["explain", "--help"], ["benchmark", "--n", "0"]):
+        missing = ["explain", sys.argv[1] + "/missing.png", "--out", sys.argv[1]]
+        for argv in (["--help"], ["benchmark", "--n", "0"], missing):
             try:
-                main(argv)
+                print("status", main(argv))
             except SystemExit:
                 pass
         heavy = ("torch", "captum", "torchvision")
@@ -234,10 +235,14 @@ def test_help_and_argument_errors_do_not_import_torch():
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert done.stdout.splitlines()[-1] == "[]"
+    assert done.stdout.splitlines()[-2:] == ["status 1", "[]"]
     assert "usage: captum-igcam [-h] [--version]" in done.stdout
+    assert "missing.png' does not exist" in done.stderr
 
 
 def test_missing_images_are_reported_before_the_model_loads(

@@ -134,9 +134,11 @@ class MethodSettings:
 
     def check_device(self) -> None:
         """Raise :class:`UsageError` if ``device`` is ``"cuda"`` without CUDA."""
+        if self.device != "cuda":
+            return
         import torch
 
-        if self.device == "cuda" and not torch.cuda.is_available():
+        if not torch.cuda.is_available():
             raise UsageError("--device: 'cuda' was asked for but CUDA is not available")
 
     def load_model(self) -> ModelBundle:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+from collections.abc import Sequence
 from typing import Any
 
 from captum_igcam.app.errors import UsageError
@@ -180,25 +181,31 @@ def parse_target(text: str, categories: list[str]) -> int | None:
 
 
 def add_methods_option(
-    parser: argparse.ArgumentParser, default: str | None, shown_default: str = ""
+    parser: argparse.ArgumentParser,
+    default: Sequence[str] | None,
+    shown_default: str = "",
 ) -> None:
     """``--methods``: comma-separated names from the method registry.
 
+    The registry (which imports Captum) is read only when the option is
+    given, so a run with the default names checks its files first.
+
     Args:
         parser (argparse.ArgumentParser): Where to add it.
-        default (str, optional): Names used when the option is left out;
-            ``None`` leaves the choice to the subcommand.
+        default (Sequence[str], optional): Names used when the option is left
+            out; ``None`` leaves the choice to the subcommand.
         shown_default (str, optional): What ``--help`` calls the default
-            (``default`` itself when empty).
+            (the names of ``default`` when empty).
             Default: ""
     """
     parser.add_argument(
         "--methods",
         type=method_list,
-        default=default,
+        default=None if default is None else list(default),
         metavar="LIST",
-        help=f"comma-separated method names (default: {shown_default or default}); "
-        "docs/cli.md lists them, and an unknown name is answered with the list",
+        help="comma-separated method names (default: "
+        f"{shown_default or ','.join(default or ())}); docs/cli.md lists them, "
+        "and an unknown name is answered with the list",
     )
 
 

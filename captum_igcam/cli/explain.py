@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="image files (for a folder, use explain-dataset)",
     )
     _options.add_settings_options(parser)
-    _options.add_methods_option(parser, ",".join(DEFAULT_METHODS))
+    _options.add_methods_option(parser, DEFAULT_METHODS)
     _options.add_target_option(parser)
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -54,18 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``captum-igcam explain``; return 1 if any image failed, else 0."""
-    settings = _options.settings_from_args(args)
-    settings.check_device()
-    _options.prepare_output_folder(args.out)
-
     from captum_igcam.app import explain
 
+    settings = _options.settings_from_args(args)
+    _options.prepare_output_folder(args.out)
     sources, errors = explain.image_sources(args.images)
     for error in errors:
         print(f"captum-igcam: error: {error['error']}", file=sys.stderr)
     if not sources:
         raise UsageError("no image to explain")
-    bundle = settings.load_model()
+    bundle = settings.load_model()  # checks --device first
     summary = explain.explain_images(
         bundle,
         sources,
