@@ -118,8 +118,10 @@ def explanation_figure(
     panels: Sequence[tuple[str, np.ndarray]],
     image_title: str = "input",
     panel_size: float = 3.0,
+    colorbar_label: str = "attribution / its maximum",
+    cmap: str = "jet",
 ) -> Figure:
-    """One row: the image, then one heat-map overlay per explanation.
+    """One row: the image, then one heat-map overlay per explanation, and a colour bar.
 
     Args:
         image (np.ndarray): ``HxWx3`` RGB image.
@@ -129,6 +131,11 @@ def explanation_figure(
             Default: "input"
         panel_size (float, optional): Width and height of a panel in inches.
             Default: 3.0
+        colorbar_label (str, optional): Label of the colour bar, which maps
+            the heat maps' colours to values in [0, 1]; shared by all panels.
+            Default: "attribution / its maximum"
+        cmap (str, optional): Matplotlib colour map of the heat maps.
+            Default: "jet"
 
     Returns:
         matplotlib.figure.Figure: The figure (save it with
@@ -139,18 +146,24 @@ def explanation_figure(
         >>> heat = normalize(upsample(attr, 224).clamp(min=0))[0, 0].numpy()
         >>> explanation_figure(photo, [("Grad-CAM", heat)]).savefig("cat.png")
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     height = panel_size * image.shape[0] / image.shape[1] + 0.6  # room for titles
-    figure = Figure(
-        figsize=(panel_size * (1 + len(panels)), height), layout="constrained"
-    )
+    width = panel_size * (1 + len(panels)) + (0.8 if panels else 0.0)  # colour bar
+    figure = Figure(figsize=(width, height), layout="constrained")
     axes = figure.subplots(1, 1 + len(panels), squeeze=False)[0]
     axes[0].imshow(image)
     axes[0].set_axis_off()
     axes[0].set_title(image_title, fontsize=9)
     for ax, (title, heatmap) in zip(axes[1:], panels, strict=True):
-        overlay_heatmap(ax, image, heatmap, title=title)
+        overlay_heatmap(ax, image, heatmap, title=title, cmap=cmap)
+    if panels:
+        scale = ScalarMappable(norm=Normalize(vmin=0.0, vmax=1.0), cmap=cmap)
+        colorbar = figure.colorbar(scale, ax=list(axes[1:]), shrink=0.8)
+        colorbar.set_label(colorbar_label, fontsize=8)
+        colorbar.ax.tick_params(labelsize=7)
     return figure
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
 
 import numpy as np
@@ -52,11 +54,41 @@ def test_failed_figure_save_leaves_no_file(tmp_path):
     assert Image.open(tmp_path / "plot.png").format == "PNG"
 
 
-def test_files_get_normal_permissions(tmp_path):
-    _atomic.atomic_write_bytes(tmp_path / "out.bin", b"x")
-    mode = stat.S_IMODE((tmp_path / "out.bin").stat().st_mode)
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o027, 0o640)])
+def test_files_get_the_permissions_of_open(tmp_path, umask, expected):
+    previous = os.umask(umask)
+    try:
+        _atomic.atomic_write_bytes(tmp_path / "out.bin", b"x")
+        with open(tmp_path / "reference.bin", "wb") as handle:
+            handle.write(b"x")
+    finally:
+        os.umask(previous)
     # As for open(): 0o666 less the umask, not mkstemp's owner-only 0o600.
-    assert mode == 0o666 & ~_atomic._UMASK
+    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == expected
+    assert stat.S_IMODE((tmp_path / "reference.bin").stat().st_mode) == expected
+
+
+def test_disk_full_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    path = tmp_path / "map.npy"
+    path.write_bytes(b"previous")
+
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        _atomic.atomic_save_npy(path, np.zeros(3))
+    assert raised.value.errno == errno.ENOSPC
+    assert repr(str(path)) in str(raised.value)
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["map.npy"]
+
+
+def test_missing_folder_names_the_file(tmp_path):
+    path = tmp_path / "gone" / "summary.json"
+    with pytest.raises(FileNotFoundError) as raised:
+        _atomic.atomic_write_json(path, {})
+    assert repr(str(path)) in str(raised.value)
 
 
 def test_atomic_open_rejects_other_modes(tmp_path):

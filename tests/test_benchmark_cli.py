@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from captum_igcam import evaluation
 from captum_igcam.app import methods
-from captum_igcam.cli import main
+from captum_igcam.app.settings import MethodSettings
+from captum_igcam.cli import _options, build_parser, main
 
 METRIC_KEYS = (
     "pointing_game",
@@ -78,6 +80,94 @@ def test_unknown_method_is_refused_by_the_parser(capsys: pytest.CaptureFixture) 
     assert "got 'gradcam,nope'" in error
 
 
+SHARED_OPTIONS = [
+    "--model",
+    "resnet18",
+    "--random-weights",
+    "--layer",
+    "layer3",
+    "--device",
+    "cpu",
+    "--steps",
+    "7",
+    "--method",
+    "riemann_middle",
+    "--baseline",
+    "blur",
+    "--batch-size",
+    "3",
+]
+SUBCOMMANDS = {
+    "explain": [],
+    "explain-dataset": ["SOURCE", "--out", "OUT"],
+    "benchmark": [],
+}
+
+
+def test_subcommands_share_model_and_attribution_options() -> None:
+    parser = build_parser()
+    given = {
+        name: _options.settings_from_args(
+            parser.parse_args([name, *extra, *SHARED_OPTIONS])
+        )
+        for name, extra in SUBCOMMANDS.items()
+    }
+    expected = MethodSettings(
+        model="resnet18",
+        random_weights=True,
+        layer="layer3",
+        device="cpu",
+        n_steps=7,
+        method="riemann_middle",
+        baseline="blur",
+        internal_batch_size=3,
+    )
+    assert set(given.values()) == {expected}
+    defaults = {
+        name: _options.settings_from_args(parser.parse_args([name, *extra]))
+        for name, extra in SUBCOMMANDS.items()
+    }
+    # The same defaults everywhere: 50 steps, black baseline, CPU.
+    assert set(defaults.values()) == {MethodSettings()}
+    assert MethodSettings().baseline == "black" and MethodSettings().n_steps == 50
+
+
+def test_quick_sets_only_the_steps_not_given() -> None:
+    parser = build_parser()
+    quick = parser.parse_args(["benchmark", "--quick"])
+    assert _options.settings_from_args(quick, n_steps=10).n_steps == 10
+    chosen = parser.parse_args(["benchmark", "--quick", "--steps", "30"])
+    assert _options.settings_from_args(chosen, n_steps=10).n_steps == 30
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--n", "0"], "argument --n: expected a positive integer, got '0'"),
+        (
+            ["--curve-steps", "x"],
+            "argument --curve-steps: expected a positive integer, got 'x'",
+        ),
+        (["--steps", "-1"], "argument --steps: expected a positive integer, got '-1'"),
+    ],
+)
+def test_counts_are_checked_by_the_parser(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["benchmark", *argv])
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_benchmark_cuda_without_cuda_is_a_one_line_error(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    assert main(["benchmark", "--device", "cuda", "--no-progress"]) == 1
+    assert "--device: 'cuda' was asked for but CUDA" in capsys.readouterr().err
+
+
 def test_voc_without_class_map_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -97,6 +187,9 @@ def test_folder_benchmark_has_only_faithfulness_metrics(
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert result["n_images"] == 1
+    # The defaults of explain: black baseline, 50 steps.
+    assert result["settings"]["baseline"] == "black"
+    assert result["settings"]["n_steps"] == 50
     row = result["methods"]["gradcam"]
     assert "pointing_game" not in row and "ebpg" not in row
     assert 0.0 <= row["avg_drop"] <= 100.0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,9 @@ import torch
 from PIL import Image
 from skimage import data
 
-from captum_igcam import cli
+import captum_igcam
+from captum_igcam import cli, maps
+from captum_igcam.app.settings import MethodSettings
 
 FAST = ["--steps", "4"]
 
@@ -65,12 +70,13 @@ def test_two_images_and_a_bad_path(run_cli, photos, tmp_path):
         str(out),
     )
     assert status == 1
-    assert f"image '{missing}' does not exist" in stderr
+    assert stderr.count(f"image '{missing}' does not exist") == 1
     assert "Traceback" not in stderr
     assert "explained 2 of 3 image(s) with 2 method(s) in" in stdout
 
     summary = _summary(out)
     assert summary["model"] == "efficientnet-lite0"
+    assert summary["random_weights"] is False
     assert summary["layer"] == "_bn1"
     assert summary["methods"] == ["gradcam", "igcam"]
     assert summary["errors"] == [
@@ -150,11 +156,14 @@ def test_corrupt_image_is_named_and_fails_the_run(run_cli, photos, tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--model", "resnet5"], "unknown model 'resnet5'; did you mean resnet50"),
+        (
+            ["--model", "resnet5"],
+            r"unknown model 'resnet5' \(tried as a model name\); did you mean resnet50",
+        ),
         (["--layer", "_blocks.16"], "closest names: .*_blocks.15"),
         (["--target", "1000"], r"--target: expected a class index in 0\.\.999"),
         (["--target", "egyptian kat"], "closest labels: Egyptian cat"),
-        (["--model", "resnet18"], "not in the torch hub cache"),
+        (["--model", "resnet18"], "not in the torch hub cache.*--random-weights"),
     ],
 )
 def test_bad_values_give_one_line_errors(run_cli, photos, tmp_path, options, message):
@@ -180,11 +189,15 @@ def test_unwritable_output_folder(run_cli, photos, tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--steps", "0"], "--steps: expected a positive integer, got '0'"),
-        (["--batch-size", "many"], "--batch-size: expected a positive integer"),
-        (["--methods", "gradcam,nope"], "--methods: expected a comma-separated"),
+        (["--steps", "0"], "argument --steps: expected a positive integer, got '0'"),
+        (["--batch-size", "many"], "argument --batch-size: expected a positive"),
+        (["--methods", "gradcam,nope"], "argument --methods: expected a comma-sep"),
         (["--baseline", "white"], "invalid choice: 'white'"),
         (["--method", "simpson"], "invalid choice: 'simpson'"),
+        (
+            ["--random-weights", "--weights", "w.pt"],
+            "argument --weights: not allowed with argument --random-weights",
+        ),
     ],
 )
 def test_bad_option_values_are_usage_errors(run_cli, capsys, options, message):
@@ -194,6 +207,114 @@ def test_bad_option_values_are_usage_errors(run_cli, capsys, options, message):
     stderr = capsys.readouterr().err
     assert message in stderr.splitlines()[-1]
     assert "Traceback" not in stderr
+    option = options[0]
+    assert f"{option}: {option}" not in stderr  # the option is named once
+
+
+def test_version(run_cli, capsys):
+    with pytest.raises(SystemExit) as raised:
+        run_cli("--version")
+    assert raised.value.code == 0
+    assert capsys.readouterr().out.strip() == f"captum-igcam {captum_igcam.__version__}"
+
+
+def test_help_argument_errors_and_missing_files_do_not_import_torch(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        from captum_igcam.cli import main
+
+        missing = ["explain", sys.argv[1] + "/missing.png", "--out", sys.argv[1]]
+        for argv in (["--help"], ["benchmark", "--n", "0"], missing):
+            try:
+                print("status", main(argv))
+            except SystemExit:
+                pass
+        heavy = ("torch", "captum", "torchvision")
+        print(sorted(name for name in heavy if name in sys.modules))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines()[-2:] == ["status 1", "[]"]
+    assert "usage: captum-igcam [-h] [--version]" in done.stdout
+    assert "missing.png' does not exist" in done.stderr
+
+
+def test_missing_images_are_reported_before_the_model_loads(
+    run_cli, tmp_path, monkeypatch
+):
+    def no_model(self):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(MethodSettings, "load_model", no_model)
+    status, _, stderr = run_cli(
+        "explain", str(tmp_path / "a.png"), str(tmp_path), "--out", str(tmp_path / "o")
+    )
+    assert status == 1
+    lines = stderr.splitlines()
+    assert (
+        lines[0] == f"captum-igcam: error: image '{tmp_path / 'a.png'}' does not exist"
+    )
+    assert lines[1] == (
+        f"captum-igcam: error: image '{tmp_path}' is a directory; explain takes "
+        f"image files (for a folder use: captum-igcam explain-dataset {tmp_path} "
+        "--out DIR)"
+    )
+    assert lines[2] == "captum-igcam: error: no image to explain"
+
+
+def test_image_over_the_decompression_bomb_limit_is_skipped(
+    run_cli, photos, tmp_path, monkeypatch
+):
+    from PIL import Image as PILImage
+
+    small = tmp_path / "small.png"
+    PILImage.fromarray(data.chelsea()[::10, ::10]).save(small)  # 30 x 46
+    # chelsea.png has 135,300 pixels: over twice a limit of 5,000, refused.
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 5000)
+    status, _, stderr = run_cli(
+        "explain",
+        str(photos["chelsea"]),
+        str(small),
+        "--methods",
+        "gradcam",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert status == 1
+    assert f"image '{photos['chelsea']}' is over Pillow's decompression-bomb" in stderr
+    assert "Traceback" not in stderr
+    summary = _summary(tmp_path / "out")
+    assert [record["image"] for record in summary["images"]] == [str(small)]
+    assert [error["image"] for error in summary["errors"]] == [str(photos["chelsea"])]
+
+
+def test_random_weights_are_marked_and_upsampled_maps_optional(
+    run_cli, photos, tmp_path, monkeypatch
+):
+    titles = []
+    real_figure = maps.explanation_figure
+
+    def recording_figure(*args, **kwargs):
+        titles.append(kwargs["image_title"])
+        return real_figure(*args, **kwargs)
+
+    monkeypatch.setattr(maps, "explanation_figure", recording_figure)
+    options = "--model resnet18 --random-weights --methods gradcam --no-upsampled-maps"
+    status, _, _ = run_cli(
+        "explain", str(photos["coffee"]), *options.split(), "--out", str(tmp_path)
+    )
+    assert status == 0
+    summary = _summary(tmp_path)
+    assert (summary["model"], summary["random_weights"]) == ("resnet18", True)
+    assert summary["images"][0]["files"] == ["coffee.png", "coffee_gradcam_layer.npy"]
+    assert not list(tmp_path.glob("*upsampled*"))
+    assert len(titles) == 1 and titles[0].endswith("(random weights)")
 
 
 def test_debug_shows_the_traceback(run_cli, tmp_path):
@@ -236,20 +357,3 @@ def test_other_methods_and_baselines(run_cli, photos, tmp_path):
         for kind in ("layer", "upsampled")
     ]
     assert np.load(tmp_path / "coffee_igcam-notebook_layer.npy").min() >= 0
-
-
-def test_baseline_inputs():
-    from captum_igcam.app.models import load_model
-    from captum_igcam.cli._options import baseline_input
-
-    bundle = load_model()
-    photo = data.coffee()
-    black = baseline_input(bundle, photo, "black")
-    torch.testing.assert_close(black[0], bundle.preprocess(np.zeros_like(photo)))
-    assert torch.equal(baseline_input(bundle, photo, "mean"), torch.zeros_like(black))
-    blurred = baseline_input(bundle, photo, "blur")
-    sharp = bundle.preprocess(photo)
-    assert blurred.shape == black.shape
-    # Blurring keeps the colours on average but removes most of the detail.
-    assert (blurred.mean() - sharp.mean()).abs() < 0.05
-    assert blurred.diff(dim=-1).abs().mean() < 0.2 * sharp.diff(dim=-1).abs().mean()

@@ -316,17 +316,26 @@ def test_folder_target_explains_each_class_folder(
 
 
 def test_unreadable_image_is_reported_and_the_rest_written(
-    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    image_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = tmp_path / "images"
     (source / "0").mkdir(parents=True)
     (source / "0" / "broken.png").write_bytes(b"not a png")
+    Image.new("RGB", (100, 100)).save(source / "0" / "huge.png")
     for key in ("1/img0.png", "2/img1.png"):
         (source / key).parent.mkdir(exist_ok=True)
         (source / key).write_bytes((image_folder / key).read_bytes())
+    # huge.png (10,000 pixels) is over twice the limit, the others below it.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
     out = tmp_path / "maps"
     assert main(_arguments(source, out, "--workers", "0")) == 1
-    assert "broken.png" in capsys.readouterr().err
+    errors = capsys.readouterr().err
+    assert errors.count("broken.png") == 1  # reported once
+    assert errors.count("huge.png") == 1
+    assert "decompression-bomb limit" in errors
     assert sorted(io.open_maps(out)) == ["1/img0.png", "2/img1.png"]
 
 

@@ -71,9 +71,16 @@ def test_explanation_figure_has_one_panel_per_method():
     heat = np.linspace(0, 1, 30 * 40).reshape(30, 40)
     figure = maps.explanation_figure(image, [("A", heat), ("B", heat)], "photo")
     assert isinstance(figure, Figure)
-    assert [ax.get_title() for ax in figure.axes] == ["photo", "A", "B"]
+    *panels, colorbar = figure.axes
+    assert [ax.get_title() for ax in panels] == ["photo", "A", "B"]
     # The overlay panels hold the photo and the heat map.
     assert len(figure.axes[1].get_images()) == 2
+    # One colour bar for all overlays, spanning the heat maps' [0, 1] scale.
+    assert colorbar.get_ylabel() == "attribution / its maximum"
+    assert colorbar.get_ylim() == pytest.approx((0.0, 1.0))
+    overlay = figure.axes[1].get_images()[1]
+    assert overlay.get_clim() == (0.0, 1.0)
+    assert overlay.get_cmap().name == "jet"
 
 
 def test_overlay_rejects_map_of_the_wrong_size():

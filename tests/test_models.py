@@ -93,8 +93,110 @@ def test_resolve_layer_suggests_closest_names(lite0):
 def test_unknown_model_lists_known_models():
     with pytest.raises(ValueError, match="did you mean resnet50") as raised:
         models.load_model("resnet5")
+    assert "unknown model 'resnet5' (tried as a model name)" in str(raised.value)
     assert "efficientnet-lite0" in str(raised.value)
     assert "vgg16" in str(raised.value)
+
+
+PICKLE_TRAP = textwrap.dedent(
+    """
+    import sys
+
+    import torch
+
+    class Trap:
+        def __reduce__(self):
+            return (exec, (f"open({sys.argv[1]!r}, 'w').write('ran')",))
+
+    torch.save(Trap(), sys.argv[2])
+    """
+)
+
+
+def _write_pickle_trap(folder, name: str):
+    """A file ``name`` whose unpickling writes ``ran`` to ``folder/ran.txt``."""
+    import subprocess
+    import sys
+
+    script = folder / "make_trap.py"
+    script.write_text(PICKLE_TRAP)
+    ran = folder / "ran.txt"
+    subprocess.run(
+        [sys.executable, str(script), str(ran), str(folder / name)], check=True
+    )
+    return ran
+
+
+def test_registered_name_never_reads_a_file_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ran = _write_pickle_trap(tmp_path, "resnet18")
+    bundle = models.load_model("resnet18", pretrained=False)
+    assert not ran.exists()  # the file was not unpickled
+    assert bundle.name == "resnet18" and bundle.layer_name == "layer4"
+    # Its path, spelled as a path, is read as a file (and so runs its code).
+    with pytest.raises(ValueError, match="'./resnet18' gave a NoneType"):
+        models.load_model("./resnet18")
+    assert ran.read_text() == "ran"
+
+
+def test_registered_name_is_not_blocked_by_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mobilenet_v3_small").mkdir()
+    bundle = models.load_model("mobilenet_v3_small", pretrained=False)
+    assert bundle.name == "mobilenet_v3_small"
+
+
+def test_bare_name_of_a_local_file_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ran = _write_pickle_trap(tmp_path, "mynet")
+    with pytest.raises(
+        ValueError, match="unknown model 'mynet' \\(tried as a model name\\)"
+    ) as raised:
+        models.load_model("mynet")
+    assert "pass ./mynet to load it as a model file" in str(raised.value)
+    assert not ran.exists()
+
+
+def test_missing_model_file_says_it_was_tried_as_a_file(tmp_path):
+    with pytest.raises(ValueError, match="tried '.*net.pt' as a model file"):
+        models.load_model(str(tmp_path / "net.pt"))
+
+
+def test_weights_file_is_a_state_dict_read_without_code(tmp_path, monkeypatch):
+    import torchvision
+
+    torch.manual_seed(1)
+    trained = torchvision.models.resnet18(num_classes=7).eval()
+    torch.save(trained.state_dict(), tmp_path / "resnet18-pets.pt")
+    loaded = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        loaded.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    bundle = models.load_model("resnet18", weights=tmp_path / "resnet18-pets.pt")
+    assert loaded == [True]
+    assert bundle.categories == [f"class {index}" for index in range(7)]
+    assert bundle.layer_name == "layer4"
+    x = bundle.preprocess(data.coffee())[None]
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.model(x), trained(x))
+
+
+def test_weights_file_errors(tmp_path):
+    _write_pickle_trap(tmp_path, "trap.pt")
+    with pytest.raises(ValueError, match="weights: cannot read .*weights_only=True"):
+        models.load_model("resnet18", weights=tmp_path / "trap.pt")
+    assert not (tmp_path / "ran.txt").exists()
+    torch.save({"fc.weight": torch.zeros(3, 5)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="weights: .*other.pt' does not fit resnet18"):
+        models.load_model("resnet18", weights=tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="weights: no file"):
+        models.load_model("resnet18", weights=tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="needs a torchvision architecture"):
+        models.load_model("tiny:build", weights=tmp_path / "other.pt")
 
 
 def test_known_models_are_cnns_vits_and_swins():
@@ -122,7 +224,7 @@ def test_missing_pretrained_weights_explain_how_to_get_them(tmp_path, monkeypatc
         models.load_model("resnet18")
     message = str(raised.value)
     assert str(tmp_path / "checkpoints" / "resnet18-") in message
-    assert "weights='DEFAULT'" in message and "random weights" in message
+    assert "weights='DEFAULT'" in message and "--random-weights" in message
 
 
 def test_user_model_from_callable(tiny_module):

@@ -2,7 +2,10 @@
 
 Each helper writes to a temporary file in the destination's folder and moves
 it into place with :func:`os.replace`, which is atomic on POSIX and Windows.
-An interrupted write leaves the previous file (if any) untouched.
+An interrupted write leaves the previous file (if any) untouched. A failed
+write (disk full, no permission, ...) raises an :class:`OSError` whose
+message names the destination. New files get the permissions ``open()``
+would give them (``0o666`` less the umask).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +24,8 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# mkstemp creates files readable by the owner only; give outputs the usual
-# permissions of a new file instead (read once: os.umask can only be read by
-# setting it).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+#: Permissions of a new output file before the umask, as for ``open()``.
+_NEW_FILE_MODE = 0o666
 
 
 @contextlib.contextmanager
@@ -48,20 +49,30 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     if mode not in ("wb", "w"):
         raise ValueError(f"mode: expected 'wb' or 'w', got {mode!r}")
     destination = Path(path)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"
-    )
+    temporary = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.tmp")
     try:
-        os.chmod(temporary, 0o666 & ~_UMASK)
+        # os.open applies the process's umask, as open() does (mkstemp would
+        # make the file readable by its owner only).
+        descriptor = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE
+        )
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(descriptor, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, destination)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.errno is not None:
+            # Disk full, quota, permissions, I/O errors: name the output file
+            # (the error itself names the hidden temporary file, or nothing).
+            raise OSError(
+                error.errno,
+                f"cannot write {os.fspath(destination)!r}: "
+                f"{error.strerror or os.strerror(error.errno)}",
+            ) from error
         raise
 
 
@@ -97,3 +108,14 @@ def atomic_save_figure(
     image_format = Path(path).suffix.lstrip(".") or "png"
     with atomic_open(path, "wb") as handle:
         figure.savefig(handle, format=image_format, **savefig_kwargs)
+
+
+def ensure_writable_folder(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` (with parents) and check that files can be made in it.
+
+    Raises:
+        OSError: If the folder cannot be created or written to.
+    """
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass

@@ -1,4 +1,19 @@
-"""Images to explain: photos bundled with scikit-image, and files from disk."""
+"""Images to explain: photos bundled with scikit-image, and files from disk.
+
+:func:`load_image` is the one way the application reads an image file. It
+returns an 8-bit RGB image as a viewer shows it:
+
+- the EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``), so
+  maps line up with the photo as it appears on screen;
+- single-channel images with more than 8 bits (16-bit PNG, 32-bit integer
+  and floating-point TIFF) are rescaled linearly from their real range (the
+  smallest to the largest value in the file) to 0..255; Pillow's own
+  conversion would clip them (a 16-bit image loads almost all white, a float
+  image in [0, 1] all black);
+- a file that is missing, is not an image, is truncated or is larger than
+  Pillow's decompression-bomb limit raises :class:`ImageLoadError`, whose
+  message names the file, so callers can report it and go on with the others.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +27,9 @@ if TYPE_CHECKING:
 
 #: Real photos shipped inside the scikit-image wheel (no download needed).
 BUNDLED_IMAGE_NAMES = ("chelsea", "coffee", "astronaut", "rocket")
+
+#: Pillow modes of single-channel images with more than 8 bits per pixel.
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class ImageLoadError(ValueError):
@@ -36,36 +54,58 @@ def bundled_images() -> dict[str, np.ndarray]:
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Read an image file as RGB, fully decoded.
+    """Read an image file as 8-bit RGB, fully decoded and upright.
 
     Args:
         path (str or os.PathLike): File to read (any format Pillow reads).
 
     Returns:
-        PIL.Image.Image: The image in RGB mode.
+        PIL.Image.Image: The image in RGB mode, EXIF orientation applied,
+        high-bit-depth images rescaled from their real range to 0..255.
 
     Raises:
-        ImageLoadError: If the file is missing, unreadable, or not a complete
-            image; the message names the file.
+        ImageLoadError: If the file is missing, a directory, unreadable, not
+            a complete image, or over Pillow's decompression-bomb limit
+            (``PIL.Image.MAX_IMAGE_PIXELS``); the message names the file.
 
     Example::
 
         >>> load_image("cat.jpg").mode
         'RGB'
     """
-    from PIL import Image, UnidentifiedImageError  # noqa: F811 - runtime import
+    from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: F811
 
+    name = os.fspath(path)
     if not os.path.isfile(path):
         reason = "is a directory" if os.path.isdir(path) else "does not exist"
-        raise ImageLoadError(f"image {os.fspath(path)!r} {reason}")
+        raise ImageLoadError(f"image {name!r} {reason}")
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            upright = ImageOps.exif_transpose(image)
+            return _to_rgb(upright)
     except UnidentifiedImageError as error:
         raise ImageLoadError(
-            f"image {os.fspath(path)!r} is not an image file Pillow can read"
+            f"image {name!r} is not an image file Pillow can read"
+        ) from error
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(
+            f"image {name!r} is over Pillow's decompression-bomb limit ({error}); "
+            "skipped. Raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
         ) from error
     except (OSError, ValueError) as error:
-        raise ImageLoadError(
-            f"image {os.fspath(path)!r} cannot be read ({error})"
-        ) from error
+        raise ImageLoadError(f"image {name!r} cannot be read ({error})") from error
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; single-channel high-depth images rescaled by their range."""
+    from PIL import Image
+
+    if image.mode not in _HIGH_DEPTH_MODES:
+        return image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    span = high - low
+    scaled = (values - low) * (255.0 / span) if span > 0 else np.zeros_like(values)
+    gray = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.rint(gray).astype(np.uint8)).convert("RGB")

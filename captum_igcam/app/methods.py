@@ -1,9 +1,10 @@
 """Attribution methods by name, shared by the command line and the benchmark.
 
 Each registered method builds, for a model, the explained layer and
-:class:`MethodSettings`, a function ``maps(inputs, target, baselines)`` that
-returns one map per example of shape ``(N, 1, h, w)``. Add one with
-:func:`register_method`::
+:class:`~captum_igcam.app.settings.MethodSettings` (the settings every
+command builds from the same options), a function
+``maps(inputs, target, baselines)`` that returns one map per example of
+shape ``(N, 1, h, w)``. Add one with :func:`register_method`::
 
     >>> @register_method("my-cam", "My CAM", "Grad-CAM with a twist")
     ... def _my_cam(model, layer, settings):
@@ -30,28 +31,8 @@ from captum_igcam import (
     ReshapedLayerGradCam,
 )
 from captum_igcam._captum_compat import BaselineType, TargetType
-from captum_igcam.reshapes import ReshapeTransform, to_channel_grid
-
-
-@dataclass(frozen=True)
-class MethodSettings:
-    """Settings of the path methods (Grad-CAM uses only ``reshape_transform``).
-
-    Args:
-        n_steps (int): Path points.
-        method (str): Captum approximation method.
-        internal_batch_size (int, optional): Examples x path points per
-            forward pass.
-        reshape_transform (ReshapeTransform, optional): Maps the layer's
-            tensor to ``(N, channels, *spatial)`` (see
-            :mod:`captum_igcam.reshapes`); None for CNNs.
-    """
-
-    n_steps: int = 50
-    method: str = "gausslegendre"
-    internal_batch_size: int | None = None
-    reshape_transform: ReshapeTransform | None = None
-
+from captum_igcam.app.settings import MethodSettings
+from captum_igcam.reshapes import to_channel_grid
 
 #: The explainer class behind each integration path of the command line's
 #: ``--path``: the paper's input-space path or the layer-space method.

@@ -7,11 +7,15 @@
   it works without network access;
 - a torchvision classifier by name (``"resnet50"``, ``"vgg16"``, ...,
   and the vision transformers ``"vit_b_16"``, ``"swin_t"``, ...), with
-  ImageNet weights when they are in the torch hub cache;
+  ImageNet weights when they are in the torch hub cache, or with the weights
+  of a state-dict file (``weights=``, read with ``weights_only=True``, so it
+  cannot run code);
 - a user's model: ``"package.module:callable"`` (the callable returns an
   ``nn.Module`` or a :class:`ModelBundle`) or the path of a ``torch.save``
   file holding a whole module (TorchScript modules cannot be hooked, which
-  layer attribution needs, so they are refused with an explanation).
+  layer attribution needs, so they are refused with an explanation). Both
+  run code: importing a module runs it, and unpickling a whole module can
+  execute anything the file holds. Use them only with code you trust.
 
 Every image is resized, without cropping, to the model's square input size, so
 that an explanation covers the whole photo.
@@ -20,10 +24,12 @@ that an explanation covers the whole photo.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import importlib
 import io
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,8 +101,32 @@ class ModelBundle:
         """The device holding the model's parameters (CPU for a parameterless one)."""
         return _device_of(self.model)
 
+    @property
+    def transform(self) -> Callable[[object], torch.Tensor]:
+        """The preprocessing as a ``torchvision.transforms.v2`` pipeline.
+
+        Resizes an RGB PIL image (bilinear, with antialiasing, no cropping)
+        to ``input_size x input_size``, scales it to [0, 1] and normalises it
+        with ``mean`` and ``std``; the result stays on the CPU, so it can run
+        in ``DataLoader`` workers.
+        """
+        from torchvision.transforms import v2
+
+        return v2.Compose(
+            [
+                v2.Resize(
+                    (self.input_size, self.input_size),
+                    interpolation=v2.InterpolationMode.BILINEAR,
+                    antialias=True,
+                ),
+                v2.PILToTensor(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.mean, self.std),
+            ]
+        )
+
     def preprocess(self, image: object) -> torch.Tensor:
-        """Turn one RGB image into a normalised model input.
+        """Turn one RGB image into a normalised model input (see :attr:`transform`).
 
         Args:
             image (PIL.Image.Image or np.ndarray): An RGB (or grayscale) PIL
@@ -119,14 +149,7 @@ class ModelBundle:
                 "image: expected a PIL image or a uint8 numpy array, "
                 f"got {type(image).__name__}"
             )
-        resized = image.convert("RGB").resize(
-            (self.input_size, self.input_size), Image.Resampling.BILINEAR
-        )
-        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0)
-        mean = torch.tensor(self.mean, dtype=torch.float32)
-        std = torch.tensor(self.std, dtype=torch.float32)
-        normalised = ((pixels - mean) / std).permute(2, 0, 1).contiguous()
-        return normalised.to(_device_of(self.model))
+        return self.transform(image.convert("RGB")).to(_device_of(self.model))
 
     def layer(self) -> nn.Module:
         """Return the module named by :attr:`layer_name`."""
@@ -249,17 +272,36 @@ def find_default_layer(model: nn.Module, input_size: int) -> str:
 
 
 def load_model(
-    name: str | None = None, device: str = "cpu", *, pretrained: bool = True
+    name: str | None = None,
+    device: str = "cpu",
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike[str] | None = None,
 ) -> ModelBundle:
     """Load a classifier with its default layer, preprocessing and class names.
 
+    ``name`` is resolved in this order, so that a registered model name always
+    means that model (a file or folder called ``resnet18`` in the working
+    directory is never read for ``"resnet18"``):
+
+    1. ``None`` or ``"efficientnet-lite0"``: the embedded model;
+    2. a torchvision classifier name (see :func:`known_models`);
+    3. ``"package.module:callable"``: imports the module and calls it;
+    4. a value with a file suffix or a path separator (``model.pt``,
+       ``./resnet18``): a ``torch.save`` file of a whole module.
+
+    Anything else is an unknown model name.
+
+    .. warning::
+        Steps 3 and 4 run code: importing a module runs it, and a whole
+        pickled module is read with ``torch.load(weights_only=False)``,
+        which can execute anything the file contains. Use them only with
+        code and files you trust. For a torchvision architecture with your
+        own weights, pass ``weights`` instead: a state dict read with
+        ``weights_only=True``, which cannot run code.
+
     Args:
-        name (str, optional): ``None`` or ``"efficientnet-lite0"`` for the
-            embedded pretrained EfficientNet-Lite0; a torchvision classifier
-            name (see :func:`known_models`); ``"module:callable"``; or the path
-            of a ``torch.save`` file holding a whole module. User models get ImageNet
-            normalisation and input size 224 unless the callable returns a
-            :class:`ModelBundle` itself.
+        name (str, optional): See above.
             Default: None
         device (str, optional): Torch device to move the model to.
             Default: "cpu"
@@ -268,31 +310,80 @@ def load_model(
             (a ViT's head, which torchvision initialises to zeros, is drawn at
             random so that the maps are not blank).
             Default: True
+        weights (str or os.PathLike, optional): A state-dict file for the
+            torchvision architecture (or the embedded model) ``name``; the
+            number of classes is read from it. Replaces ``pretrained``.
+            Default: None
 
     Returns:
-        ModelBundle: The model in eval mode on ``device``.
+        ModelBundle: The model in eval mode on ``device``. User models get
+        ImageNet normalisation and input size 224 unless the callable returns
+        a :class:`ModelBundle` itself.
 
     Raises:
-        ValueError: Unknown model name (the message lists known names) or a
-            file / callable that does not give an ``nn.Module``.
+        ValueError: Unknown model name (the message lists known names), a
+            missing file, or a file / callable / state dict that does not
+            give the model.
         ModelNotAvailableError: Pretrained weights are not cached locally.
 
     Example::
 
         >>> bundle = load_model()                    # embedded EfficientNet-Lite0
         >>> bundle = load_model("resnet50", pretrained=False)
+        >>> bundle = load_model("resnet50", weights="finetuned_resnet50.pt")
         >>> bundle = load_model("my_package.nets:build_model")
     """
-    if name is None or name == EMBEDDED_MODEL:
+    name = name or EMBEDDED_MODEL
+    known = known_models()
+    if weights is not None and name not in known:
+        raise ValueError(
+            f"weights: a state-dict file needs a torchvision architecture or "
+            f"{EMBEDDED_MODEL} as the model, got {name!r}"
+        )
+    if name == EMBEDDED_MODEL:
         bundle = _load_efficientnet_lite0()
-    elif ":" in name and not os.path.exists(name):
+        if weights is not None:
+            bundle = _with_state_dict(bundle, lambda classes: bundle.model, weights)
+    elif name in known:
+        bundle = _load_torchvision(name, pretrained, weights)
+    elif _CALLABLE_SPEC.fullmatch(name):
         bundle = _load_callable(name)
-    elif os.path.exists(name):
-        bundle = _bundle_for_user_model(name, _load_file(Path(name)))
+    elif _is_path_like(name):
+        if not os.path.isfile(name):
+            raise ValueError(
+                f"model: tried {name!r} as a model file (it has a suffix or a path "
+                "separator) but there is no such file"
+            )
+        bundle = _bundle_for_user_model(name, _load_file(name))
     else:
-        bundle = _load_torchvision(name, pretrained)
+        raise ValueError(_unknown_model_message(name, known))
     bundle.model.to(device).eval()
     return bundle
+
+
+#: ``package.module:callable`` (dotted names on both sides).
+_CALLABLE_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _is_path_like(name: str) -> bool:
+    """Whether ``name`` can only be a file: it has a path separator or a suffix."""
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return any(separator in name for separator in separators) or bool(Path(name).suffix)
+
+
+def _unknown_model_message(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    local = (
+        f" (a file {name!r} exists here: pass ./{name} to load it as a model file)"
+        if os.path.isfile(name)
+        else ""
+    )
+    return (
+        f"model: unknown model {name!r} (tried as a model name){local}; {hint}"
+        f"known models: {', '.join(known)}; or give 'module:callable' or a "
+        "model file path (with a suffix such as .pt, or a path separator)"
+    )
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -334,35 +425,97 @@ def _load_efficientnet_lite0() -> ModelBundle:
     )
 
 
-def _load_torchvision(name: str, pretrained: bool) -> ModelBundle:
+def _load_torchvision(
+    name: str, pretrained: bool, weights_file: str | os.PathLike[str] | None
+) -> ModelBundle:
     from torchvision import models
 
-    known = known_models()
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ValueError(
-            f"model: unknown model {name!r}; {hint}known models: "
-            f"{', '.join(known)}; or give 'module:callable' or a model file"
-        )
     weights = models.get_model_weights(name).DEFAULT
-    if pretrained:
-        _require_cached(name, weights.url)
-    model = models.get_model(name, weights=weights if pretrained else None).eval()
-    if not pretrained:
-        randomise_zero_vit_head(model)
     transform = weights.transforms()
     input_size = int(transform.crop_size[0])
+
+    def build(num_classes: int) -> nn.Module:
+        return models.get_model(name, weights=None, num_classes=num_classes)
+
+    if weights_file is None and pretrained:
+        _require_cached(name, weights.url)
+        model = models.get_model(name, weights=weights)
+    else:
+        model = build(len(weights.meta["categories"]))
+        if weights_file is None:
+            randomise_zero_vit_head(model)
     layer_name, reshape_transform = _default_layer(model, input_size)
-    return ModelBundle(
+    bundle = ModelBundle(
         name=name,
-        model=model,
+        model=model.eval(),
         layer_name=layer_name,
         input_size=input_size,
         mean=tuple(transform.mean),
         std=tuple(transform.std),
         categories=list(weights.meta["categories"]),
         reshape_transform=reshape_transform,
+    )
+    return (
+        bundle
+        if weights_file is None
+        else _with_state_dict(bundle, build, weights_file)
+    )
+
+
+def _with_state_dict(
+    bundle: ModelBundle,
+    build: Callable[[int], nn.Module],
+    path: str | os.PathLike[str],
+) -> ModelBundle:
+    """``bundle`` with the weights of a state-dict file, read without pickle code.
+
+    ``build(num_classes)`` makes the architecture; the number of classes is
+    the output size of the state dict's last 2-D ``weight`` (its classifier).
+    """
+    shown = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"weights: no file {shown!r}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"weights: cannot read {shown!r} as a state dict with "
+            f"weights_only=True ({' '.join(str(error).split())}); save it with "
+            "torch.save(model.state_dict(), path)"
+        ) from error
+    if not isinstance(state, dict) or not all(
+        isinstance(value, torch.Tensor) for value in state.values()
+    ):
+        raise ValueError(
+            f"weights: {shown!r} holds a {type(state).__name__}, expected a state "
+            "dict (torch.save(model.state_dict(), path))"
+        )
+    classifiers = [
+        value
+        for key, value in state.items()
+        if key.endswith("weight") and value.dim() == 2
+    ]
+    num_classes = (
+        int(classifiers[-1].shape[0]) if classifiers else len(bundle.categories)
+    )
+    model = build(num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(
+            f"weights: {shown!r} does not fit {bundle.name} "
+            f"({' '.join(str(error).split())[:500]})"
+        ) from error
+    categories = (
+        bundle.categories
+        if num_classes == len(bundle.categories)
+        else [f"class {index}" for index in range(num_classes)]
+    )
+    return dataclasses.replace(
+        bundle,
+        name=f"{bundle.name}+{Path(path).name}",
+        model=model.eval(),
+        categories=categories,
     )
 
 
@@ -384,7 +537,8 @@ def _require_cached(name: str, url: str) -> None:
             f"cache ({cached}); download them on a machine with internet access "
             f'(python -c "import torchvision; torchvision.models.get_model('
             f"'{name}', weights='DEFAULT')\") and copy {url.rsplit('/', 1)[-1]} "
-            "there, or use random weights"
+            "there, or use random weights (--random-weights on the command line, "
+            "pretrained=False in Python)"
         )
 
 
@@ -402,16 +556,16 @@ def _load_callable(spec: str) -> ModelBundle:
     return _bundle_for_user_model(spec, built)
 
 
-def _load_file(path: Path) -> object:
+def _load_file(path: str) -> object:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.load is deprecated
-            torch.jit.load(str(path), map_location="cpu")
+            torch.jit.load(path, map_location="cpu")
     except RuntimeError:
         pass  # not TorchScript: load it as a pickled module below
     else:
         raise ValueError(
-            f"model: {str(path)!r} is a TorchScript module, whose layers cannot "
+            f"model: {path!r} is a TorchScript module, whose layers cannot "
             "be hooked as Captum's layer methods need; save the eager module "
             "with torch.save(model, path) or give 'module:callable'"
         )
@@ -421,7 +575,7 @@ def _load_file(path: Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         raise ValueError(
-            f"model: cannot load {str(path)!r} as a torch.save file "
+            f"model: cannot load {path!r} as a torch.save file "
             f"({' '.join(str(error).split())})"
         ) from error
 

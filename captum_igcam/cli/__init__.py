@@ -1,8 +1,10 @@
 """Command line entry point: ``captum-igcam <subcommand> ...``.
 
-Each subcommand lives in a module of its own that exposes
-``add_parser(subparsers)`` (registers its arguments and sets ``func``) and is
-listed in :data:`SUBCOMMAND_MODULES`.
+Each subcommand lives in a module of its own, listed in
+:data:`SUBCOMMAND_MODULES`, that exposes ``NAME``, ``HELP`` (one line),
+``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``. The
+modules import torch and the models only inside ``run``, so ``--help``,
+``--version`` and argument errors are quick.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from captum_igcam import __version__
+from captum_igcam.app.errors import CLIError, UsageError
+
+__all__ = ["CLIError", "UsageError", "build_parser", "main"]
+
 SUBCOMMAND_MODULES = (
     "captum_igcam.cli.explain",
     "captum_igcam.cli.benchmark",
@@ -19,25 +26,31 @@ SUBCOMMAND_MODULES = (
 )
 
 
-class CLIError(Exception):
-    """An error whose message is shown to the user as one line, without traceback."""
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The ``captum-igcam`` parser, with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="captum-igcam",
         description="Integrated Grad-CAM explanations for image classifiers.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
     )
     parser.add_argument(
         "--debug", action="store_true", help="show full tracebacks on errors"
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).add_parser(subparsers)
+        command = importlib.import_module(module_name)
+        subparser = subparsers.add_parser(
+            command.NAME, help=command.HELP, description=command.DESCRIPTION
+        )
+        command.add_arguments(subparser)
+        subparser.set_defaults(func=command.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``captum-igcam``; return the exit status (0 success, 1 error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,145 +1,161 @@
-"""Options and argument helpers shared by the subcommands."""
+"""Options shared by the subcommands, and their conversion to library objects.
+
+:func:`add_settings_options` registers the model and attribution options of
+``explain``, ``explain-dataset`` and ``benchmark`` (same names, defaults and
+checks in all three); :func:`settings_from_args` turns them into the one
+:class:`~captum_igcam.app.settings.MethodSettings` the method registry reads.
+
+Nothing here imports torch or Captum at import time, so ``--help`` is fast and
+argument errors come before any model is loaded.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
-import torch
-from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
+from captum_igcam.app.errors import UsageError
+from captum_igcam.app.settings import (
+    APPROXIMATION_METHODS,
+    BASELINES,
+    DEVICES,
+    MethodSettings,
+    check_positive_int,
+)
 
-from captum_igcam.app import models
-from captum_igcam.app.methods import METHODS, MethodSettings
-from captum_igcam.cli import CLIError
+#: ``MethodSettings`` field -> attribute of the parsed arguments.
+_SETTINGS_OPTIONS = {
+    "model": "model",
+    "weights": "weights",
+    "random_weights": "random_weights",
+    "layer": "layer",
+    "device": "device",
+    "n_steps": "steps",
+    "method": "method",
+    "baseline": "baseline",
+    "internal_batch_size": "batch_size",
+}
 
-BASELINES = ("black", "blur", "mean")
 
+def positive_int(text: str) -> int:
+    """An argparse ``type`` accepting integers >= 1.
 
-def positive_int(option: str) -> Callable[[str], int]:
-    """An argparse ``type`` accepting integers >= 1, named ``option`` in errors."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise argparse.ArgumentTypeError(
-                f"{option}: expected a positive integer, got {text!r}"
-            )
-        return value
-
-    return parse
+    argparse puts the option's name in front of the message itself.
+    """
+    try:
+        return check_positive_int("value", int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {text!r}"
+        ) from None
 
 
 def method_list(text: str) -> list[str]:
     """An argparse ``type``: comma-separated names from the method registry."""
+    from captum_igcam.app.methods import METHODS
+
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in METHODS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"--methods: expected a comma-separated list from {', '.join(METHODS)}, "
-            f"got {text!r}"
+            f"expected a comma-separated list from {', '.join(METHODS)}, got {text!r}"
         )
     return list(dict.fromkeys(names))
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--random-weights``, ``--layer`` and ``--device``."""
-    parser.add_argument(
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """Register the options of :class:`MethodSettings`, with its defaults.
+
+    ``--model``, ``--weights``, ``--random-weights``, ``--layer``,
+    ``--device``, ``--steps``, ``--method``, ``--baseline`` and
+    ``--batch-size``. Options left out parse as ``None`` so that
+    :func:`settings_from_args` can tell them from given values.
+    """
+    model = parser.add_argument_group(
+        "model",
+        "A registered model name always means that model. 'module:callable' "
+        "imports and runs Python code, and a model file (a path with a suffix "
+        "or a separator) is unpickled with torch.load(weights_only=False), "
+        "which can run code too: use both only with code and files you trust. "
+        "For your own weights of a torchvision architecture, use "
+        "--model ARCH --weights FILE (a state dict, read with weights_only=True).",
+    )
+    model.add_argument(
         "--model",
         metavar="NAME",
         help="efficientnet-lite0 (default), a torchvision classifier name, "
-        "'module:callable', or a torch.save file of a whole module",
+        "'module:callable' (runs code), or a torch.save file of a whole module "
+        "(runs code)",
     )
-    parser.add_argument(
+    weights = model.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="state dict (torch.save(model.state_dict(), FILE)) for the "
+        "torchvision architecture named by --model; read with weights_only=True",
+    )
+    weights.add_argument(
         "--random-weights",
         action="store_true",
+        default=None,
         help="use a torchvision model with random weights (no download needed)",
     )
-    parser.add_argument(
+    model.add_argument(
         "--layer", metavar="DOTTED.NAME", help="layer to explain (default: model's)"
     )
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-
-
-def add_attribution_options(parser: argparse.ArgumentParser) -> None:
-    """``--target``, ``--steps``, ``--method``, ``--baseline``, ``--batch-size``."""
-    parser.add_argument(
-        "--target",
-        default="top1",
-        help="class to explain: top1 (default), a class index or a class label",
+    model.add_argument(
+        "--device",
+        choices=DEVICES,
+        help=f"where to run (default: {MethodSettings.device})",
     )
-    parser.add_argument(
+    attribution = parser.add_argument_group("attribution")
+    attribution.add_argument(
         "--steps",
-        type=positive_int("--steps"),
-        default=50,
+        type=positive_int,
         metavar="N",
-        help="path points for the integrated methods (default: 50)",
+        help=f"path points of the integrated methods (default: "
+        f"{MethodSettings.n_steps})",
     )
-    parser.add_argument(
+    attribution.add_argument(
         "--method",
-        choices=SUPPORTED_METHODS,
-        default="gausslegendre",
-        help="Captum approximation method (default: gausslegendre)",
+        choices=APPROXIMATION_METHODS,
+        help=f"Captum approximation method (default: {MethodSettings.method})",
     )
-    parser.add_argument(
+    attribution.add_argument(
         "--baseline",
         choices=BASELINES,
-        default="black",
         help="baseline image: black (default), blur (blurred photo) or mean "
         "(the normalisation's mean colour, i.e. an all-zero input)",
     )
-    parser.add_argument(
+    attribution.add_argument(
         "--batch-size",
-        type=positive_int("--batch-size"),
+        type=positive_int,
         metavar="B",
-        help="internal batch size: path points evaluated per forward pass",
+        help="internal batch size: examples x path points per forward pass "
+        "(default: all at once)",
     )
 
 
-def method_settings(
-    args: argparse.Namespace, bundle: models.ModelBundle
-) -> MethodSettings:
-    """Settings from :func:`add_attribution_options`, with the model's reshape."""
-    return MethodSettings(
-        n_steps=args.steps,
-        method=args.method,
-        internal_batch_size=args.batch_size,
-        reshape_transform=bundle.reshape_transform,
-    )
+def settings_from_args(args: argparse.Namespace, **defaults: Any) -> MethodSettings:
+    """The :class:`MethodSettings` of the options of :func:`add_settings_options`.
 
+    Args:
+        args (argparse.Namespace): Parsed arguments.
+        **defaults: Values for options the user did not give (e.g. the
+            benchmark's ``--quick`` steps); otherwise ``MethodSettings``'s
+            defaults apply.
 
-def check_device(device: str) -> str:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device: 'cuda' was asked for but CUDA is not available")
-    return device
-
-
-def prepare_output_folder(folder: Path) -> None:
-    """Create ``folder`` and check that files can be written into it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise CLIError(
-            f"--out: cannot write to output folder '{folder}' "
-            f"({error.strerror or error})"
-        ) from error
-
-
-def load_bundle(args: argparse.Namespace, device: str) -> models.ModelBundle:
-    """The model of :func:`add_model_options`, with ``--layer`` applied."""
-    bundle = models.load_model(args.model, device, pretrained=not args.random_weights)
-    if args.layer is not None:
-        bundle = dataclasses.replace(bundle, layer_name=args.layer)
-    return bundle
+    Returns:
+        MethodSettings: The checked settings.
+    """
+    given = {
+        field: getattr(args, option)
+        for field, option in _SETTINGS_OPTIONS.items()
+        if getattr(args, option) is not None
+    }
+    return MethodSettings(**{**defaults, **given})
 
 
 def parse_target(text: str, categories: list[str]) -> int | None:
@@ -149,7 +165,7 @@ def parse_target(text: str, categories: list[str]) -> int | None:
     if text.lstrip("-").isdigit():
         index = int(text)
         if not 0 <= index < len(categories):
-            raise CLIError(
+            raise UsageError(
                 f"--target: expected a class index in 0..{len(categories) - 1}, "
                 f"got {index}"
             )
@@ -159,23 +175,57 @@ def parse_target(text: str, categories: list[str]) -> int | None:
         return lowered.index(text.lower())
     close = difflib.get_close_matches(text, categories, n=3)
     hint = f"; closest labels: {', '.join(close)}" if close else ""
-    raise CLIError(
+    raise UsageError(
         f"--target: expected top1, a class index or a class label, got {text!r}{hint}"
     )
 
 
-def baseline_input(
-    bundle: models.ModelBundle, photo: np.ndarray, kind: str
-) -> torch.Tensor:
-    """The ``(1, 3, S, S)`` baseline named by ``--baseline`` for ``photo``."""
-    from PIL import Image, ImageFilter
+def add_methods_option(
+    parser: argparse.ArgumentParser,
+    default: Sequence[str] | None,
+    shown_default: str = "",
+) -> None:
+    """``--methods``: comma-separated names from the method registry.
 
-    if kind == "mean":
-        size = bundle.input_size
-        return torch.zeros(1, 3, size, size, device=bundle.device)
-    image = Image.fromarray(photo)
-    if kind == "black":
-        image = Image.new("RGB", image.size)
-    else:
-        image = image.filter(ImageFilter.GaussianBlur(radius=max(image.size) / 16))
-    return bundle.preprocess(image).unsqueeze(0)
+    The registry (which imports Captum) is read only when the option is
+    given, so a run with the default names checks its files first.
+
+    Args:
+        parser (argparse.ArgumentParser): Where to add it.
+        default (Sequence[str], optional): Names used when the option is left
+            out; ``None`` leaves the choice to the subcommand.
+        shown_default (str, optional): What ``--help`` calls the default
+            (the names of ``default`` when empty).
+            Default: ""
+    """
+    parser.add_argument(
+        "--methods",
+        type=method_list,
+        default=None if default is None else list(default),
+        metavar="LIST",
+        help="comma-separated method names (default: "
+        f"{shown_default or ','.join(default or ())}); docs/cli.md lists them, "
+        "and an unknown name is answered with the list",
+    )
+
+
+def add_target_option(parser: argparse.ArgumentParser, extra: str = "") -> None:
+    """``--target``: top1 (default), a class index or a class label."""
+    parser.add_argument(
+        "--target",
+        default="top1",
+        help=f"class to explain: top1 (default), a class index or a class label{extra}",
+    )
+
+
+def prepare_output_folder(folder: Any) -> None:
+    """Create ``--out`` and check that files can be written into it."""
+    from captum_igcam.app._atomic import ensure_writable_folder
+
+    try:
+        ensure_writable_folder(folder)
+    except OSError as error:
+        raise UsageError(
+            f"--out: cannot write to output folder '{folder}' "
+            f"({error.strerror or error})"
+        ) from error

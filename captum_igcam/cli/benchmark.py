@@ -11,30 +11,32 @@ import argparse
 import math
 from typing import Any
 
-from captum_igcam.cli import CLIError, _options
+from captum_igcam.app.errors import CLIError
+from captum_igcam.cli import _options
 
+#: ``--quick``'s values for the options not given. ``--steps`` otherwise has
+#: the default of every command (``MethodSettings.n_steps``).
 QUICK = {"n": 4, "steps": 10, "curve_steps": 10}
-DEFAULTS = {"n": 20, "steps": 20, "curve_steps": 20}
+DEFAULTS = {"n": 20, "curve_steps": 20}
 REFERENCE_METHOD = "gradcam"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``benchmark`` subcommand."""
-    from captum_igcam.app.methods import METHODS
-    from captum_igcam.evaluation import DEFAULT_METHODS
+NAME = "benchmark"
+HELP = "compare attribution methods with localisation and faithfulness metrics"
+DESCRIPTION = (
+    "Compare attribution methods on a data set. Localisation metrics "
+    "(pointing game, energy-based pointing game) need boxes; "
+    "faithfulness metrics (Average Drop %%, Increase in Confidence %%, "
+    "deletion/insertion AUC) explain the model's prediction. The model "
+    "and attribution options mean what they mean for explain (the "
+    "baseline of the integrated methods is black by default)."
+)
 
-    listed = ", ".join(f"{m.name} ({m.description})" for m in METHODS.values())
-    parser = subparsers.add_parser(
-        "benchmark",
-        help="compare attribution methods with localisation and faithfulness metrics",
-        description=(
-            "Compare attribution methods on a data set. Localisation metrics "
-            "(pointing game, energy-based pointing game) need boxes; "
-            "faithfulness metrics (Average Drop %, Increase in Confidence %, "
-            "deletion/insertion AUC) explain the model's prediction. "
-            f"Methods: {listed}."
-        ),
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the arguments of ``benchmark``."""
+    _options.add_settings_options(parser)
+    _options.add_methods_option(parser, None, "captum_igcam.evaluation.DEFAULT_METHODS")
     parser.add_argument(
         "--dataset",
         default="composites",
@@ -48,33 +50,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help='JSON mapping VOC class names to model outputs, e.g. {"cat": [281, 285]}',
     )
     parser.add_argument(
-        "--model", help="model name (default: embedded EfficientNet-Lite0)"
-    )
-    parser.add_argument("--layer", help="layer to explain (default: the model's)")
-    parser.add_argument(
-        "--methods",
-        type=_options.method_list,
-        default=list(DEFAULT_METHODS),
-        help=f"comma-separated methods; default: {','.join(DEFAULT_METHODS)}",
-    )
-    parser.add_argument(
         "--n",
-        type=int,
+        type=_options.positive_int,
         help=f"number of images (default {DEFAULTS['n']}, quick {QUICK['n']})",
     )
     parser.add_argument(
-        "--steps",
-        type=int,
-        help=f"integration steps (default {DEFAULTS['steps']}, quick {QUICK['steps']})",
-    )
-    parser.add_argument(
         "--curve-steps",
-        type=int,
+        type=_options.positive_int,
         help="deletion/insertion steps "
         f"(default {DEFAULTS['curve_steps']}, quick {QUICK['curve_steps']})",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="few images and steps (minutes on a CPU)"
+        "--quick",
+        action="store_true",
+        help=f"few images and steps (minutes on a CPU): --n {QUICK['n']} "
+        f"--steps {QUICK['steps']} --curve-steps {QUICK['curve_steps']} "
+        "unless given",
     )
     parser.add_argument(
         "--captum-metrics",
@@ -86,28 +77,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="hide the progress bar"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by parsed arguments."""
-    from captum_igcam import evaluation
-    from captum_igcam.app.models import load_model
-    from captum_igcam.evaluation.datasets import load_dataset, read_class_map
-
     preset = QUICK if args.quick else DEFAULTS
+    quick_steps = {"n_steps": QUICK["steps"]} if args.quick else {}
+    settings = _options.settings_from_args(args, **quick_steps)
+    settings.check_device()
     n = preset["n"] if args.n is None else args.n
-    steps = preset["steps"] if args.steps is None else args.steps
     curve_steps = (
         preset["curve_steps"] if args.curve_steps is None else args.curve_steps
     )
-    for flag, value in (("--n", n), ("--steps", steps), ("--curve-steps", curve_steps)):
-        if value < 1:
-            raise CLIError(f"{flag}: expected a positive integer, got {value}")
-    methods = args.methods
+
+    from captum_igcam import evaluation
+    from captum_igcam.evaluation.datasets import load_dataset, read_class_map
+
+    methods = args.methods or list(evaluation.DEFAULT_METHODS)
     try:
         class_map = read_class_map(args.class_map) if args.class_map else None
-        bundle = load_model(args.model)
+        bundle = settings.load_model()
         dataset = load_dataset(
             args.dataset, bundle, n, seed=args.seed, class_map=class_map
         )
@@ -117,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
             bundle,
             dataset,
             methods,
-            layer_name=args.layer,
-            n_steps=steps,
+            settings,
             curve_steps=curve_steps,
             captum_metrics=args.captum_metrics,
             progress=not args.no_progress,

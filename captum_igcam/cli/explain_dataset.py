@@ -7,64 +7,67 @@ command resumes an interrupted run. Under ``torchrun`` each process explains its
 part of the images (gloo on CPU, NCCL with one GPU per process).
 
 The model, layer, target, baseline, step and method options are those of
-``captum-igcam explain`` (:mod:`captum_igcam.cli._options`); the loop itself is
-:func:`captum_igcam.dataset_job.explainer.explain_dataset`.
+``captum-igcam explain`` and ``benchmark`` (:mod:`captum_igcam.cli._options`);
+the loop itself is :func:`captum_igcam.dataset_job.explainer.explain_dataset`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from captum_igcam.app.errors import CLIError
+from captum_igcam.cli import _options
 
-from captum_igcam.app import models
-from captum_igcam.app.methods import EXPLAINER_BY_PATH
-from captum_igcam.cli import CLIError, _options
-from captum_igcam.dataset_job import explainer as dataset_job
+if TYPE_CHECKING:
+    import torch
+
+    from captum_igcam.dataset_job import explainer as dataset_job
+
+#: ``--path`` choices: the integration paths of the explained maps.
+INTEGRATION_PATHS = ("input", "layer")
 
 #: ``--target`` value that takes each image's class from its class folder.
 FOLDER_TARGET = "folder"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``explain-dataset`` subcommand."""
-    parser = subparsers.add_parser(
-        "explain-dataset",
-        help="explain every image of a folder, writing the maps in shards",
-        description=(
-            "Explain every image of SOURCE with Integrated Grad-CAM and write the "
-            "maps in shards with an index, resumably. SOURCE is an image folder "
-            "(searched recursively) or a VOC directory (JPEGImages/ is used). "
-            f"Besides explain's values, --target accepts {FOLDER_TARGET!r}: the "
-            "class named by each image's top folder (torchvision ImageFolder "
-            "layout SOURCE/<class>/...), a class label or index of the model. "
-            "Run it under torchrun to split the images between processes."
-        ),
-    )
+NAME = "explain-dataset"
+HELP = "explain every image of a folder, writing the maps in shards"
+DESCRIPTION = (
+    "Explain every image of SOURCE with Integrated Grad-CAM and write the "
+    "maps in shards with an index, resumably. SOURCE is an image folder "
+    "(searched recursively) or a VOC directory (JPEGImages/ is used). "
+    f"Besides explain's values, --target accepts {FOLDER_TARGET!r}: the "
+    "class named by each image's top folder (torchvision ImageFolder "
+    "layout SOURCE/<class>/...), a class label or index of the model. "
+    "Run it under torchrun to split the images between processes."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the arguments of ``explain-dataset``."""
     parser.add_argument("source", type=Path, metavar="SOURCE", help="image folder")
     parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="output folder"
     )
-    _options.add_model_options(parser)
-    _options.add_attribution_options(parser)
+    _options.add_settings_options(parser)
+    _options.add_target_option(
+        parser, extra=f", or {FOLDER_TARGET!r} (each image's class folder)"
+    )
     parser.add_argument(
         "--path",
-        choices=sorted(EXPLAINER_BY_PATH),
+        choices=INTEGRATION_PATHS,
         default="input",
         help="input: the paper's path (default); layer: the fast layer-space "
         "variant, which is not the paper's method",
     )
     parser.add_argument(
         "--images-per-batch",
-        type=_options.positive_int("--images-per-batch"),
+        type=_options.positive_int,
         default=8,
         metavar="N",
         help="images per DataLoader batch (default: 8)",
@@ -78,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--shard-size",
-        type=_options.positive_int("--shard-size"),
+        type=_options.positive_int,
         default=256,
         metavar="N",
         help="images per shard file; an interrupted run loses at most one "
@@ -92,64 +95,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="do not show a progress bar"
     )
-    parser.set_defaults(func=run)
 
 
 def _worker_count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(
-            f"--workers: expected 0 or a positive integer, got {text!r}"
+            f"expected 0 or a positive integer, got {text!r}"
         )
     return int(text)
 
 
-@dataclasses.dataclass(frozen=True)
-class Preprocess:
-    """Image -> (input, baseline) on the CPU, picklable for loader workers.
-
-    Args:
-        bundle (ModelBundle): Gives the resizing and normalisation; its model
-            is not used (a parameterless stand-in keeps tensors on the CPU).
-        baseline (str): One of ``explain``'s ``--baseline`` choices.
-    """
-
-    bundle: models.ModelBundle
-    baseline: str
-
-    @classmethod
-    def for_model(cls, bundle: models.ModelBundle, baseline: str) -> Preprocess:
-        """Build it from a loaded bundle without keeping a reference to its model."""
-        return cls(dataclasses.replace(bundle, model=torch.nn.Identity()), baseline)
-
-    def __call__(self, image: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        photo = np.asarray(image)
-        inputs = self.bundle.preprocess(photo)
-        baseline = _options.baseline_input(self.bundle, photo, self.baseline)
-        return inputs, baseline[0]
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``captum-igcam explain-dataset``; return 1 if any image failed, else 0."""
-    _options.check_device(args.device)
+    settings = _options.settings_from_args(args)
+    settings.check_device()
     _options.prepare_output_folder(args.out)
+
+    from captum_igcam.app.baselines import InputAndBaseline
+    from captum_igcam.app.methods import EXPLAINER_BY_PATH
+    from captum_igcam.dataset_job import explainer as dataset_job
+
     try:
         keys = dataset_job.find_images(args.source)
     except ValueError as error:
         raise CLIError(str(error)) from error
-    with _process_group(args.device) as device:
-        bundle = _options.load_bundle(args, str(device))
-
+    with _process_group(settings.device) as device:
+        bundle = settings.load_model()  # "cuda" is this rank's GPU here
         explainer = EXPLAINER_BY_PATH[args.path](bundle.model, bundle.layer())
         dataset = dataset_job.ImageFileDataset(
             args.source,
             _items(keys, args.target, bundle.categories),
-            Preprocess.for_model(bundle, args.baseline),
+            InputAndBaseline.for_model(bundle, settings.baseline),
         )
-        settings = {
+        index_settings = {
             "model": bundle.name,
-            "pretrained": not args.random_weights,
+            "pretrained": not settings.random_weights,
             "layer": bundle.layer_name,
-            "baseline": args.baseline,
+            "baseline": settings.baseline,
             "target": args.target,
         }
         try:
@@ -157,10 +139,10 @@ def run(args: argparse.Namespace) -> int:
                 explainer,
                 dataset,
                 args.out,
-                settings,
-                n_steps=args.steps,
-                method=args.method,
-                internal_batch_size=args.batch_size,
+                index_settings,
+                n_steps=settings.n_steps,
+                method=settings.method,
+                internal_batch_size=settings.internal_batch_size,
                 reshape_transform=bundle.reshape_transform,
                 batch_size=args.images_per_batch,
                 num_workers=args.workers,
@@ -171,8 +153,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except dataset_job.OutputMismatchError as error:
             raise CLIError(f"{error} (--overwrite)") from error
-    for key, message in summary.failed:
-        print(f"captum-igcam: error: {key}: {message}", file=sys.stderr)
+    # Each unreadable image was reported once, by name, while the job ran.
     who = (
         f"rank {summary.rank} of {summary.world_size}: "
         if summary.world_size > 1
@@ -190,6 +171,8 @@ def _items(
     keys: list[str], target: str, categories: list[str]
 ) -> list[dataset_job.ImageItem]:
     """One item per key, with the class ``--target`` gives it."""
+    from captum_igcam.dataset_job import explainer as dataset_job
+
     if target != FOLDER_TARGET:
         index = _options.parse_target(target, categories)
         fixed = dataset_job.PREDICTED if index is None else index
@@ -224,6 +207,8 @@ def _process_group(device: str) -> Iterator[torch.device]:
     ``torch.distributed`` from torchrun's environment variables, with NCCL
     and GPU ``LOCAL_RANK`` for ``cuda`` and gloo for ``cpu``.
     """
+    import torch
+
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         yield torch.device(device)
         return

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from captum_igcam import (
 )
 from captum_igcam.app import _atomic
 from captum_igcam.app.images import ImageLoadError, load_image
+from captum_igcam.app.settings import check_positive_int
 from captum_igcam.dataset_job.maps_io import (
     INDEX_FORMAT,
     MERGED_INDEX_NAME,
@@ -326,9 +328,9 @@ def explain_dataset(
         >>> open_maps("maps")["cats/chelsea.png"].shape
         torch.Size([1, 7, 7])
     """
-    _check_positive("n_steps", n_steps)
-    _check_positive("batch_size", batch_size)
-    _check_positive("shard_size", shard_size)
+    check_positive_int("n_steps", n_steps)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("shard_size", shard_size)
     if num_workers < 0:
         raise ValueError(f"num_workers: expected 0 or more, got {num_workers}")
     rank, world_size = _rank_and_world_size()
@@ -382,7 +384,7 @@ def explain_dataset(
         for batch in loader:
             for position, error in batch.failed:
                 failed.append((dataset.items[position].key, error))
-                bar.write(f"captum-igcam: error: {error}")
+                bar.write(f"captum-igcam: error: {error}", file=sys.stderr)
             if batch.inputs is not None:
                 maps, records = _explain_batch(
                     explainer,
@@ -559,8 +561,3 @@ def _rank_and_world_size() -> tuple[int, int]:
 def _barrier(world_size: int) -> None:
     if world_size > 1:
         dist.barrier()
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not (isinstance(value, int) and value >= 1):
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")

@@ -32,6 +32,7 @@ import torch
 
 from captum_igcam.app.images import load_image
 from captum_igcam.app.models import ModelBundle
+from captum_igcam.app.settings import check_positive_int
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DATASET_KINDS = ("composites", "voc:PATH", "folder:PATH")
@@ -177,8 +178,7 @@ def load_dataset(
         >>> dataset.notes
         ['generated 11 composites, kept 8 ...']
     """
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    check_positive_int("n", n)
     kind, _, path = spec.partition(":")
     if kind == "composites" and not path:
         if bundle is None:

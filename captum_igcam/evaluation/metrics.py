@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from captum_igcam.app.settings import check_positive_int
 from captum_igcam.maps import normalize, upsample
 
 ForwardFunc = Callable[[Tensor], Tensor]
@@ -360,8 +361,8 @@ def perturbation_curve(
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode: expected 'deletion' or 'insertion', got {mode!r}")
-    _check_positive("n_steps", n_steps)
-    _check_positive("batch_size", batch_size)
+    check_positive_int("n_steps", n_steps)
+    check_positive_int("batch_size", batch_size)
     target = _resolve_target(forward_func, inputs, target)
     size = _spatial_size(inputs)
     n_pixels = size[0] * size[1]
@@ -570,11 +571,6 @@ def _check_same_shape(original: Tensor, masked: Tensor) -> None:
             f"masked: expected shape {tuple(original.shape)} like original, "
             f"got {tuple(masked.shape)}"
         )
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not (isinstance(value, int) and value > 0):
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
 def _spatial_size(inputs: Tensor) -> tuple[int, int]:

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from captum.metrics import infidelity, sensitivity_max
 
-from captum_igcam.app.methods import METHODS, MapFunction, MethodSettings
+from captum_igcam.app.baselines import baseline_input
+from captum_igcam.app.methods import METHODS, MapFunction
 from captum_igcam.app.models import ModelBundle, resolve_layer
+from captum_igcam.app.settings import MethodSettings, check_positive_int
 from captum_igcam.evaluation import metrics
 from captum_igcam.evaluation.datasets import Dataset, Sample
 
@@ -119,8 +121,7 @@ def evaluate(
     bundle: ModelBundle,
     dataset: Dataset,
     methods: Sequence[str] = DEFAULT_METHODS,
-    layer_name: str | None = None,
-    n_steps: int = 50,
+    settings: MethodSettings | None = None,
     curve_steps: int = 50,
     captum_metrics: bool = False,
     progress: bool = True,
@@ -138,10 +139,12 @@ def evaluate(
         dataset (Dataset): The samples.
         methods (sequence of str, optional): Names in :data:`METHODS`.
             Default: :data:`DEFAULT_METHODS`
-        layer_name (str, optional): Layer to explain.
-            Default: None (the bundle's default layer)
-        n_steps (int, optional): Integration steps of the path methods.
-            Default: 50
+        settings (MethodSettings, optional): The methods' settings, as for
+            ``captum-igcam explain``: ``layer`` (``None``: the bundle's
+            layer), ``n_steps``, ``method``, ``internal_batch_size`` and the
+            ``baseline`` image of the path methods, made for each photo by
+            :func:`~captum_igcam.app.baselines.baseline_input`.
+            Default: None (``MethodSettings()``: 50 steps, black baseline)
         curve_steps (int, optional): Steps of the deletion/insertion curves.
             Default: 50
         captum_metrics (bool, optional): Also compute Captum's
@@ -169,14 +172,11 @@ def evaluate(
             f"methods: expected names from {', '.join(METHODS)}, got "
             f"{', '.join(unknown) if unknown else 'none'}"
         )
-    for name, value in (("n_steps", n_steps), ("curve_steps", curve_steps)):
-        if not (isinstance(value, int) and value > 0):
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    layer_name = layer_name or bundle.layer_name
+    check_positive_int("curve_steps", curve_steps)
+    settings = settings or MethodSettings()
+    layer_name = settings.layer or bundle.layer_name
     layer = resolve_layer(bundle.model, layer_name)
-    settings = MethodSettings(
-        n_steps=n_steps, reshape_transform=bundle.reshape_transform
-    )
+    settings = settings.for_model(bundle)
     functions = {
         name: METHODS[name].build(bundle.model, layer, settings) for name in methods
     }
@@ -189,7 +189,13 @@ def evaluate(
     for sample in samples:
         for name, function in functions.items():
             _evaluate_sample(
-                bundle, sample, function, records[name], curve_steps, captum_metrics
+                bundle,
+                sample,
+                function,
+                records[name],
+                settings.baseline,
+                curve_steps,
+                captum_metrics,
             )
     return EvaluationResult(
         dataset=dataset.name,
@@ -197,7 +203,9 @@ def evaluate(
         layer=layer_name,
         n_images=len(dataset),
         settings={
-            "n_steps": n_steps,
+            "n_steps": settings.n_steps,
+            "method": settings.method,
+            "baseline": settings.baseline,
             "curve_steps": curve_steps,
             "captum_metrics": captum_metrics,
         },
@@ -211,17 +219,19 @@ def _evaluate_sample(
     sample: Sample,
     function: MapFunction,
     record: MethodRecord,
+    baseline: str,
     curve_steps: int,
     captum_metrics: bool,
 ) -> None:
     model = bundle.model
     inputs = bundle.preprocess(sample.image).unsqueeze(0)
+    baselines = baseline_input(bundle, sample.image, baseline)
     size = (int(inputs.shape[2]), int(inputs.shape[3]))
     with torch.no_grad():
         logits = model(inputs)[0]
     predicted = logits.argmax().view(1)
     started = time.perf_counter()
-    maps = function(inputs, predicted).detach()
+    maps = function(inputs, predicted, baselines).detach()
     record.seconds.append(time.perf_counter() - started)
 
     for annotation in sample.annotations:
@@ -230,7 +240,7 @@ def _evaluate_sample(
         class_maps = (
             maps
             if target == predicted.item()
-            else function(inputs, torch.tensor([target])).detach()
+            else function(inputs, torch.tensor([target]), baselines).detach()
         )
         boxes = [_scale_boxes(annotation.boxes, sample.image.shape[:2], size)]
         hit = metrics.pointing_game_hits(class_maps, boxes, size)
@@ -261,7 +271,7 @@ def _evaluate_sample(
         )
         record.add("infidelity", value.item())
         explanation = metrics.input_space_explanation(
-            lambda x, target: function(x, target)
+            lambda x, target: function(x, target, baselines)
         )
         value = sensitivity_max(
             explanation,
