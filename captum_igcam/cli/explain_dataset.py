@@ -14,11 +14,8 @@ The model, layer, target, baseline, step and method options are those of
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ import torch
 
 from captum_igcam.app import models
 from captum_igcam.cli import CLIError, _options
+from captum_igcam.dataset_job import distributed
 from captum_igcam.dataset_job import explainer as dataset_job
 from captum_igcam.integrated_grad_cam import INTEGRATION_PATHS, IntegratedLayerGradCam
 
@@ -136,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         keys = dataset_job.find_images(args.source)
     except ValueError as error:
         raise CLIError(str(error)) from error
-    with _process_group(args.device) as device:
+    with distributed.process_group(args.device) as device:
         bundle = _options.load_bundle(args, str(device))
 
         explainer = IntegratedLayerGradCam(bundle.model, bundle.layer())
@@ -213,37 +211,3 @@ def _items(
                 ) from error
         items.append(dataset_job.ImageItem(key, classes[folder]))
     return items
-
-
-@contextlib.contextmanager
-def _process_group(device: str) -> Iterator[torch.device]:
-    """Join torchrun's process group if there is one; yield this rank's device.
-
-    Outside torchrun (no ``WORLD_SIZE`` above 1 in the environment) this is
-    a single process on ``device``. Under torchrun it initialises
-    ``torch.distributed`` from torchrun's environment variables, with NCCL
-    and GPU ``LOCAL_RANK`` for ``cuda`` and gloo for ``cpu``.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        yield torch.device(device)
-        return
-    import torch.distributed as dist
-
-    if device == "cuda":
-        local_rank = int(os.environ["LOCAL_RANK"])
-        if local_rank >= torch.cuda.device_count():
-            raise CLIError(
-                f"--device: process with LOCAL_RANK {local_rank} has no GPU of its "
-                f"own ({torch.cuda.device_count()} visible); start at most that "
-                "many processes per node"
-            )
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-        rank_device = torch.device("cuda", local_rank)
-    else:
-        dist.init_process_group("gloo")
-        rank_device = torch.device("cpu")
-    try:
-        yield rank_device
-    finally:
-        dist.destroy_process_group()
