@@ -234,6 +234,14 @@ def _model_and_inputs(
     return model, inputs.to(memory_format=memory_format)
 
 
+def _attribute_kwargs(sizes: Sizes) -> dict[str, int]:
+    return dict(
+        target=7,
+        n_steps=sizes.speed_steps,
+        internal_batch_size=sizes.speed_internal_batch,
+    )
+
+
 def measure_speed(device: torch.device, sizes: Sizes) -> dict[str, dict[str, float]]:
     """igcam/floor, layer-path speed-up and images/s per configuration."""
     started = _section(
@@ -256,9 +264,7 @@ def measure_speed(device: torch.device, sizes: Sizes) -> dict[str, dict[str, flo
         igcam = functools.partial(
             IntegratedLayerGradCam(model, model.layer4).attribute,
             inputs,
-            target=7,
-            n_steps=sizes.speed_steps,
-            internal_batch_size=sizes.speed_internal_batch,
+            **_attribute_kwargs(sizes),
         )
         runs = {
             "floor": _floor(model, inputs, sizes),
@@ -301,11 +307,7 @@ def measure_memory(device: torch.device, sizes: Sizes) -> dict[str, float]:
         device,
         torch.contiguous_format,
     )
-    kwargs = dict(
-        target=7,
-        n_steps=sizes.speed_steps,
-        internal_batch_size=sizes.speed_internal_batch,
-    )
+    kwargs = _attribute_kwargs(sizes)
     methods = {
         "igcam": IntegratedLayerGradCam(model, model.layer4),
         "layer_ig": LayerIntegratedGradients(model, model.layer4),
@@ -343,11 +345,7 @@ def measure_compiled(device: torch.device, sizes: Sizes) -> dict[str, float]:
         device,
         torch.channels_last,
     )
-    kwargs = dict(
-        target=7,
-        n_steps=sizes.speed_steps,
-        internal_batch_size=sizes.speed_internal_batch,
-    )
+    kwargs = _attribute_kwargs(sizes)
     eager = IntegratedLayerGradCam(model, model.layer4)
     compiled = IntegratedLayerGradCam(torch.compile(model), model.layer4)
     with autocast(device, "bfloat16"):
@@ -376,10 +374,18 @@ def measure_dataset_ratio(device: torch.device, sizes: Sizes) -> dict:
     return results
 
 
+PARTS = ("relative_error", "speed", "memory_gib", "compiled", "dataset_ratio")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run (default: all of {', '.join(PARTS)})",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -388,23 +394,24 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (smoke)"
     print(f"device: {name}, torch {torch.__version__}", flush=True)
     started = time.perf_counter()
-    report = {
-        "device": name,
-        "torch": torch.__version__,
-        "relative_error": check_correctness(device),
-        "speed": measure_speed(device, sizes),
-        "memory_gib": measure_memory(device, sizes),
-        "compiled": measure_compiled(device, sizes),
-        "dataset_ratio": measure_dataset_ratio(device, sizes),
+    report: dict = {"device": name, "torch": torch.__version__}
+    parts = {
+        "relative_error": lambda: check_correctness(device),
+        "speed": lambda: measure_speed(device, sizes),
+        "memory_gib": lambda: measure_memory(device, sizes),
+        "compiled": lambda: measure_compiled(device, sizes),
+        "dataset_ratio": lambda: measure_dataset_ratio(device, sizes),
     }
-    report["seconds"] = time.perf_counter() - started
+    for part in args.parts.split(","):
+        report[part] = parts[part]()
+        report["seconds"] = time.perf_counter() - started
+        if args.json:  # after every part, so that a timeout keeps what was done
+            with open(args.json, "w") as handle:
+                json.dump(report, handle, indent=2)
     print(f"gpu_check: {report['seconds']:.0f} s in all")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
     failed = [
         name
-        for name, error in report["relative_error"].items()
+        for name, error in report.get("relative_error", {}).items()
         if TOLERANCES[name] is not None and error > TOLERANCES[name]
     ]
     if failed:
