@@ -56,6 +56,7 @@ from captum_igcam.app.images import ImageLoadError, load_image
 from captum_igcam.dataset_job import distributed, maps_io
 from captum_igcam.dataset_job.maps_io import FileStamp, OutputMismatchError
 from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
+from captum_igcam.reshapes import ReshapeTransform
 
 __all__ = [
     "PREDICTED",
@@ -265,6 +266,7 @@ def explain_dataset(
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
     path: str = "input",
+    reshape_transform: ReshapeTransform | None = None,
     batch_size: int = 8,
     num_workers: int = 0,
     shard_size: int = 256,
@@ -301,6 +303,10 @@ def explain_dataset(
         path (str, optional): ``IntegratedLayerGradCam``'s integration path,
                     ``"input"`` (the paper's) or ``"layer"`` (faster).
                     Default: "input"
+        reshape_transform (ReshapeTransform, optional): How the layer's
+                    tensor maps to ``(N, channels, h, w)`` (a ViT's or Swin's
+                    layer; see :mod:`captum_igcam.reshapes`); None for CNNs.
+                    Default: None
         batch_size (int, optional): Images per ``DataLoader`` batch.
                     Default: 8
         num_workers (int, optional): ``DataLoader`` worker processes that
@@ -391,6 +397,7 @@ def explain_dataset(
             method=method,
             internal_batch_size=internal_batch_size,
             path=path,
+            reshape_transform=reshape_transform,
         )
         distributed.barrier()  # every rank's index is complete
         if rank == 0:
