@@ -83,35 +83,21 @@ class Case:
         )
 
 
+RESNET50_BATCH1 = Case(
+    "resnet50", "layer4", batch_size=1, internal_batch_size=25, repeats=3
+)
 # Repeats shrink with the cost of a case so that the full run fits in about
 # an hour on 2 CPU cores (a VGG-16 batch of 8 is 400 forward passes of
 # 15 GFLOPs per variant).
 FULL_CASES = (
-    Case("resnet50", "layer4", batch_size=1, internal_batch_size=25, repeats=3),
+    RESNET50_BATCH1,
     Case("resnet50", "layer4", batch_size=8, internal_batch_size=40, repeats=2),
     Case("vgg16", "features.29", batch_size=1, internal_batch_size=25, repeats=2),
     Case("vgg16", "features.29", batch_size=8, internal_batch_size=40, repeats=1),
-    Case(
-        "resnet50",
-        "layer4",
-        batch_size=1,
-        internal_batch_size=25,
-        repeats=2,
-        precision="bfloat16",
-    ),
-    Case(
-        "resnet50",
-        "layer4",
-        batch_size=1,
-        internal_batch_size=25,
-        repeats=3,
-        memory_format="channels_last",
-    ),
-    Case(
-        "resnet50",
-        "layer4",
-        batch_size=1,
-        internal_batch_size=25,
+    dataclasses.replace(RESNET50_BATCH1, repeats=2, precision="bfloat16"),
+    dataclasses.replace(RESNET50_BATCH1, memory_format="channels_last"),
+    dataclasses.replace(
+        RESNET50_BATCH1,
         repeats=2,
         memory_format="channels_last",
         precision="bfloat16",
@@ -119,7 +105,7 @@ FULL_CASES = (
     Case("resnet18", "layer4", batch_size=1, internal_batch_size=25, compiled=True),
 )
 QUICK_CASES = (
-    Case("resnet50", "layer4", batch_size=1, internal_batch_size=25, repeats=2),
+    dataclasses.replace(RESNET50_BATCH1, repeats=2),
     Case(
         "resnet18",
         "layer4",
