@@ -19,9 +19,17 @@ is reported:
   batch 1 only, since at batch 8 it is 8 times that);
 - ``gradcam``: one ``LayerGradCam`` call, for scale.
 
+The configurations users pick to make that floor faster are cases of their
+own, each against its own floor (the same model, in the same
+configuration, without autograd): model and inputs in
+``torch.channels_last`` (float32 and bfloat16 autocast), and a
+``torch.compile``-d model, where ``igcam_eager`` (the same call on the
+uncompiled model) gives the compiled speed-up. Compiled runs are warmed up
+on the case itself, so compilation is not timed.
+
 Peak memory (resident set growth) of each variant is measured in a fresh
-subprocess of its own. Models have random weights: speed does not depend on
-them.
+subprocess of its own (not for compiled cases, whose subprocess would
+compile again). Models have random weights: speed does not depend on them.
 """
 
 from __future__ import annotations
@@ -55,43 +63,101 @@ class Case:
     repeats: int = 3
     n_steps: int = 50
     image_size: int = 224
+    memory_format: str = "contiguous"  # or "channels_last"
+    precision: str = "float32"  # or "bfloat16" (CPU autocast)
+    compiled: bool = False  # torch.compile(model), default options
 
     @property
     def name(self) -> str:
-        return f"{self.architecture}.{self.layer_name}/batch{self.batch_size}"
+        configuration = "".join(
+            f"/{flag}"
+            for flag, on in (
+                ("channels_last", self.memory_format == "channels_last"),
+                ("bf16", self.precision == "bfloat16"),
+                ("compiled", self.compiled),
+            )
+            if on
+        )
+        return f"{self.architecture}.{self.layer_name}/batch{self.batch_size}" + (
+            configuration
+        )
 
 
+RESNET50_BATCH1 = Case(
+    "resnet50", "layer4", batch_size=1, internal_batch_size=25, repeats=3
+)
 # Repeats shrink with the cost of a case so that the full run fits in about
-# 40 minutes on 2 CPU cores (a VGG-16 batch of 8 is 400 forward passes of
+# an hour on 2 CPU cores (a VGG-16 batch of 8 is 400 forward passes of
 # 15 GFLOPs per variant).
 FULL_CASES = (
-    Case("resnet50", "layer4", batch_size=1, internal_batch_size=25, repeats=3),
+    RESNET50_BATCH1,
     Case("resnet50", "layer4", batch_size=8, internal_batch_size=40, repeats=2),
     Case("vgg16", "features.29", batch_size=1, internal_batch_size=25, repeats=2),
     Case("vgg16", "features.29", batch_size=8, internal_batch_size=40, repeats=1),
+    dataclasses.replace(RESNET50_BATCH1, repeats=2, precision="bfloat16"),
+    dataclasses.replace(RESNET50_BATCH1, memory_format="channels_last"),
+    dataclasses.replace(
+        RESNET50_BATCH1,
+        repeats=2,
+        memory_format="channels_last",
+        precision="bfloat16",
+    ),
+    Case("resnet18", "layer4", batch_size=1, internal_batch_size=25, compiled=True),
 )
 QUICK_CASES = (
-    Case("resnet50", "layer4", batch_size=1, internal_batch_size=25, repeats=2),
+    dataclasses.replace(RESNET50_BATCH1, repeats=2),
+    Case(
+        "resnet18",
+        "layer4",
+        batch_size=1,
+        internal_batch_size=25,
+        repeats=2,
+        memory_format="channels_last",
+    ),
 )
-VARIANTS = ("floor", "igcam", "igcam_layer", "layer_ig", "naive", "gradcam")
+VARIANTS = (
+    "floor",
+    "igcam",
+    "igcam_layer",
+    "layer_ig",
+    "naive",
+    "gradcam",
+    "igcam_eager",
+)
 # The authors' code explains one example at a time, so ``naive`` at batch 8
 # is 8 times its batch-1 time; it is run at batch 1 only.
 BATCH_ONE_ONLY = ("naive",)
 
 
 def variants_of(case: Case) -> tuple[str, ...]:
+    if case.compiled:  # igcam first: its hooks exist when the model is compiled
+        return ("igcam", "igcam_eager", "floor")
+    if case.memory_format != "contiguous" or case.precision != "float32":
+        return ("floor", "igcam", "igcam_layer")
     return tuple(
-        name for name in VARIANTS if case.batch_size == 1 or name not in BATCH_ONE_ONLY
+        name
+        for name in VARIANTS
+        if name != "igcam_eager"
+        and (case.batch_size == 1 or name not in BATCH_ONE_ONLY)
     )
 
 
 TARGET = 7
 
 
+MEMORY_FORMATS = {
+    "contiguous": torch.contiguous_format,
+    "channels_last": torch.channels_last,
+}
+
+
 def _setup(case: Case) -> tuple[nn.Module, nn.Module, torch.Tensor]:
     torch.manual_seed(0)
+    memory_format = MEMORY_FORMATS[case.memory_format]
     model = getattr(torchvision.models, case.architecture)(weights=None).eval()
+    model = model.to(memory_format=memory_format)
     inputs = torch.randn(case.batch_size, 3, case.image_size, case.image_size)
+    inputs = inputs.to(memory_format=memory_format)
     return model, model.get_submodule(case.layer_name), inputs
 
 
@@ -130,7 +196,24 @@ def _naive(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, n_steps: in
 
 
 def _variant(case: Case, name: str) -> Callable[[], object]:
+    """``name``'s run on ``case``, in the case's precision."""
+    run = _plain_variant(case, name)
+    if case.precision == "float32":
+        return run
+    dtype = getattr(torch, case.precision)
+
+    def in_autocast() -> object:
+        with torch.autocast("cpu", dtype=dtype):
+            return run()
+
+    return in_autocast
+
+
+def _plain_variant(case: Case, name: str) -> Callable[[], object]:
     model, layer, inputs = _setup(case)
+    eager = model
+    if case.compiled:
+        model = torch.compile(model)
     common = dict(target=TARGET, n_steps=case.n_steps)
     if name == "floor":
         chunks = _scaled_chunks(case, inputs)
@@ -141,8 +224,8 @@ def _variant(case: Case, name: str) -> Callable[[], object]:
                     model(chunk)
 
         return floor
-    if name in ("igcam", "igcam_layer"):
-        igcam = IntegratedLayerGradCam(model, layer)
+    if name in ("igcam", "igcam_layer", "igcam_eager"):
+        igcam = IntegratedLayerGradCam(eager if name == "igcam_eager" else model, layer)
         path = "layer" if name == "igcam_layer" else "input"
         return lambda: igcam.attribute(
             inputs,
@@ -166,9 +249,15 @@ def _variant(case: Case, name: str) -> Callable[[], object]:
 def _time_case(case: Case) -> dict[str, float]:
     names = variants_of(case)
     runs = {name: _variant(case, name) for name in names}
-    warm_up = dataclasses.replace(case, batch_size=1, n_steps=2, internal_batch_size=2)
-    for name in names:  # first-call costs (kernels, thread pools) on a tiny case
-        _variant(warm_up, name)()
+    if case.compiled:  # compile every graph the timed runs use
+        for run in runs.values():
+            run()
+    else:  # first-call costs (kernels, thread pools) on a tiny case
+        warm_up = dataclasses.replace(
+            case, batch_size=1, n_steps=2, internal_batch_size=2
+        )
+        for name in names:
+            _variant(warm_up, name)()
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(case.repeats):
         for name, run in runs.items():
@@ -209,47 +298,64 @@ def _measure_memory(case: Case, variant: str) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+#: Reported ratios: name -> (numerator, denominator), each a time or a
+#: memory ("mem:" prefix) of a variant; a ratio is left out when its case
+#: lacks one of the variants.
+RATIOS = {
+    "igcam_over_floor": ("igcam", "floor"),
+    "igcam_over_layer_ig": ("igcam", "layer_ig"),
+    "igcam_over_naive": ("igcam", "naive"),
+    "layer_path_speedup": ("igcam", "igcam_layer"),
+    "compiled_speedup": ("igcam_eager", "igcam"),
+    "peak_mem_igcam_over_floor": ("mem:igcam", "mem:floor"),
+    "peak_mem_igcam_over_layer_ig": ("mem:igcam", "mem:layer_ig"),
+}
+
+
 def run_case(case: Case) -> dict[str, object]:
     times = _time_case(case)
-    memory = {name: _measure_memory(case, name) for name in variants_of(case)}
-    ratios = (
-        {"igcam_over_naive": times["igcam"] / times["naive"]}
-        if ("naive" in times)
-        else {}
+    memory = (
+        {}
+        if case.compiled
+        else {name: _measure_memory(case, name) for name in variants_of(case)}
     )
+    measured = {**times, **{f"mem:{name}": mb for name, mb in memory.items()}}
+    ratios = {
+        ratio: measured[top] / measured[bottom]
+        for ratio, (top, bottom) in RATIOS.items()
+        if top in measured and bottom in measured
+    }
     return {
         "repeats": case.repeats,
         "seconds": times,
         "peak_mem_mb": memory,
-        "igcam_over_floor": times["igcam"] / times["floor"],
-        "igcam_over_layer_ig": times["igcam"] / times["layer_ig"],
         **ratios,
-        "peak_mem_igcam_over_floor": memory["igcam"] / memory["floor"],
-        "peak_mem_igcam_over_layer_ig": memory["igcam"] / memory["layer_ig"],
-        "layer_path_speedup": times["igcam"] / times["igcam_layer"],
     }
 
 
 def _print_table(results: dict[str, dict[str, object]]) -> None:
+    shown = ("igcam_over_floor", "igcam_over_layer_ig", "peak_mem_igcam_over_floor")
     header = "| case | " + " | ".join(f"{v} s" for v in VARIANTS)
-    header += " | igcam/floor | igcam/layer_ig | mem igcam/floor | layer speedup |"
+    header += " | igcam/floor | igcam/layer_ig | mem igcam/floor | layer speedup "
+    header += "| compiled speedup |"
     print(header)
-    print("|" + "---|" * (len(VARIANTS) + 5))
+    print("|" + "---|" * (len(VARIANTS) + 6))
     for name, result in results.items():
         seconds = result["seconds"]
         cells = [f"{seconds[v]:.2f}" if v in seconds else "-" for v in VARIANTS]
+        cells += [f"{result[r]:.3f}" if r in result else "-" for r in shown]
         cells += [
-            f"{result['igcam_over_floor']:.3f}",
-            f"{result['igcam_over_layer_ig']:.3f}",
-            f"{result['peak_mem_igcam_over_floor']:.3f}",
-            f"{result['layer_path_speedup']:.1f}x",
+            f"{result[r]:.2f}x" if r in result else "-"
+            for r in ("layer_path_speedup", "compiled_speedup")
         ]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one case, 2 repeats")
+    parser.add_argument(
+        "--quick", action="store_true", help="two batch-1 cases, 2 repeats"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument(
         "--cases", help="comma-separated case names to run (default: all)"

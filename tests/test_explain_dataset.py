@@ -7,7 +7,9 @@ against ``IntegratedLayerGradCam`` called directly on each image.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +37,7 @@ SUBPROCESS_TIMEOUT_S = 240
 
 MODEL_SOURCE = f'''
 import os
+import shutil
 import signal
 
 import torch
@@ -81,14 +84,18 @@ def _importable_model(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ImageFolder layout: ``<class>/img<i>.png``, random pixels, varied sizes."""
     root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
+    _write_images(root, seed=0)
+    return root
+
+
+def _write_images(root: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
     for name in CLASSES:
-        (root / name).mkdir()
+        (root / name).mkdir(parents=True, exist_ok=True)
         for index in range(IMAGES_PER_CLASS):
             height, width = rng.integers(12, 40, size=2)
             pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / name / f"img{index}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +105,17 @@ def expected(
     """Image key -> (top-1 class, map from IntegratedLayerGradCam per image)."""
     sys.path.insert(0, str(model_dir))
     try:
-        bundle = models.load_model(MODEL)
+        return _direct_maps(image_folder)
     finally:
         sys.path.remove(str(model_dir))
+
+
+def _direct_maps(folder: Path) -> dict[str, tuple[int, torch.Tensor]]:
+    """Each image of ``folder`` explained alone by ``IntegratedLayerGradCam``."""
+    bundle = models.load_model(MODEL)
     explainer = IntegratedLayerGradCam(bundle.model, bundle.layer())
     results = {}
-    for path in sorted(image_folder.rglob("*.png")):
+    for path in sorted(folder.rglob("*.png")):
         inputs = bundle.preprocess(np.asarray(Image.open(path))).unsqueeze(0)
         with torch.no_grad():
             predicted = int(bundle.model(inputs).argmax())
@@ -113,7 +125,7 @@ def expected(
             baselines=_black_baseline(bundle, inputs),
             n_steps=STEPS,
         )
-        results[path.relative_to(image_folder).as_posix()] = (predicted, layer_map[0])
+        results[path.relative_to(folder).as_posix()] = (predicted, layer_map[0])
     return results
 
 
@@ -153,22 +165,29 @@ def _assert_same_map(stored: torch.Tensor, direct: torch.Tensor) -> None:
     torch.testing.assert_close(stored, direct, rtol=1e-4, atol=1e-5 * scale)
 
 
-def _assert_complete_and_correct(
+def _assert_maps_correct(
     out: Path, expected: dict[str, tuple[int, torch.Tensor]]
 ) -> None:
-    """Every image once, in exactly one shard row, with the direct map."""
+    """The index lists every image, each with the direct map and prediction."""
     maps = io.open_maps(out)
     assert sorted(maps) == sorted(expected)
-    stored_keys = []
-    for shard in sorted((out / io.SHARD_FOLDER).glob("*.npz")):
-        with np.load(shard) as arrays:
-            stored_keys.extend(arrays["keys"].tolist())
-    assert sorted(stored_keys) == sorted(expected)  # none twice, none missing
     for key, (predicted, direct) in expected.items():
         record = maps.record(key)
         assert record.predicted == record.target == predicted
         _assert_same_map(maps[key], direct)
         assert 0 < record.probability <= 1
+
+
+def _assert_complete_and_correct(
+    out: Path, expected: dict[str, tuple[int, torch.Tensor]]
+) -> None:
+    """Every image once, in exactly one shard row, with the direct map."""
+    _assert_maps_correct(out, expected)
+    stored_keys = []
+    for shard in sorted((out / io.SHARD_FOLDER).glob("*.npz")):
+        with np.load(shard) as arrays:
+            stored_keys.extend(arrays["keys"].tolist())
+    assert sorted(stored_keys) == sorted(expected)  # none twice, none missing
 
 
 def test_single_process_matches_direct_attribution(
@@ -385,3 +404,73 @@ def test_reader_finds_maps_by_file_path_and_names_missing_ones(
     (out / io.MERGED_INDEX_NAME).unlink()
     with pytest.raises(ValueError, match="run has not finished"):
         io.open_maps(out)
+
+
+def test_another_source_with_the_same_names_is_refused_unless_overwrite(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "maps"
+    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    other = tmp_path / "other-images"
+    _write_images(other, seed=1)  # the same keys, other pixels
+    capsys.readouterr()
+    assert main(_arguments(other, out, "--workers", "0")) == 1
+    error = capsys.readouterr().err
+    assert f"source: {str(image_folder.resolve())!r} there" in error
+    assert "--overwrite" in error
+
+    assert main(_arguments(other, out, "--workers", "0", "--overwrite")) == 0
+    _assert_complete_and_correct(out, _direct_maps(other))
+    assert io.open_maps(out).source == other.resolve()
+
+
+def test_a_changed_image_file_is_explained_again(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    source = tmp_path / "images"
+    shutil.copytree(image_folder, source)
+    out = tmp_path / "maps"
+    assert main(_arguments(source, out, "--workers", "0")) == 0
+    changed = source / "1" / "img2.png"
+    pixels = np.random.default_rng(2).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(changed)
+    (source / "2" / "img0.png").unlink()
+    capsys.readouterr()
+
+    assert main(_arguments(source, out, "--workers", "0")) == 0
+    assert "explained 1 image(s)" in capsys.readouterr().out
+    # The old rows stay in their shards, but no index lists them.
+    _assert_maps_correct(out, _direct_maps(source))
+    assert "2/img0.png" not in io.open_maps(out)  # a vanished file's map goes too
+
+
+def test_a_run_on_a_folder_another_run_writes_is_refused_and_deletes_nothing(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "maps"
+    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    # What a concurrent run has written before its index lists it.
+    newest = out / io.SHARD_FOLDER / "rank0-00099.npz"
+    newest.write_bytes(b"being written")
+    capsys.readouterr()
+    with open(out / ".explain-dataset.lock", "a") as lock:  # the documented lock
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held as the concurrent run holds it
+        assert main(_arguments(image_folder, out, "--workers", "0")) == 1
+    assert "being written by another explain-dataset run" in capsys.readouterr().err
+    assert newest.read_bytes() == b"being written"
+    assert main(_arguments(image_folder, out, "--workers", "0")) == 0  # released
+
+
+def test_shard_writer_error_is_raised_by_close(tmp_path: Path) -> None:
+    writer = io.ShardWriter(tmp_path, 0, {}, tmp_path, shard_size=1)
+    # No shards/ folder: the background thread cannot write the first shard.
+    writer.add(
+        ["a.png"],
+        [io.FileStamp(1, 1)],
+        torch.zeros(1, 1, 2, 2),
+        torch.tensor([[0, 0]]),
+        torch.tensor([[1.0, 1.0]]),
+    )
+    with pytest.raises(FileNotFoundError, match="shards"):
+        writer.close()
+    assert not (tmp_path / io.rank_index_name(0)).exists()

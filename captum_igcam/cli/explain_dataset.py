@@ -14,9 +14,6 @@ the loop itself is :func:`captum_igcam.dataset_job.explainer.explain_dataset`.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +21,6 @@ from captum_igcam.app.errors import CLIError
 from captum_igcam.cli import _options
 
 if TYPE_CHECKING:
-    import torch
-
     from captum_igcam.dataset_job import explainer as dataset_job
 
 #: ``--path`` choices: the integration paths of the explained maps.
@@ -113,13 +108,14 @@ def run(args: argparse.Namespace) -> int:
 
     from captum_igcam.app.baselines import InputAndBaseline
     from captum_igcam.app.methods import EXPLAINER_BY_PATH
+    from captum_igcam.dataset_job import distributed
     from captum_igcam.dataset_job import explainer as dataset_job
 
     try:
         keys = dataset_job.find_images(args.source)
     except ValueError as error:
         raise CLIError(str(error)) from error
-    with _process_group(settings.device) as device:
+    with distributed.process_group(settings.device) as device:
         bundle = settings.load_model()  # "cuda" is this rank's GPU here
         explainer = EXPLAINER_BY_PATH[args.path](bundle.model, bundle.layer())
         dataset = dataset_job.ImageFileDataset(
@@ -196,39 +192,3 @@ def _items(
                 ) from error
         items.append(dataset_job.ImageItem(key, classes[folder]))
     return items
-
-
-@contextlib.contextmanager
-def _process_group(device: str) -> Iterator[torch.device]:
-    """Join torchrun's process group if there is one; yield this rank's device.
-
-    Outside torchrun (no ``WORLD_SIZE`` above 1 in the environment) this is
-    a single process on ``device``. Under torchrun it initialises
-    ``torch.distributed`` from torchrun's environment variables, with NCCL
-    and GPU ``LOCAL_RANK`` for ``cuda`` and gloo for ``cpu``.
-    """
-    import torch
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        yield torch.device(device)
-        return
-    import torch.distributed as dist
-
-    if device == "cuda":
-        local_rank = int(os.environ["LOCAL_RANK"])
-        if local_rank >= torch.cuda.device_count():
-            raise CLIError(
-                f"--device: process with LOCAL_RANK {local_rank} has no GPU of its "
-                f"own ({torch.cuda.device_count()} visible); start at most that "
-                "many processes per node"
-            )
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-        rank_device = torch.device("cuda", local_rank)
-    else:
-        dist.init_process_group("gloo")
-        rank_device = torch.device("cpu")
-    try:
-        yield rank_device
-    finally:
-        dist.destroy_process_group()

@@ -3,29 +3,45 @@
 :func:`explain_dataset` streams an :class:`ImageFileDataset` through a
 ``torch.utils.data.DataLoader``, explains each batch with an
 :class:`~captum_igcam.IntegratedLayerGradCam`, and writes the maps in shards
-of ``shard_size`` images (the format is described in
+of ``shard_size`` images (the format, its writer and its reader are
 :mod:`captum_igcam.dataset_job.maps_io`).
+
+Speed: images are read, decoded and preprocessed in ``DataLoader`` workers
+(with their file stamps), batches are copied to a GPU from pinned memory
+without waiting, targets and probabilities stay tensors on the device, and
+the maps are handed to the shard writer's background thread, which waits
+for their copy to the CPU and writes the shards: the loop that feeds the
+accelerator does no per-image Python work and never waits for the disk.
 
 Resuming: after every shard, the rank's index is rewritten atomically, so an
 interrupted run loses at most the shard in progress, and a new run skips the
-images any index already lists. Settings that change the maps are stored in
-the index; a run with other settings refuses to add to the folder unless
-asked to overwrite it.
+images any index already lists, unless the image file changed since (its
+size or modification time differ from those recorded): then it is
+explained again. Settings that change the maps and the resolved source
+folder are stored in the index; a run with other settings or another
+source folder refuses to add to the folder unless asked to overwrite it.
+
+Concurrency: a run holds the folder's lock (:func:`maps_io.lock_output`,
+taken by rank 0 for all ranks of a distributed run) from before it reads
+the folder until after the merge, so a second run on the same folder stops
+at once with an error instead of writing beside it (the merge deletes the
+shards no index lists, which would include a concurrent run's newest).
 
 Distribution: when ``torch.distributed`` is initialised (e.g. under
 ``torchrun``), rank ``r`` of ``K`` explains images ``r, r + K, r + 2K, ...``
 of those no index lists yet, writes its own shards and index, and rank 0
 merges the indexes (and deletes shards no index lists) once all ranks are
-done. The output folder must then be shared by
-all ranks (a network file system when there are several nodes).
+done. The output folder must then be shared by all ranks (a network file
+system when there are several nodes; ``flock`` works across NFS clients
+on Linux since 2.6.12).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,9 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from captum_igcam import (
@@ -43,17 +57,22 @@ from captum_igcam import (
     LayerSpaceIntegratedGradCam,
     _validation,
 )
-from captum_igcam.app import _atomic
 from captum_igcam.app.images import ImageLoadError, load_image
 from captum_igcam.app.settings import check_positive_int
-from captum_igcam.dataset_job.maps_io import (
-    INDEX_FORMAT,
-    MERGED_INDEX_NAME,
-    SHARD_FOLDER,
-    rank_index_name,
-    read_index,
-)
+from captum_igcam.dataset_job import distributed, maps_io
+from captum_igcam.dataset_job.maps_io import FileStamp, OutputMismatchError
 from captum_igcam.reshapes import ReshapeTransform
+
+__all__ = [
+    "PREDICTED",
+    "ImageFileDataset",
+    "ImageItem",
+    "OutputMismatchError",
+    "RunSummary",
+    "explain_dataset",
+    "find_images",
+    "model_digest",
+]
 
 #: ``ImageItem.target`` meaning "explain the model's top-1 class".
 PREDICTED = -1
@@ -116,7 +135,8 @@ def find_images(source: str | os.PathLike[str]) -> list[str]:
 
 
 class _Example(NamedTuple):
-    position: int
+    key: str
+    stamp: FileStamp | None
     inputs: torch.Tensor | None
     baseline: torch.Tensor | None
     target: int
@@ -124,11 +144,12 @@ class _Example(NamedTuple):
 
 
 class _Batch(NamedTuple):
-    positions: list[int]
+    keys: list[str]
+    stamps: list[FileStamp]
     inputs: torch.Tensor | None  # (B, C, S, S), None when every image failed
     baselines: torch.Tensor | None
     targets: torch.Tensor
-    failed: list[tuple[int, str]]
+    failed: list[tuple[str, str]]  # (key, error)
 
 
 class ImageFileDataset(Dataset):
@@ -167,28 +188,33 @@ class ImageFileDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, position: int) -> _Example:
-        """Item ``position`` as ``(position, inputs, baseline, target, error)``.
+        """Item ``position`` as ``(key, stamp, inputs, baseline, target, error)``.
 
-        When the image cannot be read, ``inputs`` and ``baseline`` are None
-        and ``error`` says why.
+        ``stamp`` is the file's size and modification time, read before the
+        file. When the image cannot be read, ``inputs`` and ``baseline`` are
+        None and ``error`` says why.
         """
         item = self.items[position]
+        path = self.root / item.key
+        stamp = maps_io.file_stamp(path)
         try:
-            image = load_image(self.root / item.key)
+            image = load_image(path)
         except ImageLoadError as error:
-            return _Example(position, None, None, item.target, str(error))
+            return _Example(item.key, stamp, None, None, item.target, str(error))
         inputs, baseline = self.transform(image)
-        return _Example(position, inputs, baseline, item.target, None)
+        return _Example(item.key, stamp, inputs, baseline, item.target, None)
 
 
 def _collate(examples: list[_Example]) -> _Batch:
+    """Stack a batch in the loader's worker (so the main loop does not)."""
     loaded = [example for example in examples if example.error is None]
     return _Batch(
-        positions=[example.position for example in loaded],
+        keys=[example.key for example in loaded],
+        stamps=[example.stamp for example in loaded],
         inputs=torch.stack([e.inputs for e in loaded]) if loaded else None,
         baselines=torch.stack([e.baseline for e in loaded]) if loaded else None,
         targets=torch.tensor([example.target for example in loaded]),
-        failed=[(e.position, e.error) for e in examples if e.error is not None],
+        failed=[(e.key, e.error) for e in examples if e.error is not None],
     )
 
 
@@ -217,10 +243,6 @@ class RunSummary:
     def images_per_second(self) -> float:
         """This rank's throughput (0 when it explained nothing)."""
         return self.explained / self.seconds if self.seconds > 0 else 0.0
-
-
-class OutputMismatchError(ValueError):
-    """The output folder holds maps made with other settings."""
 
 
 def model_digest(model: torch.nn.Module) -> str:
@@ -297,7 +319,8 @@ def explain_dataset(
                     Default: 256
         overwrite (bool, optional): Delete the maps and indexes already in
                     ``out`` (only files this function writes) and start
-                    afresh.
+                    afresh. Without it, images whose file changed since its
+                    map was written are explained again.
                     Default: False
         device (str or torch.device, optional): Where batches are sent;
                     memory is pinned when it is a CUDA device.
@@ -311,7 +334,8 @@ def explain_dataset(
 
     Raises:
         OutputMismatchError: If ``out`` holds maps made with other settings
-                    and ``overwrite`` is False.
+                    or from another source folder, and ``overwrite`` is False.
+        OutputLockedError: If another run is writing to ``out``.
 
     Example::
 
@@ -333,7 +357,7 @@ def explain_dataset(
     check_positive_int("shard_size", shard_size)
     if num_workers < 0:
         raise ValueError(f"num_workers: expected 0 or more, got {num_workers}")
-    rank, world_size = _rank_and_world_size()
+    rank, world_size = distributed.rank_and_world_size()
     reshape_options = (
         {} if reshape_transform is None else {"reshape_transform": reshape_transform}
     )
@@ -350,60 +374,39 @@ def explain_dataset(
             }
         )
     )
-    if overwrite:
+    with contextlib.ExitStack() as lock:
+        problem = None
+        if rank == 0:  # one lock for the whole run: its ranks never block each other
+            try:
+                _open_output(lock, folder, full_settings, dataset.root, overwrite)
+            except Exception as error:  # noqa: BLE001 - raised on every rank below
+                problem = error
+        problem = distributed.from_rank_zero(problem)
+        if problem is not None:
+            raise problem
+        done = set()
+        for index_path in maps_io.rank_index_paths(folder):
+            done.update(maps_io.read_index(index_path)["images"])
+        distributed.barrier()  # every rank has read the indexes before any writes
+        remaining = [p for p, item in enumerate(dataset.items) if item.key not in done]
+        pending = remaining[rank::world_size]
+        failed, seconds = _explain_into_shards(
+            explainer,
+            Subset(dataset, pending),
+            maps_io.ShardWriter(folder, rank, full_settings, dataset.root, shard_size),
+            torch.device(device),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=f"rank 0 of {world_size}" if world_size > 1 else "explaining",
+            show_progress=progress and rank == 0,
+            n_steps=n_steps,
+            method=method,
+            internal_batch_size=internal_batch_size,
+            **reshape_options,
+        )
+        distributed.barrier()  # every rank's index is complete
         if rank == 0:
-            _remove_outputs(folder)
-    else:
-        _check_settings(folder, full_settings)
-    _barrier(world_size)  # nobody reads the folder while rank 0 clears it
-
-    (folder / SHARD_FOLDER).mkdir(parents=True, exist_ok=True)
-    done = set().union(*(index["images"] for index in _rank_indexes(folder)))
-    _barrier(world_size)  # every rank has read the same indexes
-    remaining = [p for p, item in enumerate(dataset.items) if item.key not in done]
-    pending = remaining[rank::world_size]
-    writer = _ShardWriter(folder, rank, full_settings, dataset.root)
-    device = torch.device(device)
-    loader = DataLoader(
-        Subset(dataset, pending),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-    )
-    from tqdm import tqdm
-
-    failed: list[tuple[str, str]] = []
-    started = time.perf_counter()
-    with tqdm(
-        total=len(pending),
-        unit="image",
-        desc=f"rank 0 of {world_size}" if world_size > 1 else "explaining",
-        disable=not progress or rank != 0,
-    ) as bar:
-        for batch in loader:
-            for position, error in batch.failed:
-                failed.append((dataset.items[position].key, error))
-                bar.write(f"captum-igcam: error: {error}", file=sys.stderr)
-            if batch.inputs is not None:
-                maps, records = _explain_batch(
-                    explainer,
-                    batch,
-                    device,
-                    n_steps=n_steps,
-                    method=method,
-                    internal_batch_size=internal_batch_size,
-                    **reshape_options,
-                )
-                keys = [dataset.items[position].key for position in batch.positions]
-                writer.add(keys, maps, records, shard_size)
-            bar.update(len(batch.positions) + len(batch.failed))
-        writer.flush()
-    seconds = time.perf_counter() - started
-
-    _barrier(world_size)  # every rank's index is complete
-    if rank == 0:
-        _merge_indexes(folder, full_settings, dataset.root)
+            maps_io.merge_indexes(folder, full_settings, dataset.root)
     return RunSummary(
         explained=len(pending) - len(failed),
         skipped=len(dataset) - len(remaining),
@@ -414,150 +417,102 @@ def explain_dataset(
     )
 
 
+def _open_output(
+    lock: contextlib.ExitStack,
+    folder: Path,
+    settings: Mapping[str, Any],
+    source: Path,
+    overwrite: bool,
+) -> None:
+    """Lock the folder (until ``lock`` closes) and make it ready to resume."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock.enter_context(maps_io.lock_output(folder))
+    if overwrite:
+        maps_io.remove_outputs(folder)
+    else:
+        maps_io.check_compatible(folder, settings, source)
+        maps_io.forget_changed_images(folder, source)
+    (folder / maps_io.SHARD_FOLDER).mkdir(exist_ok=True)
+
+
+def _explain_into_shards(
+    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
+    dataset: Dataset,
+    writer: maps_io.ShardWriter,
+    device: torch.device,
+    *,
+    batch_size: int,
+    num_workers: int,
+    progress: str,
+    show_progress: bool,
+    **attribute_kwargs: Any,
+) -> tuple[list[tuple[str, str]], float]:
+    """The loop: returns the unreadable images and its wall time."""
+    from tqdm import tqdm
+
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )
+    failed: list[tuple[str, str]] = []
+    started = time.perf_counter()
+    with (
+        writer,
+        tqdm(
+            total=len(dataset), unit="image", desc=progress, disable=not show_progress
+        ) as bar,
+    ):
+        for batch in loader:
+            for key, error in batch.failed:
+                failed.append((key, error))
+                bar.write(f"captum-igcam: error: {error}", file=sys.stderr)
+            if batch.inputs is not None:
+                writer.add(
+                    batch.keys,
+                    batch.stamps,
+                    *_explain_batch(explainer, batch, device, **attribute_kwargs),
+                )
+            bar.update(len(batch.keys) + len(batch.failed))
+    return failed, time.perf_counter() - started
+
+
 def _explain_batch(
     explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
     batch: _Batch,
     device: torch.device,
     **attribute_kwargs: Any,
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
+    """Maps, (predicted, target) and their probabilities, copied to the CPU
+    without waiting; the event (on CUDA) marks the end of the copies."""
     inputs = batch.inputs.to(device, non_blocking=True)
     baselines = batch.baselines.to(device, non_blocking=True)
+    requested = batch.targets.to(device, non_blocking=True)
     with torch.no_grad():
-        probabilities = explainer.forward_func(inputs).softmax(dim=1).cpu()
-    predicted = probabilities.argmax(dim=1)
-    targets = torch.where(batch.targets == PREDICTED, predicted, batch.targets)
+        probabilities = explainer.forward_func(inputs).float().softmax(dim=1)
+    top_probability, predicted = probabilities.max(dim=1)
+    targets = torch.where(requested == PREDICTED, predicted, requested)
     maps = explainer.attribute(
-        inputs, target=targets.tolist(), baselines=baselines, **attribute_kwargs
+        inputs, target=targets, baselines=baselines, **attribute_kwargs
     )
     if not isinstance(maps, torch.Tensor):
         raise ValueError(
             "layer: expected a layer with one output tensor, got a layer "
             "returning a tuple; explain one of its tensors' modules instead"
         )
-    rows = torch.arange(len(targets))
-    records = [
-        {
-            "predicted": int(top),
-            "probability": float(top_probability),
-            "target": int(target),
-            "target_probability": float(target_probability),
-        }
-        for top, top_probability, target, target_probability in zip(
-            predicted,
-            probabilities[rows, predicted],
-            targets,
-            probabilities[rows, targets],
+    target_probability = probabilities.gather(1, targets[:, None])[:, 0]
+    copies = [
+        tensor.detach().to("cpu", non_blocking=True)
+        for tensor in (
+            maps.float(),
+            torch.stack([predicted, targets], dim=1),
+            torch.stack([top_probability, target_probability], dim=1),
         )
     ]
-    return maps.detach().float().cpu().numpy(), records
-
-
-class _ShardWriter:
-    """Buffers one rank's maps and writes them shard by shard."""
-
-    def __init__(
-        self, folder: Path, rank: int, settings: Mapping[str, Any], source: Path
-    ) -> None:
-        self.folder = folder
-        self.rank = rank
-        self.index_path = folder / rank_index_name(rank)
-        self.index = (
-            read_index(self.index_path)
-            if self.index_path.is_file()
-            else _new_index(settings, source)
-        )
-        self.shards_written = len({r["shard"] for r in self.index["images"].values()})
-        self.keys: list[str] = []
-        self.maps: list[np.ndarray] = []
-        self.records: list[dict[str, Any]] = []
-
-    def add(
-        self,
-        keys: list[str],
-        maps: np.ndarray,
-        records: list[dict[str, Any]],
-        shard_size: int,
-    ) -> None:
-        self.keys.extend(keys)
-        self.maps.extend(maps)
-        self.records.extend(records)
-        while len(self.keys) >= shard_size:
-            self._write(shard_size)
-
-    def flush(self) -> None:
-        if self.keys:
-            self._write(len(self.keys))
-
-    def _write(self, count: int) -> None:
-        name = f"{SHARD_FOLDER}/rank{self.rank}-{self.shards_written:05d}.npz"
-        keys, self.keys = self.keys[:count], self.keys[count:]
-        maps, self.maps = self.maps[:count], self.maps[count:]
-        records, self.records = self.records[:count], self.records[count:]
-        with _atomic.atomic_open(self.folder / name) as handle:
-            np.savez(handle, maps=np.stack(maps), keys=np.array(keys))
-        for row, (key, record) in enumerate(zip(keys, records)):
-            self.index["images"][key] = {"shard": name, "row": row, **record}
-        _atomic.atomic_write_json(self.index_path, self.index)
-        self.shards_written += 1
-
-
-def _new_index(settings: Mapping[str, Any], source: Path) -> dict[str, Any]:
-    return {
-        "format": INDEX_FORMAT,
-        "settings": dict(settings),
-        "source": str(source.resolve()),
-        "images": {},
-    }
-
-
-def _rank_indexes(folder: Path) -> list[dict[str, Any]]:
-    return [read_index(path) for path in sorted(folder.glob(rank_index_name("*")))]
-
-
-def _check_settings(folder: Path, settings: Mapping[str, Any]) -> None:
-    for index in _rank_indexes(folder):
-        old = index["settings"]
-        changed = sorted(
-            name
-            for name in set(old) | set(settings)
-            if old.get(name) != settings.get(name)
-        )
-        if changed:
-            differences = "; ".join(
-                f"{name}: {old.get(name)!r} there, {settings.get(name)!r} now"
-                for name in changed
-            )
-            raise OutputMismatchError(
-                f"out: {str(folder)!r} holds maps made with other settings "
-                f"({differences}); choose another folder or overwrite it"
-            )
-
-
-def _remove_outputs(folder: Path) -> None:
-    shutil.rmtree(folder / SHARD_FOLDER, ignore_errors=True)
-    for path in [folder / MERGED_INDEX_NAME, *folder.glob(rank_index_name("*"))]:
-        path.unlink(missing_ok=True)
-
-
-def _merge_indexes(folder: Path, settings: Mapping[str, Any], source: Path) -> None:
-    merged = _new_index(settings, source)
-    for index in _rank_indexes(folder):
-        merged["images"].update(index["images"])
-    merged["images"] = dict(sorted(merged["images"].items()))
-    _atomic.atomic_write_json(folder / MERGED_INDEX_NAME, merged)
-    # Shards (and temporary files) of interrupted runs that no index lists.
-    listed = {record["shard"] for record in merged["images"].values()}
-    for path in (folder / SHARD_FOLDER).iterdir():
-        if path.relative_to(folder).as_posix() not in listed:
-            path.unlink()
-
-
-def _rank_and_world_size() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier(world_size: int) -> None:
-    if world_size > 1:
-        dist.barrier()
+    ready = None
+    if device.type == "cuda":
+        ready = torch.cuda.Event()
+        ready.record()
+    return (*copies, ready)

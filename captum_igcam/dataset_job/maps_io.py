@@ -1,4 +1,4 @@
-"""Read maps precomputed by ``captum-igcam explain-dataset``.
+"""The output format of ``captum-igcam explain-dataset``: writing and reading it.
 
 An output folder holds
 
@@ -7,35 +7,74 @@ An output folder holds
   and the string array ``keys`` naming the image of each row;
 - ``index-rank<R>.json``: what rank ``R`` has written so far, rewritten
   atomically after each of its shards (the source of truth for resuming);
-- ``index.json``: all ranks' indexes merged when a run finishes.
+- ``index.json``: all ranks' indexes merged when a run finishes;
+- ``.explain-dataset.lock``: the lock a run holds while it writes (an empty
+  file; the lock itself dies with the process that holds it).
 
 Each index is a JSON object with ``format`` (:data:`INDEX_FORMAT`),
 ``settings`` (what the maps depend on: model, layer, steps, ...), ``source``
-(the image folder the keys are relative to) and ``images``: image key ->
-:class:`MapRecord` fields. An image key is the image's path relative to the
-source folder, with ``/`` separators.
+(the resolved image folder the keys are relative to) and ``images``: image
+key -> :class:`MapRecord` fields. An image key is the image's path relative
+to the source folder, with ``/`` separators. Each record keeps the size and
+modification time of the image file it was computed from, so that a changed
+file is explained again instead of being served its old map.
+
+Writing is :class:`ShardWriter` (a background thread, so that the explaining
+loop never waits for the disk) and :func:`lock_output`; reading is
+:func:`open_maps`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
+import queue
+import shutil
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-INDEX_FORMAT = "captum-igcam-maps/1"
+from captum_igcam.app import _atomic
+
+INDEX_FORMAT = "captum-igcam-maps/2"
 MERGED_INDEX_NAME = "index.json"
 SHARD_FOLDER = "shards"
+LOCK_NAME = ".explain-dataset.lock"
 
 
 def rank_index_name(rank: int | str) -> str:
     """File name of rank ``rank``'s own index (``"*"`` gives a glob pattern)."""
     return f"index-rank{rank}.json"
+
+
+class FileStamp(NamedTuple):
+    """What identifies the version of an image file: its size and mtime."""
+
+    size: int
+    mtime_ns: int
+
+
+def file_stamp(path: str | os.PathLike[str]) -> FileStamp | None:
+    """Size and modification time of a file, or None if it cannot be read.
+
+    Args:
+        path (str or os.PathLike): The file.
+
+    Returns:
+        FileStamp or None: ``(size, mtime_ns)`` from :func:`os.stat`.
+    """
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return FileStamp(status.st_size, status.st_mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -49,6 +88,8 @@ class MapRecord:
         probability (float): Softmax probability of ``predicted``.
         target (int): The class the map explains.
         target_probability (float): Softmax probability of ``target``.
+        file_size (int): Size in bytes of the image file that was explained.
+        file_mtime_ns (int): Its modification time, in nanoseconds.
     """
 
     shard: str
@@ -57,6 +98,8 @@ class MapRecord:
     probability: float
     target: int
     target_probability: float
+    file_size: int
+    file_mtime_ns: int
 
 
 def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -79,9 +122,293 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"index: cannot read {os.fspath(path)!r} ({error})") from error
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise ValueError(
-            f"index: {os.fspath(path)!r} is not a map index of format {INDEX_FORMAT!r}"
+            f"index: {os.fspath(path)!r} is not a map index of format "
+            f"{INDEX_FORMAT!r} (an older version's folder is replaced by "
+            "running with overwrite)"
         )
     return index
+
+
+class OutputMismatchError(ValueError):
+    """The output folder holds maps made with other settings or images."""
+
+
+class OutputLockedError(RuntimeError):
+    """Another run is writing to the output folder."""
+
+
+@contextlib.contextmanager
+def lock_output(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the output folder's lock for the duration of the block.
+
+    The lock is :func:`fcntl.flock` on ``folder/.explain-dataset.lock``: the
+    operating system releases it when the block ends or the process dies
+    (also when killed), so no stale lock is ever left behind.
+
+    Args:
+        folder (str or os.PathLike): The output folder; it must exist.
+
+    Raises:
+        OutputLockedError: If another process holds the lock.
+
+    Example::
+
+        >>> with lock_output("igcam-maps"):
+        ...     ...  # no other run writes to igcam-maps here
+    """
+    path = Path(folder) / LOCK_NAME
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise OutputLockedError(
+                f"out: {os.fspath(folder)!r} is being written by another "
+                f"explain-dataset run (it holds {str(path)!r}); wait for it to "
+                "finish or choose another folder"
+            ) from error
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def new_index(settings: Mapping[str, Any], source: Path) -> dict[str, Any]:
+    """An empty index for maps of the images in ``source``."""
+    return {
+        "format": INDEX_FORMAT,
+        "settings": dict(settings),
+        "source": str(source.resolve()),
+        "images": {},
+    }
+
+
+def rank_index_paths(folder: Path) -> list[Path]:
+    """The ranks' own index files in ``folder``, sorted."""
+    return sorted(folder.glob(rank_index_name("*")))
+
+
+def check_compatible(folder: Path, settings: Mapping[str, Any], source: Path) -> None:
+    """Refuse a folder whose indexes hold other settings or another source.
+
+    Raises:
+        OutputMismatchError: Naming what differs.
+    """
+    resolved = str(source.resolve())
+    for path in rank_index_paths(folder):
+        index = read_index(path)
+        old = index["settings"]
+        differences = [
+            f"{name}: {old.get(name)!r} there, {settings.get(name)!r} now"
+            for name in sorted(set(old) | set(settings))
+            if old.get(name) != settings.get(name)
+        ]
+        if index["source"] != resolved:
+            differences.append(f"source: {index['source']!r} there, {resolved!r} now")
+        if differences:
+            raise OutputMismatchError(
+                f"out: {str(folder)!r} holds maps made with other settings or "
+                f"images ({'; '.join(differences)}); choose another folder or "
+                "overwrite it"
+            )
+
+
+def forget_changed_images(folder: Path, source: Path) -> int:
+    """Drop the records of images whose file changed or vanished since.
+
+    Each rank index whose records include such an image is rewritten
+    atomically without them, so the image is explained again and its old
+    map (left in its shard) is never served.
+
+    Returns:
+        int: How many records were dropped.
+    """
+    dropped = 0
+    for path in rank_index_paths(folder):
+        index = read_index(path)
+        images = index["images"]
+        kept = {
+            key: record
+            for key, record in images.items()
+            if file_stamp(source / key)
+            == FileStamp(record["file_size"], record["file_mtime_ns"])
+        }
+        if len(kept) < len(images):
+            dropped += len(images) - len(kept)
+            _atomic.atomic_write_json(path, {**index, "images": kept})
+    return dropped
+
+
+def remove_outputs(folder: Path) -> None:
+    """Delete the shards and indexes in ``folder`` (only files this module writes)."""
+    shutil.rmtree(folder / SHARD_FOLDER, ignore_errors=True)
+    for path in [folder / MERGED_INDEX_NAME, *rank_index_paths(folder)]:
+        path.unlink(missing_ok=True)
+
+
+def merge_indexes(folder: Path, settings: Mapping[str, Any], source: Path) -> None:
+    """Write ``index.json`` from the ranks' indexes; delete unlisted shard files.
+
+    Only call it while holding :func:`lock_output` and after every rank of
+    the run has closed its writer: the shards no index lists are then those
+    of interrupted runs (and their temporary files), never those of a run
+    still writing.
+    """
+    merged = new_index(settings, source)
+    for path in rank_index_paths(folder):
+        merged["images"].update(read_index(path)["images"])
+    merged["images"] = dict(sorted(merged["images"].items()))
+    _atomic.atomic_write_json(folder / MERGED_INDEX_NAME, merged)
+    listed = {record["shard"] for record in merged["images"].values()}
+    for path in (folder / SHARD_FOLDER).iterdir():
+        if path.relative_to(folder).as_posix() not in listed:
+            path.unlink()
+
+
+class _Pending(NamedTuple):
+    keys: Sequence[str]
+    stamps: Sequence[FileStamp]
+    maps: torch.Tensor  # (n, 1, h, w) float32 on the CPU, maybe still being copied
+    classes: torch.Tensor  # (n, 2) int64: predicted, target
+    probabilities: torch.Tensor  # (n, 2) float32: of predicted, of target
+    ready: torch.cuda.Event | None  # recorded after the copies to the CPU
+
+
+class ShardWriter:
+    """Writes one rank's maps shard by shard, in a background thread.
+
+    :meth:`add` only queues a batch (tensors whose copy from the GPU may
+    still be running, with the CUDA event that marks its end), so the
+    explaining loop goes on while the thread waits for the copy, converts
+    the batch and writes full shards and the rank's index. At most
+    ``max_pending`` batches wait; :meth:`close` writes the rest (a last,
+    smaller shard) and re-raises an error of the thread.
+
+    Args:
+        folder (Path): The output folder.
+        rank (int): The process's rank (names its shards and index).
+        settings (Mapping[str, Any]): Stored in a new index.
+        source (Path): The image folder, stored in a new index.
+        shard_size (int): Images per shard.
+        max_pending (int, optional): Batches that may wait to be written.
+                    Default: 4
+
+    Example::
+
+        >>> with ShardWriter(Path("maps"), 0, settings, Path("photos"), 256) as writer:
+        ...     writer.add(keys, stamps, maps, classes, probabilities)
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        rank: int,
+        settings: Mapping[str, Any],
+        source: Path,
+        shard_size: int,
+        max_pending: int = 4,
+    ) -> None:
+        self.folder = folder
+        self.rank = rank
+        self.shard_size = shard_size
+        self.index_path = folder / rank_index_name(rank)
+        self.index = (
+            read_index(self.index_path)
+            if self.index_path.is_file()
+            else new_index(settings, source)
+        )
+        shards = {record["shard"] for record in self.index["images"].values()}
+        self.next_shard = 1 + max(
+            (int(Path(name).stem.rpartition("-")[2]) for name in shards), default=-1
+        )
+        self._keys: list[str] = []
+        self._maps: list[np.ndarray] = []
+        self._records: list[dict[str, Any]] = []
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"igcam-shard-writer-{rank}", daemon=True
+        )
+        self._thread.start()
+
+    def add(
+        self,
+        keys: Sequence[str],
+        stamps: Sequence[FileStamp],
+        maps: torch.Tensor,
+        classes: torch.Tensor,
+        probabilities: torch.Tensor,
+        ready: torch.cuda.Event | None = None,
+    ) -> None:
+        """Queue a batch: ``maps`` (n, 1, h, w), ``classes`` (n, 2) predicted
+        and target, ``probabilities`` (n, 2) of those classes, all on the CPU
+        once ``ready`` (if given) has completed."""
+        self._raise_error()
+        self._queue.put(_Pending(keys, stamps, maps, classes, probabilities, ready))
+
+    def close(self) -> None:
+        """Write what is queued and buffered, stop the thread, raise its error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise_error()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (pending := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._buffer(pending)
+                except BaseException as error:  # noqa: BLE001 - re-raised by close()
+                    self._error = error
+        if self._error is None and self._keys:
+            try:
+                self._write(len(self._keys))
+            except BaseException as error:  # noqa: BLE001 - re-raised by close()
+                self._error = error
+
+    def _buffer(self, pending: _Pending) -> None:
+        if pending.ready is not None:
+            pending.ready.synchronize()
+        classes = pending.classes.tolist()
+        probabilities = pending.probabilities.tolist()
+        self._keys.extend(pending.keys)
+        self._maps.extend(pending.maps.numpy())
+        for (predicted, target), (p_top, p_target), stamp in zip(
+            classes, probabilities, pending.stamps
+        ):
+            self._records.append(
+                {
+                    "predicted": predicted,
+                    "probability": p_top,
+                    "target": target,
+                    "target_probability": p_target,
+                    "file_size": stamp.size,
+                    "file_mtime_ns": stamp.mtime_ns,
+                }
+            )
+        while len(self._keys) >= self.shard_size:
+            self._write(self.shard_size)
+
+    def _write(self, count: int) -> None:
+        name = f"{SHARD_FOLDER}/rank{self.rank}-{self.next_shard:05d}.npz"
+        keys, self._keys = self._keys[:count], self._keys[count:]
+        maps, self._maps = self._maps[:count], self._maps[count:]
+        records, self._records = self._records[:count], self._records[count:]
+        with _atomic.atomic_open(self.folder / name) as handle:
+            np.savez(handle, maps=np.stack(maps), keys=np.array(keys))
+        for row, (key, record) in enumerate(zip(keys, records)):
+            self.index["images"][key] = {"shard": name, "row": row, **record}
+        _atomic.atomic_write_json(self.index_path, self.index)
+        self.next_shard += 1
 
 
 class ExplanationMaps(Mapping[str, torch.Tensor]):

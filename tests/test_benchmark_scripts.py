@@ -1,0 +1,117 @@
+"""The benchmark scripts measure what they say, on tiny sizes.
+
+Only what the scripts compute is checked here (which runs they compare, in
+which configuration); the figures themselves are the scripts' output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def _importable_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+
+def test_channels_last_case_runs_model_and_inputs_in_channels_last() -> None:
+    import speed
+
+    case = speed.Case(
+        "resnet18",
+        "layer4",
+        batch_size=2,
+        internal_batch_size=4,
+        memory_format="channels_last",
+    )
+    model, layer, inputs = speed._setup(case)
+    assert inputs.is_contiguous(memory_format=torch.channels_last)
+    assert not inputs.is_contiguous()
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert layer is model.layer4
+    assert case.name == "resnet18.layer4/batch2/channels_last"
+    assert speed.variants_of(case) == ("floor", "igcam", "igcam_layer")
+
+
+def test_bf16_case_runs_its_variants_under_cpu_autocast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import speed
+
+    seen = []
+    monkeypatch.setattr(
+        speed,
+        "_plain_variant",
+        lambda case, name: (
+            lambda: seen.append(
+                torch.get_autocast_dtype("cpu")
+                if torch.is_autocast_enabled("cpu")
+                else None
+            )
+        ),
+    )
+    bf16 = speed.Case("resnet18", "layer4", 1, 2, precision="bfloat16")
+    speed._variant(bf16, "igcam")()
+    speed._variant(dataclasses.replace(bf16, precision="float32"), "igcam")()
+    assert seen == [torch.bfloat16, None]
+
+
+def test_ratios_are_reported_only_for_the_variants_a_case_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import speed
+
+    seconds = {"igcam": 2.0, "igcam_eager": 3.0, "floor": 1.6}
+    monkeypatch.setattr(speed, "_time_case", lambda case: dict(seconds))
+    compiled = speed.Case("resnet18", "layer4", 1, 25, compiled=True)
+    result = speed.run_case(compiled)
+    assert speed.variants_of(compiled) == ("igcam", "igcam_eager", "floor")
+    ratios = {k: v for k, v in result.items() if k not in ("repeats", "seconds")}
+    # No memory: a subprocess would compile the model again.
+    assert ratios.pop("peak_mem_mb") == {}
+    assert ratios == {"igcam_over_floor": 1.25, "compiled_speedup": 1.5}
+
+
+def test_dataset_throughput_explains_the_same_files_both_ways(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataset_throughput
+
+    settings = dataset_throughput.Settings(
+        images=2,
+        steps=2,
+        images_per_batch=2,
+        internal_batch_size=4,
+        workers=0,
+        repeats=1,
+        paths=("layer",),
+    )
+    results = dataset_throughput.measure(settings)
+    layer = results["layer"]
+    assert set(results) == {"layer"}
+    assert layer["in_memory_images_per_s"] > 0
+    assert layer["ratio"] == pytest.approx(
+        layer["explain_dataset_images_per_s"] / layer["in_memory_images_per_s"]
+    )
+
+
+def test_gpu_check_tf32_switch_restores_the_flags() -> None:
+    import gpu_check
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with gpu_check.tf32(not before[1]):
+        assert torch.backends.cudnn.allow_tf32 is (not before[1])
+        assert torch.backends.cuda.matmul.allow_tf32 is (not before[1])
+    assert (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    ) == before
+    assert gpu_check.relative_error(
+        torch.tensor([1.0, 2.1]), torch.tensor([1.0, 2.0])
+    ) == (pytest.approx(0.05))
