@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from captum._utils.common import _run_forward, _sort_key_list
 from torch import Tensor
 from torch.nn import Module
+
+from captum_igcam._captum_compat import _run_forward, _sort_key_list
 
 
 @dataclass

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
-from captum.attr._utils.common import _format_input_baseline
 from torch import Tensor
 from torch.nn import Module
+
+from captum_igcam._captum_compat import SUPPORTED_METHODS, _format_input_baseline
 
 RIEMANN_METHODS = tuple(
     name for name in SUPPORTED_METHODS if name.startswith("riemann")

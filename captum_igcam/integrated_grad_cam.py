@@ -8,22 +8,23 @@ from functools import partial
 from typing import Any
 
 import torch
-from captum._utils.common import (
-    _expand_additional_forward_args,
-    _expand_target,
-    _format_additional_forward_args,
-    _format_output,
-    _select_targets,
-)
-from captum._utils.typing import BaselineType, TargetType
-from captum.attr._utils.approximation_methods import approximation_parameters
-from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
-from captum.attr._utils.batching import _batch_attribution
+from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 from torch.nn import Module
 
 from captum_igcam import _validation
+from captum_igcam._captum_compat import (
+    BaselineType,
+    TargetType,
+    _batch_attribution,
+    _expand_additional_forward_args,
+    _expand_target,
+    _format_additional_forward_args,
+    _format_output,
+    _select_targets,
+    approximation_parameters,
+)
 from captum_igcam._integrand import integrate_grad_cam
 from captum_igcam._layer_capture import GraphPolicy, capture_activations, run_forward
 

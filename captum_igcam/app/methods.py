@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from captum._utils.typing import BaselineType, TargetType
 from captum.attr import IntegratedGradients, LayerGradCam, LayerIntegratedGradients
 from torch import Tensor, nn
 
+from captum_igcam._captum_compat import BaselineType, TargetType
 from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
 
 

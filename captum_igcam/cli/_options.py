@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 
+from captum_igcam._captum_compat import SUPPORTED_METHODS
 from captum_igcam.app import models
 from captum_igcam.app.methods import METHODS, MethodSettings
 from captum_igcam.cli import CLIError
