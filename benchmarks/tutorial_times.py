@@ -16,9 +16,7 @@ over its budget, so the script can gate a release on an idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +25,6 @@ import nbclient
 import nbformat
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
-KERNEL_NAME = "captum-igcam-tutorial-times"
 #: Seconds each notebook may take on 2 idle CPU cores.
 BUDGETS_S = {
     "01_getting_started.ipynb": 120,
@@ -36,25 +33,13 @@ BUDGETS_S = {
 }
 
 
-def _write_kernel_spec(jupyter_dir: Path) -> None:
-    spec_dir = jupyter_dir / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "captum_igcam tutorial times",
-        "language": "python",
-        "env": {"MPLBACKEND": "Agg"},
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
-
-
 def time_notebook(name: str, workdir: Path) -> float:
     """Execute one notebook and return its wall-clock seconds."""
     notebook = nbformat.read(TUTORIALS / name, as_version=4)
     client = nbclient.NotebookClient(
         notebook,
         timeout=None,
-        kernel_name=KERNEL_NAME,
+        kernel_name="python3",  # ipykernel's spec: this interpreter
         resources={"metadata": {"path": str(workdir)}},
     )
     started = time.perf_counter()
@@ -70,10 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"notebooks: expected names in {sorted(BUDGETS_S)}, got {unknown}")
     over_budget = False
+    os.environ["MPLBACKEND"] = "Agg"  # inherited by the kernels
     with tempfile.TemporaryDirectory() as tmp:
-        jupyter_dir = Path(tmp) / "jupyter"
-        _write_kernel_spec(jupyter_dir)
-        os.environ["JUPYTER_PATH"] = str(jupyter_dir)
         print(f"{'notebook':36s} {'seconds':>8s} {'budget':>7s} {'ratio':>6s}")
         for name in names:
             seconds = time_notebook(name, Path(tmp))
