@@ -1,34 +1,53 @@
-"""Every private Captum name the package uses, in one place.
+"""The private Captum names this package uses, listed in one place.
 
-Captum has no public API for input formatting, quadrature rules or internal
-batching, so :class:`~captum_igcam.IntegratedLayerGradCam` reuses Captum's
-private helpers, exactly as Captum's own attribution methods do. They are
-imported here only, so that a Captum release that moves or changes one breaks
-this module and nothing else. Supported and tested: Captum 0.7, 0.8 and 0.9
-(``tests/test_captum_compat.py``; ``.ci/run`` runs the core tests against
-each). The helpers below have the same names and signatures in all three.
+Captum exports its attribution classes from :mod:`captum.attr`; the helpers
+below have no public name. Each is re-exported here with the reason, so that
+a Captum release that moves one breaks this module only.
+
+Supported and tested: Captum 0.7, 0.8 and 0.9 (:data:`SUPPORTED_CAPTUM`;
+``.ci/run`` runs the core and interop tests against each release, and
+``tests/test_captum_compat.py`` keeps this list, ``pyproject.toml`` and the
+imports in step). Every helper below has the same name and signature in the
+three releases, so no version shim is needed today; one would go here.
 """
 
 from __future__ import annotations
 
 from captum._utils.common import (
+    # Repeats tensors among additional_forward_args per path point: private.
     _expand_additional_forward_args,
+    # Repeats the target per path point: private.
     _expand_target,
+    # Puts additional_forward_args in tuple form: private.
     _format_additional_forward_args,
+    # Returns a tensor or a tuple as Captum's methods do: private.
     _format_output,
+    # Calls forward_func with inputs and additional arguments: private.
     _run_forward,
+    # Selects the target's scores from the model's output: private.
     _select_targets,
+    # Orders per-device tensors of a DataParallel pass: private.
     _sort_key_list,
 )
+
+# Type aliases of the attribute() signatures: Captum exports no typing module.
 from captum._utils.typing import BaselineType, TargetType
+
+# Quadrature rules of IntegratedGradients: no public accessor for the points
+# and weights, nor for the list of rule names.
 from captum.attr._utils.approximation_methods import (
     SUPPORTED_METHODS,
     approximation_parameters,
 )
+
+# Splitting path points into chunks as IntegratedGradients does
+# (internal_batch_size): only the private helper implements it.
 from captum.attr._utils.batching import _batch_attribution
+
+# Input and baseline formatting shared by Captum's path methods: private.
 from captum.attr._utils.common import _format_input_baseline
 
-#: The Captum releases this package is tested against (major, minor).
+#: The Captum releases this package is tested against, as (major, minor).
 SUPPORTED_CAPTUM = ((0, 7), (0, 8), (0, 9))
 
 __all__ = [
