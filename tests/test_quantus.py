@@ -115,6 +115,7 @@ def test_quantus_localisation_metrics_call_the_adapter_and_agree_with_ours(
     assert all(0 < share < 1 for share in mass)  # real maps, real boxes
 
 
+@pytest.mark.slow
 def test_quantus_pixel_flipping_on_the_embedded_model(lite0_photos) -> None:
     """Faithfulness: deleting pixels in the map's order drops the class score
     faster than deleting them in the reverse order."""
