@@ -30,6 +30,7 @@ BUDGETS_S = {
     "01_getting_started.ipynb": 120,
     "02_steps_method_baseline.ipynb": 120,
     "03_evaluating_explanations.ipynb": 240,
+    "04_vision_transformers.ipynb": 240,
 }
 
 

@@ -27,6 +27,11 @@ from captum_igcam._captum_compat import (
 )
 from captum_igcam._integrand import integrate_grad_cam
 from captum_igcam._layer_capture import GraphPolicy, capture_activations, run_forward
+from captum_igcam.reshapes import (
+    ReshapeTransform,
+    check_reshape_transform,
+    to_channel_grid,
+)
 
 INTEGRATION_PATHS = ("input", "layer")
 
@@ -159,6 +164,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         per_step_relu: bool = True,
         subtract_baseline_activations: bool = True,
         path: str = "input",
+        reshape_transform: ReshapeTransform | None = None,
     ) -> Tensor | tuple[Tensor, ...]:
         r"""
         The parameters of ``LayerGradCam.attribute`` come first, in its order,
@@ -240,6 +246,17 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
                         CNNs such as torchvision's classifiers); otherwise a
                         ValueError says so.
                         Default: ``"input"``
+            reshape_transform (Callable, optional): Maps the layer's tensor
+                        (batch first) to ``(N, channels, *spatial)`` before
+                        the Grad-CAM term, for layers that are not laid out
+                        like a CNN's feature maps: ``vit_tokens()`` for a ViT
+                        block's ``(N, tokens, channels)``,
+                        ``channels_last_grid()`` for Swin's ``(N, H, W, C)``
+                        (see :mod:`captum_igcam.reshapes`). Applied to the
+                        activations and the gradients alike; the map then has
+                        the reshaped layout with one channel. None uses the
+                        layer's tensor as it is.
+                        Default: None
 
         Returns:
             *Tensor* or *tuple[Tensor, ...]* of **attributions**:
@@ -275,6 +292,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         _validation.check_internal_batch_size(internal_batch_size)
         _validation.check_path(path, INTEGRATION_PATHS)
         _validation.check_grad_kwargs(grad_kwargs)
+        check_reshape_transform(reshape_transform)
         model = _validation.owning_model(self.forward_func)
         _validation.warn_if_training(model)
 
@@ -326,6 +344,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             per_step_relu=per_step_relu,
             grad_kwargs=grad_kwargs,
             graph_policy=graph_policy,
+            reshape_transform=reshape_transform,
         )
         if internal_batch_size is None:
             integrated = self._attribute(n_steps=n_steps, **integration_kwargs)
@@ -368,6 +387,7 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
         per_step_relu: bool,
         grad_kwargs: dict[str, Any] | None,
         graph_policy: GraphPolicy,
+        reshape_transform: ReshapeTransform | None = None,
         step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
     ) -> tuple[Tensor, ...]:
         """Integrates over one chunk of path points (all of them by default)."""
@@ -438,9 +458,11 @@ class IntegratedLayerGradCam(LayerAttribution, GradientAttribution):
             )
         return tuple(
             integrate_grad_cam(
-                leaf.detach(),
-                gradient,
-                baseline_activations[i] if subtract_baseline_activations else None,
+                to_channel_grid(reshape_transform, leaf.detach()),
+                to_channel_grid(reshape_transform, gradient),
+                to_channel_grid(reshape_transform, baseline_activations[i])
+                if subtract_baseline_activations
+                else None,
                 step_sizes,
                 per_step_relu,
                 attr_dim_summation,

@@ -29,6 +29,7 @@ NOTEBOOKS = {
     "01_getting_started.ipynb": 6,
     "02_steps_method_baseline.ipynb": 5,
     "03_evaluating_explanations.ipynb": 3,
+    "04_vision_transformers.ipynb": 4,
 }
 
 

@@ -17,27 +17,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from captum.attr import IntegratedGradients, LayerGradCam, LayerIntegratedGradients
+from captum.attr import IntegratedGradients, LayerIntegratedGradients
 from torch import Tensor, nn
 
 from captum_igcam._captum_compat import BaselineType, TargetType
+from captum_igcam.grad_cam import ReshapedLayerGradCam
 from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
+from captum_igcam.reshapes import ReshapeTransform, to_channel_grid
 
 
 @dataclass(frozen=True)
 class MethodSettings:
-    """Settings of the path methods (Grad-CAM ignores them).
+    """Settings of the path methods (Grad-CAM uses only ``reshape_transform``).
 
     Args:
         n_steps (int): Path points.
         method (str): Captum approximation method.
         internal_batch_size (int, optional): Examples x path points per
             forward pass.
+        reshape_transform (ReshapeTransform, optional): Maps the layer's
+            tensor to ``(N, channels, h, w)`` (a ViT's or Swin's layer, see
+            :mod:`captum_igcam.reshapes`); None for CNNs.
     """
 
     n_steps: int = 50
     method: str = "gausslegendre"
     internal_batch_size: int | None = None
+    reshape_transform: ReshapeTransform | None = None
 
 
 MapFunction = Callable[..., Tensor]
@@ -93,10 +99,15 @@ def register_method(
 
 @register_method("gradcam", "Grad-CAM", "Grad-CAM (captum LayerGradCam, with ReLU)")
 def _gradcam(model: nn.Module, layer: nn.Module, settings: MethodSettings):
-    explainer = LayerGradCam(model, layer)
+    explainer = ReshapedLayerGradCam(model, layer)
 
     def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
-        return explainer.attribute(inputs, target=target, relu_attributions=True)
+        return explainer.attribute(
+            inputs,
+            target=target,
+            relu_attributions=True,
+            reshape_transform=settings.reshape_transform,
+        )
 
     return maps
 
@@ -119,6 +130,7 @@ def _integrated_grad_cam(sum_steps: bool = False, **options: object) -> MethodBu
                 baselines=baselines,
                 n_steps=settings.n_steps,
                 internal_batch_size=settings.internal_batch_size,
+                reshape_transform=settings.reshape_transform,
                 **call_options,
             )
             return weighted * settings.n_steps if sum_steps else weighted
@@ -149,7 +161,9 @@ register_method(
 
 
 def _summed_over_channels(
-    explainer: LayerIntegratedGradients | IntegratedGradients, settings: MethodSettings
+    explainer: LayerIntegratedGradients | IntegratedGradients,
+    settings: MethodSettings,
+    reshape_transform: ReshapeTransform | None = None,
 ) -> MapFunction:
     def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
         attributions = explainer.attribute(
@@ -160,7 +174,8 @@ def _summed_over_channels(
             method=settings.method,
             internal_batch_size=settings.internal_batch_size,
         )
-        return attributions.sum(dim=1, keepdim=True)
+        grid = to_channel_grid(reshape_transform, attributions)
+        return grid.sum(dim=1, keepdim=True)
 
     return maps
 
@@ -169,7 +184,9 @@ def _summed_over_channels(
     "layer-ig", "Layer IG", "Layer Integrated Gradients, summed over channels"
 )
 def _layer_ig(model: nn.Module, layer: nn.Module, settings: MethodSettings):
-    return _summed_over_channels(LayerIntegratedGradients(model, layer), settings)
+    return _summed_over_channels(
+        LayerIntegratedGradients(model, layer), settings, settings.reshape_transform
+    )
 
 
 @register_method(

@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 method=args.method,
                 internal_batch_size=args.batch_size,
                 path=args.path,
+                reshape_transform=bundle.reshape_transform,
                 batch_size=args.images_per_batch,
                 num_workers=args.workers,
                 shard_size=args.shard_size,

@@ -48,6 +48,7 @@ from captum_igcam.dataset_job.maps_io import (
     read_index,
 )
 from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
+from captum_igcam.reshapes import ReshapeTransform
 
 #: ``ImageItem.target`` meaning "explain the model's top-1 class".
 PREDICTED = -1
@@ -243,6 +244,7 @@ def explain_dataset(
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
     path: str = "input",
+    reshape_transform: ReshapeTransform | None = None,
     batch_size: int = 8,
     num_workers: int = 0,
     shard_size: int = 256,
@@ -279,6 +281,10 @@ def explain_dataset(
         path (str, optional): ``IntegratedLayerGradCam``'s integration path,
                     ``"input"`` (the paper's) or ``"layer"`` (faster).
                     Default: "input"
+        reshape_transform (ReshapeTransform, optional): How the layer's
+                    tensor maps to ``(N, channels, h, w)`` (a ViT's or Swin's
+                    layer; see :mod:`captum_igcam.reshapes`); None for CNNs.
+                    Default: None
         batch_size (int, optional): Images per ``DataLoader`` batch.
                     Default: 8
         num_workers (int, optional): ``DataLoader`` worker processes that
@@ -382,6 +388,7 @@ def explain_dataset(
                     method=method,
                     internal_batch_size=internal_batch_size,
                     path=path,
+                    reshape_transform=reshape_transform,
                 )
                 keys = [dataset.items[position].key for position in batch.positions]
                 writer.add(keys, maps, records, shard_size)
