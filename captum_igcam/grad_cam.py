@@ -89,6 +89,8 @@ class ReshapedLayerGradCam(LayerGradCam):
         """
         check_reshape_transform(reshape_transform)
         if reshape_transform is None:
+            # Captum 0.7's LayerGradCam.attribute has no grad_kwargs (0.8 added it).
+            optional = {} if grad_kwargs is None else {"grad_kwargs": grad_kwargs}
             return super().attribute(
                 inputs,
                 target,
@@ -96,7 +98,7 @@ class ReshapedLayerGradCam(LayerGradCam):
                 attribute_to_layer_input,
                 relu_attributions,
                 attr_dim_summation,
-                grad_kwargs,
+                **optional,
             )
         layer_gradients, layer_evals = compute_layer_gradients_and_eval(
             self.forward_func,

@@ -202,7 +202,9 @@ def visualize_image_attr_safe(
     """
     from captum.attr import visualization
 
-    summed = attr.sum(axis=2) if attr.ndim == 3 else attr  # as Captum does
+    # Captum before 0.9 takes only HxWxC maps; a channel axis suits every version.
+    attr = attr if attr.ndim == 3 else attr[..., np.newaxis]
+    summed = attr.sum(axis=2)  # as Captum does
     kwargs.setdefault("use_pyplot", False)
     selected = {
         "positive": np.maximum(summed, 0),
@@ -220,8 +222,85 @@ def visualize_image_attr_safe(
         # Captum normalises the map even for "original_image", which does not
         # draw it; a stand-in map of ones keeps that step from asserting.
         return visualization.visualize_image_attr(
-            np.ones_like(summed), original_image, method="original_image", **kwargs
+            np.ones_like(attr), original_image, method="original_image", **kwargs
         )
     return visualization.visualize_image_attr(
         attr, original_image, method=method, sign=sign, **kwargs
     )
+
+
+def visualize_image_attr_multiple_safe(
+    attr: np.ndarray,
+    original_image: np.ndarray,
+    methods: Sequence[str],
+    signs: Sequence[str],
+    titles: Sequence[str] | None = None,
+    fig_size: tuple[float, float] = (8, 6),
+    **kwargs: Any,
+) -> tuple[Figure, np.ndarray]:
+    """Captum's ``visualize_image_attr_multiple``, guarding every panel.
+
+    Integrated Grad-CAM maps (and Grad-CAM maps with ``relu_attributions``)
+    are non-negative, so the ``"negative"`` panel of the layouts in Captum's
+    tutorials (e.g. methods ``["original_image", "blended_heat_map",
+    "blended_heat_map"]`` with signs ``["all", "positive", "negative"]``) has
+    nothing to draw and Captum's ``visualize_image_attr_multiple`` stops with
+    an ``AssertionError`` for the whole figure. Here each panel is drawn by
+    :func:`visualize_image_attr_safe`: a panel whose sign selects nothing shows
+    the original image, titled "(empty <sign> map)", and the other panels
+    are drawn as Captum draws them.
+
+    Args:
+        attr (np.ndarray): ``HxW`` or ``HxWxC`` map at the image's resolution.
+        original_image (np.ndarray): ``HxWx3`` image.
+        methods (sequence of str): Captum visualisation method per panel.
+        signs (sequence of str): Sign per panel (``"positive"``,
+            ``"negative"``, ``"absolute_value"`` or ``"all"``).
+        titles (sequence of str, optional): Title per panel.
+            Default: None
+        fig_size (tuple[float, float], optional): Figure size in inches.
+            Default: (8, 6)
+        **kwargs: Passed on to ``visualize_image_attr`` for every panel
+            (``cmap``, ``alpha_overlay``, ``show_colorbar``, ...).
+
+    Returns:
+        tuple[Figure, np.ndarray]: The figure (no pyplot state) and its axes,
+        one per panel, as ``visualize_image_attr_multiple`` returns them.
+
+    Raises:
+        ValueError: If ``signs`` or ``titles`` do not have one entry per
+            method.
+
+    Example::
+
+        >>> heat = upsample(igcam_map, 224)[0].permute(1, 2, 0).numpy()
+        >>> fig, axes = visualize_image_attr_multiple_safe(
+        ...     heat, photo_224,
+        ...     ["original_image", "blended_heat_map", "blended_heat_map"],
+        ...     ["all", "positive", "negative"],
+        ... )
+        >>> axes[2].get_title()
+        '(empty negative map)'
+    """
+    from matplotlib.figure import Figure
+
+    for name, values in (("signs", signs), ("titles", titles)):
+        if values is not None and len(values) != len(methods):
+            raise ValueError(
+                f"{name}: expected one entry per method ({len(methods)}), "
+                f"got {len(values)}"
+            )
+    figure = Figure(figsize=fig_size)
+    axes = figure.subplots(1, len(methods), squeeze=False)[0]
+    for index, (method, sign, axis) in enumerate(zip(methods, signs, axes)):
+        visualize_image_attr_safe(
+            attr,
+            original_image,
+            method=method,
+            sign=sign,
+            plt_fig_axis=(figure, axis),
+            title=titles[index] if titles is not None else None,
+            **kwargs,
+        )
+    figure.tight_layout()
+    return figure, axes

@@ -57,6 +57,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_two_images_and_a_bad_path(run_cli, photos, tmp_path):
     out = tmp_path / "out"
     missing = tmp_path / "missing.png"
@@ -112,6 +113,7 @@ def test_two_images_and_a_bad_path(run_cli, photos, tmp_path):
         assert figure.format == "PNG" and figure.width > 2 * figure.height
 
 
+@pytest.mark.slow
 def test_rerun_into_same_folder_overwrites_cleanly(run_cli, photos, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -330,6 +332,7 @@ def test_cuda_without_cuda_is_a_one_line_error(run_cli, tmp_path):
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_other_methods_and_baselines(run_cli, photos, tmp_path):
     status, _, _ = run_cli(
         "explain",

@@ -200,6 +200,7 @@ def test_single_process_matches_direct_attribution(
     assert len(list((out / io.SHARD_FOLDER).glob("*.npz"))) == 5  # 2+2+2+2+1
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_matches_direct_attribution(
     image_folder: Path, tmp_path: Path, model_dir: Path, expected: dict
 ) -> None:
