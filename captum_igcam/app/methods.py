@@ -129,8 +129,17 @@ def _integrated_grad_cam(sum_steps: bool = False, **options: object) -> MethodBu
 
 
 register_method(
-    "igcam", "Integrated Grad-CAM", "Integrated Grad-CAM, paper variant (defaults)"
+    "igcam",
+    "Integrated Grad-CAM",
+    "Integrated Grad-CAM, the class defaults (the authors' evaluated formula: "
+    "no baseline subtraction)",
 )(_integrated_grad_cam())
+register_method(
+    "igcam-paper",
+    "IG-CAM (paper figure)",
+    "Integrated Grad-CAM as the paper's figure draws it (baseline activations "
+    "subtracted)",
+)(_integrated_grad_cam(subtract_baseline_activations=True))
 register_method(
     "igcam-notebook",
     "IG-CAM (notebook)",
