@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -45,11 +46,12 @@ def main() -> None:
     parser.add_argument("--curve-steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--reference-runner", metavar="PATH")
     parser.add_argument("--out", default="benchmarks/benchmark_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    bundle = load_model()
+    bundle = load_model(device=args.device)
     dataset = composites(args.n, seed=0)
     settings = {
         "methods": METHODS,
@@ -59,8 +61,11 @@ def main() -> None:
     }
     timings = {}
     if args.reference_runner:
-        spec = importlib.util.spec_from_file_location("old", args.reference_runner)
+        spec = importlib.util.spec_from_file_location(
+            "earlier_runner", args.reference_runner
+        )
         old = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = old  # its dataclasses look themselves up
         spec.loader.exec_module(old)
         _, timings["earlier loop (one image, curves per method)"] = timed(
             old.evaluate, bundle, dataset, **settings
@@ -83,6 +88,7 @@ def main() -> None:
         "steps": args.steps,
         "curve_steps": args.curve_steps,
         "threads": args.threads,
+        "device": args.device,
         "seconds": timings,
         "speed_up_vs_slowest": {k: slowest / v for k, v in timings.items()},
         "largest_difference_batched_vs_one_image": largest,

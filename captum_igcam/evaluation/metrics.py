@@ -219,7 +219,7 @@ def energy_pointing_game(
     maps = to_input_size(maps, size)
     _check_boxes_per_map(boxes, maps)
     energy = maps.clamp(min=0)
-    masks = torch.stack([box_mask(b, size) for b in boxes])
+    masks = torch.stack([box_mask(b, size) for b in boxes]).to(maps.device)
     inside = (energy * masks).flatten(1).sum(1)
     total = energy.flatten(1).sum(1)
     return torch.where(total > 0, inside / total.clamp(min=1e-30), 0.0)

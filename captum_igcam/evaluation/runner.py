@@ -278,13 +278,22 @@ def _evaluate_batch(
     for name, function in functions.items():
         record = result.records[name]
         started = time.perf_counter()
-        maps[name] = function(inputs, predicted, baselines).detach()
+        maps[name] = function(
+            inputs, predicted, _per_example(baselines, inputs)
+        ).detach()
         elapsed = time.perf_counter() - started
         record.seconds.extend([elapsed / len(batch)] * len(batch))
         _localise(
             batch, objects, predicted, inputs, function, maps[name], record, baselines
         )
     _faithfulness(model, inputs, predicted, maps, result.records, curve_steps)
+
+
+def _per_example(baselines: Tensor | float | None, inputs: Tensor) -> object:
+    """A baseline tensor repeated for every input (layer IG needs full shapes)."""
+    if isinstance(baselines, Tensor):
+        return baselines.to(inputs.device).expand_as(inputs).contiguous()
+    return baselines
 
 
 def _class_target(logits: Tensor, classes: frozenset[int]) -> int:
@@ -308,7 +317,8 @@ def _localise(
     if others:
         rows = torch.tensor([objects[k][0] for k in others], device=inputs.device)
         targets = torch.tensor([objects[k][2] for k in others], device=inputs.device)
-        computed = function(inputs[rows], targets, baselines).detach()
+        chosen = inputs[rows]
+        computed = function(chosen, targets, _per_example(baselines, chosen)).detach()
         extra = dict(zip(others, computed))
     for position, (index, annotation, _) in enumerate(objects):
         class_map = extra.get(position, maps[index])[None].cpu()
@@ -330,7 +340,10 @@ def _faithfulness(
 ) -> None:
     """Average Drop, Increase and deletion/insertion AUC of all methods at once."""
     names = list(maps)
-    stacked = torch.cat([maps[name] for name in names])
+    size = (int(inputs.shape[2]), int(inputs.shape[3]))
+    # Methods differ in resolution (layer maps, input-space IG): bring all to
+    # the input's, as the metrics would.
+    stacked = torch.cat([metrics.to_input_size(maps[name], size) for name in names])
     repeated = inputs.repeat(len(names), 1, 1, 1)
     target = predicted.repeat(len(names))
     original, masked = metrics.masked_confidence(model, repeated, stacked, target)
