@@ -626,73 +626,62 @@ def write_report(path: Path) -> None:
                     layer_summary.setdefault(method, {})[metric] = difference
                     cells.append(_fmt(difference, _digits(metric), signed=True))
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
-            lines += [
-                "",
-                "By object size (EBPG / pixel AUROC, mean; paired to Grad-CAM):",
-                "",
-            ]
             areas = np.asarray(info["area"])
-            lines += [
-                "| variant | "
-                + " | ".join(
-                    f"{label} (n={int(((areas >= lo) & (areas < hi)).sum())})"
-                    for lo, hi, label in SIZE_BINS
-                )
-                + " |",
-                "|---|---|---|---|",
-            ]
-            for method in (
-                "gradcam",
-                "paper/zero",
-                "paper/black",
-                "nosub/black",
-                "notebook/black",
-            ):
-                cells = []
-                for low, high, _ in SIZE_BINS:
-                    chosen = (areas >= low) & (areas < high)
-                    ebpg = np.asarray(methods[method]["ebpg"])[chosen]
-                    auroc = np.asarray(methods[method]["auroc"])[chosen]
-                    pointing = np.asarray(methods[method]["pointing_game"])[chosen]
-                    cells.append(
-                        f"{np.mean(ebpg):.3f} / {np.nanmean(auroc):.3f} / "
-                        f"PG {np.mean(pointing):.2f}"
-                        if chosen.any()
-                        else "n/a"
-                    )
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
-            lines += ["", "By class (EBPG / pixel AUROC / pointing game, mean):", ""]
-            classes = sorted(set(labels))
-            lines += [
-                "| variant | " + " | ".join(classes) + " |",
-                "|---|" + "---|" * len(classes),
-            ]
             label_array = np.asarray(labels)
-            for method in (
-                "gradcam",
-                "paper/zero",
-                "paper/black",
-                "nosub/black",
-                "notebook/black",
-            ):
-                cells = []
-                for label in classes:
-                    chosen = label_array == label
-                    column = {
-                        m: np.asarray(methods[method][m])[chosen] for m in LOCALISATION
-                    }
-                    cells.append(
-                        f"{column['ebpg'].mean():.3f} / "
-                        f"{np.nanmean(column['auroc']):.3f} / "
-                        f"{column['pointing_game'].mean():.2f}"
+            lines += breakdown(
+                "By object size (share of the image in the box)",
+                methods,
+                {
+                    f"{title} (n={int(((areas >= low) & (areas < high)).sum())})": (
+                        areas >= low
                     )
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+                    & (areas < high)
+                    for low, high, title in SIZE_BINS
+                },
+            )
+            lines += breakdown(
+                "By class",
+                methods,
+                {label: label_array == label for label in sorted(set(labels))},
+            )
             lines.append("")
         lines += mechanism_table(model, merged)
     markdown = path.parent / (path.name.split(".")[0] + ".md")
     markdown.write_text("\n".join(lines) + "\n")
     mechanism_figure(data, models, Path("docs/images/variant_mechanism.png"))
     print(f"wrote {markdown} and docs/images/variant_mechanism.png")
+
+
+BREAKDOWN_METHODS = (
+    "gradcam",
+    "paper/zero",
+    "paper/black",
+    "nosub/black",
+    "notebook/black",
+)
+
+
+def breakdown(title: str, methods: dict, groups: dict[str, np.ndarray]) -> list[str]:
+    """Mean EBPG / pixel AUROC / pointing game of a few methods per group."""
+    lines = [
+        f"{title}: mean EBPG / pixel AUROC / pointing game (hit rate).",
+        "",
+        "| variant | " + " | ".join(groups) + " |",
+        "|---|" + "---|" * len(groups),
+    ]
+    for method in BREAKDOWN_METHODS:
+        cells = []
+        for chosen in groups.values():
+            if not chosen.any():
+                cells.append("n/a")
+                continue
+            column = {m: np.asarray(methods[method][m])[chosen] for m in LOCALISATION}
+            cells.append(
+                f"{column['ebpg'].mean():.3f} / {np.nanmean(column['auroc']):.3f} / "
+                f"{column['pointing_game'].mean():.2f}"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def mechanism_table(model: str, merged: dict) -> list[str]:
