@@ -154,7 +154,7 @@ register_method(
     "igcam-layer",
     "IG-CAM (layer path)",
     "Integrated Grad-CAM along the layer-space path (fast; not the paper's method)",
-)(_integrated_grad_cam(path="layer"))
+)(_integrated_grad_cam(path="layer", subtract_baseline_activations=True))
 
 
 def _summed_over_channels(
