@@ -50,8 +50,23 @@ def test_registered_variants_are_the_documented_calls(model):
         ),
     )
     torch.testing.assert_close(
+        run("igcam-paper"),
+        igcam.attribute(
+            inputs,
+            method="riemann_middle",
+            subtract_baseline_activations=True,
+            **common,
+        ),
+    )
+    torch.testing.assert_close(
         run("igcam-layer"),
-        igcam.attribute(inputs, method="riemann_middle", path="layer", **common),
+        igcam.attribute(
+            inputs,
+            method="riemann_middle",
+            path="layer",
+            subtract_baseline_activations=True,
+            **common,
+        ),
     )
     torch.testing.assert_close(
         run("gradcam"),
