@@ -8,7 +8,7 @@ leaves that require grad, switches grad mode on and hands a copy downstream.
 Only the part of the network after the layer is recorded.
 
 That trick relies on the forward pass leaving grad mode alone. When a model
-switches it itself, or calls the layer more than once, :func:`run_forward`
+switches it itself, or calls the layer more than once, :meth:`LayerProbe.run`
 falls back to recording the whole pass (as Captum's own layer methods do),
 which gives the same numbers at the usual cost.
 """
@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from captum._utils.common import _run_forward, _sort_key_list
 from torch import Tensor
 from torch.nn import Module
+
+from captum_igcam._captum_compat import _run_forward, _sort_key_list
 
 
 @dataclass
@@ -109,131 +110,133 @@ class _CaptureHook:
             return forwarded[0]
         return type(tensors)(forwarded)
 
+    # Under torch.compile the hooks run eagerly (a graph break at the layer):
+    # traced, their bookkeeping on this object would be replayed from a
+    # cached graph, guarded on dynamo's terms, instead of run on every call.
+    @torch.compiler.disable
     def forward_hook(self, module: Module, args: Any, output: Any) -> Any:
         return self._capture(output)
 
+    @torch.compiler.disable
     def forward_pre_hook(self, module: Module, args: Any) -> Any:
         return self._capture(args)
 
 
-def _forward_with_hook(
-    forward_func: Callable[..., Any],
-    layer: Module,
-    inputs: tuple[Tensor, ...],
-    additional_forward_args: Any,
-    attribute_to_layer_input: bool,
-    hook: _CaptureHook,
-    grad_enabled: bool,
-) -> Any:
-    if attribute_to_layer_input:
-        handle = layer.register_forward_pre_hook(hook.forward_pre_hook)
-    else:
-        handle = layer.register_forward_hook(hook.forward_hook)
-    try:
-        with torch.set_grad_enabled(grad_enabled):
-            return _run_forward(forward_func, inputs, None, additional_forward_args)
-    finally:
-        handle.remove()
+class LayerProbe:
+    """Forward passes of ``forward_func`` with a hook on the explained layer.
 
+    One probe serves one ``attribute`` call: :meth:`capture` records the
+    layer's tensors without autograd, :meth:`run` makes them autograd leaves
+    and records the graph from the layer on. The probe starts optimistic
+    (autograd starts at the layer) and switches to recording the whole pass
+    for the rest of the call as soon as one pass shows that the model does
+    not allow it; ``layer_calls`` is the most calls of the layer seen in one
+    pass.
 
-def _check_layer_called(seen: LayerTensors) -> None:
-    if seen.max_calls == 0:
-        raise ValueError(
-            "layer: the forward pass never called the explained layer; expected "
-            "a submodule that forward_func runs on every call"
-        )
-
-
-def capture_activations(
-    forward_func: Callable[..., Any],
-    layer: Module,
-    inputs: tuple[Tensor, ...],
-    additional_forward_args: Any,
-    attribute_to_layer_input: bool,
-    device_ids: list[int] | None,
-) -> tuple[Tensor, ...]:
-    """Runs one forward pass without autograd and returns the layer's tensors."""
-    hook = _CaptureHook(as_leaves=False, start_graph=False)
-    _forward_with_hook(
-        forward_func,
-        layer,
-        inputs,
-        additional_forward_args,
-        attribute_to_layer_input,
-        hook,
-        grad_enabled=False,
-    )
-    _check_layer_called(hook.seen)
-    return hook.seen.gathered(device_ids)
-
-
-@dataclass
-class GraphPolicy:
-    """Whether the next forward passes may skip the graph below the layer.
-
-    Starts optimistic; :func:`run_forward` switches it off for the rest of an
-    ``attribute`` call as soon as one pass shows that the model does not
-    allow it. ``layer_calls`` records the most calls of the layer seen in one
-    forward pass.
+    Args:
+        forward_func (Callable): The model or a function calling it.
+        layer (torch.nn.Module): The explained layer.
+        attribute_to_layer_input (bool): Hook the layer's input instead of
+                    its output.
+        device_ids (list[int], optional): Devices of a DataParallel model
+                    called inside ``forward_func``, to order the replicas'
+                    tensors.
     """
 
-    start_graph_at_layer: bool = True
-    layer_calls: int = 0
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        layer: Module,
+        attribute_to_layer_input: bool,
+        device_ids: list[int] | None,
+    ) -> None:
+        self.forward_func = forward_func
+        self.layer = layer
+        self.attribute_to_layer_input = attribute_to_layer_input
+        self.device_ids = device_ids
+        self.start_graph_at_layer = True
+        self.layer_calls = 0
+
+    def capture(
+        self, inputs: tuple[Tensor, ...], additional_forward_args: Any
+    ) -> tuple[Tensor, ...]:
+        """Runs one forward pass without autograd; returns the layer's tensors."""
+        hook = _CaptureHook(as_leaves=False, start_graph=False)
+        self._forward(hook, inputs, additional_forward_args, grad_enabled=False)
+        return hook.seen.gathered(self.device_ids)
+
+    def run(
+        self,
+        inputs: tuple[Tensor, ...],
+        additional_forward_args: Any,
+        transform: LayerTransform | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Runs the forward pass with the layer's tensors as autograd leaves.
+
+        With a ``transform``, the leaves are the transformed tensors and the
+        rest of the forward pass runs on them.
+
+        Returns:
+            The model's output and the leaves (last call of the layer,
+            gathered over devices), from which ``torch.autograd.grad`` gives
+            ``dS/dA``.
+        """
+        while True:
+            hook = _CaptureHook(
+                as_leaves=True,
+                start_graph=self.start_graph_at_layer,
+                transform=transform,
+            )
+            output = self._forward(
+                hook,
+                inputs,
+                additional_forward_args,
+                grad_enabled=not self.start_graph_at_layer,
+            )
+            if self.start_graph_at_layer and _needs_full_graph(hook.seen, output):
+                self.start_graph_at_layer = False
+                continue
+            break
+        self.layer_calls = max(self.layer_calls, hook.seen.max_calls)
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                "forward_func: expected it to return a Tensor, got "
+                f"{type(output).__name__}"
+            )
+        if not output.requires_grad:
+            raise ValueError(
+                "forward_func: its output does not depend on the explained layer "
+                "through operations that record gradients; expected a Tensor "
+                "computed from the layer's output with grad mode left on"
+            )
+        return output, hook.seen.gathered(self.device_ids)
+
+    def _forward(
+        self,
+        hook: _CaptureHook,
+        inputs: tuple[Tensor, ...],
+        additional_forward_args: Any,
+        grad_enabled: bool,
+    ) -> Any:
+        if self.attribute_to_layer_input:
+            handle = self.layer.register_forward_pre_hook(hook.forward_pre_hook)
+        else:
+            handle = self.layer.register_forward_hook(hook.forward_hook)
+        try:
+            with torch.set_grad_enabled(grad_enabled):
+                output = _run_forward(
+                    self.forward_func, inputs, None, additional_forward_args
+                )
+        finally:
+            handle.remove()
+        if hook.seen.max_calls == 0:
+            raise ValueError(
+                "layer: the forward pass never called the explained layer; "
+                "expected a submodule that forward_func runs on every call"
+            )
+        return output
 
 
 def _needs_full_graph(seen: LayerTensors, output: Any) -> bool:
     output_has_graph = isinstance(output, Tensor) and output.requires_grad
     return seen.max_calls > 1 or not output_has_graph
-
-
-def run_forward(
-    forward_func: Callable[..., Any],
-    layer: Module,
-    inputs: tuple[Tensor, ...],
-    additional_forward_args: Any,
-    attribute_to_layer_input: bool,
-    device_ids: list[int] | None,
-    policy: GraphPolicy,
-    transform: LayerTransform | None = None,
-) -> tuple[Any, tuple[Tensor, ...]]:
-    """Runs the forward pass with the layer's tensors as autograd leaves.
-
-    With a ``transform``, the leaves are the transformed tensors and the rest
-    of the forward pass runs on them.
-
-    Returns:
-        The model's output and the leaves (last call of the layer, gathered
-        over devices), from which ``torch.autograd.grad`` gives ``dS/dA``.
-    """
-    while True:
-        hook = _CaptureHook(
-            as_leaves=True,
-            start_graph=policy.start_graph_at_layer,
-            transform=transform,
-        )
-        output = _forward_with_hook(
-            forward_func,
-            layer,
-            inputs,
-            additional_forward_args,
-            attribute_to_layer_input,
-            hook,
-            grad_enabled=not policy.start_graph_at_layer,
-        )
-        _check_layer_called(hook.seen)
-        if policy.start_graph_at_layer and _needs_full_graph(hook.seen, output):
-            policy.start_graph_at_layer = False
-            continue
-        break
-    policy.layer_calls = max(policy.layer_calls, hook.seen.max_calls)
-    if not isinstance(output, Tensor):
-        raise TypeError(
-            f"forward_func: expected it to return a Tensor, got {type(output).__name__}"
-        )
-    if not output.requires_grad:
-        raise ValueError(
-            "forward_func: its output does not depend on the explained layer "
-            "through operations that record gradients; expected a Tensor "
-            "computed from the layer's output with grad mode left on"
-        )
-    return output, hook.seen.gathered(device_ids)

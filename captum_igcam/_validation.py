@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
-from captum.attr._utils.common import _format_input_baseline
 from torch import Tensor
 from torch.nn import Module
+
+from captum_igcam._captum_compat import SUPPORTED_METHODS, _format_input_baseline
 
 RIEMANN_METHODS = tuple(
     name for name in SUPPORTED_METHODS if name.startswith("riemann")
@@ -42,11 +42,6 @@ def check_method(method: Any) -> None:
         raise ValueError(
             f"method: expected one of {list(SUPPORTED_METHODS)}, got {method!r}"
         )
-
-
-def check_path(path: Any, paths: tuple[str, ...]) -> None:
-    if path not in paths:
-        raise ValueError(f"path: expected one of {list(paths)}, got {path!r}")
 
 
 def check_grad_kwargs(grad_kwargs: Any) -> None:

@@ -8,6 +8,7 @@ out from their definitions (Captum's documented rules), not taken from Captum.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,6 +35,36 @@ def quadrature(method: str, n_steps: int) -> tuple[list[float], list[float]]:
         nodes, weights = np.polynomial.legendre.leggauss(n_steps)
         return list((nodes + 1) / 2), list(weights / 2)
     raise ValueError(method)
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """ViT tokens ``(T, C)``: ``prefix`` special tokens, then h x w patches."""
+
+    prefix: int
+    height: int
+    width: int
+
+
+CHANNELS_LAST = "channels_last"  # Swin's (H, W, C)
+
+
+def as_channel_grid(layout: TokenLayout | str | None, tensor: torch.Tensor):
+    """One example's layer tensor as ``(C, h, w)``, position by position."""
+    if layout is None:
+        return tensor
+    if layout == CHANNELS_LAST:
+        height, width, channels = tensor.shape
+        grid = torch.zeros(channels, height, width, dtype=tensor.dtype)
+        for i in range(height):
+            for j in range(width):
+                grid[:, i, j] = tensor[i, j, :]
+        return grid
+    grid = torch.zeros(tensor.shape[1], layout.height, layout.width, dtype=tensor.dtype)
+    for i in range(layout.height):
+        for j in range(layout.width):
+            grid[:, i, j] = tensor[layout.prefix + i * layout.width + j, :]
+    return grid
 
 
 def _layer_tensor_and_score(
@@ -92,12 +123,16 @@ def naive_integrated_grad_cam(
     subtract_baseline_activations: bool = False,  # the class default
     to_layer_input: bool = False,
     tensor_index: int = 0,
+    layout: TokenLayout | str | None = None,
 ) -> torch.Tensor:
     """Integrated Grad-CAM for every example, summed over channels.
 
     ``inputs`` and ``baselines`` are tuples of float64 tensors with a batch
     dimension; ``targets`` holds one target per example. Tensors in
-    ``extra_args`` are sliced per example.
+    ``extra_args`` are sliced per example. ``layout`` says how the layer's
+    tensor holds its channels and positions (None: channels first, as a
+    CNN's). Grad-CAM is the case ``riemann_right``, one step, no per-step
+    ReLU and no baseline subtraction.
     """
     alphas, step_sizes = quadrature(method, n_steps)
     maps = []
@@ -121,15 +156,19 @@ def naive_integrated_grad_cam(
                 tensor_index,
             )
 
-        base_acts = at(0.0)[0].detach() if subtract_baseline_activations else None
+        base_acts = (
+            as_channel_grid(layout, at(0.0)[0].detach()[0])
+            if subtract_baseline_activations
+            else None
+        )
         total = None
         for alpha, step in zip(alphas, step_sizes):
             acts, score = at(alpha)
             (grad,) = torch.autograd.grad(score, acts)
-            acts = acts.detach()[0]
-            grad = grad[0]
+            acts = as_channel_grid(layout, acts.detach()[0])
+            grad = as_channel_grid(layout, grad[0])
             if base_acts is not None:
-                acts = acts - base_acts[0]
+                acts = acts - base_acts
             term = torch.zeros_like(acts[0:1])
             for k in range(acts.shape[0]):
                 weight = grad[k].mean() if grad.dim() > 1 else grad[k]
@@ -149,22 +188,30 @@ def naive_layer_path_grad_cam(
     targets: Sequence[object],
     method: str,
     n_steps: int,
+    extra_args: Sequence[object] = (),
 ) -> torch.Tensor:
-    """The layer-space variant: the path runs from A(x') to A(x) in the layer."""
+    """The layer-space variant: the path runs from A(x') to A(x) in the layer.
+
+    Tensors in ``extra_args`` are sliced per example.
+    """
     alphas, step_sizes = quadrature(method, n_steps)
     maps = []
     for example in range(inputs.shape[0]):
         x = inputs[example : example + 1]
         x0 = baselines[example : example + 1]
+        args = [
+            arg[example : example + 1] if isinstance(arg, torch.Tensor) else arg
+            for arg in extra_args
+        ]
         target = targets[example]
-        acts = _layer_tensor_and_score(forward, layer, [x], [], target, False, 0)[0]
-        base = _layer_tensor_and_score(forward, layer, [x0], [], target, False, 0)[0]
+        acts = _layer_tensor_and_score(forward, layer, [x], args, target, False, 0)[0]
+        base = _layer_tensor_and_score(forward, layer, [x0], args, target, False, 0)[0]
         acts, base = acts.detach(), base.detach()
         total = 0.0
         for alpha, step in zip(alphas, step_sizes):
             point = base + alpha * (acts - base)
             hooked, score = _layer_tensor_and_score(
-                forward, layer, [x], [], target, False, 0, replacement=point
+                forward, layer, [x], args, target, False, 0, replacement=point
             )
             (grad,) = torch.autograd.grad(score, hooked)
             term = torch.zeros_like(point[0, 0:1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import pytest
 import torch
@@ -178,19 +179,19 @@ def test_batched_equals_per_example_and_any_internal_batch_size(tiny_cnn):
     )
     assert_close_to(batched, one_by_one)
     for size in (1, 3, 4, 11, 21, 100):
-        with pytest.warns(UserWarning) if size < 3 else _no_warning():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             chunked = igcam.attribute(
                 inputs, target=targets, n_steps=7, internal_batch_size=size
             )
         assert_close_to(chunked, batched)
-
-
-class _no_warning:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+        # Below the 3 examples the size is raised to 3, with a warning; at or
+        # above it nothing is said.
+        messages = [str(warning.message) for warning in caught]
+        if size < 3:
+            assert len(messages) == 1 and "batch size of 3" in messages[0]
+        else:
+            assert messages == []
 
 
 class TwoInputNet(nn.Module):

@@ -1,14 +1,21 @@
-"""The method registry shared by the command line and the benchmark."""
+"""The method registry shared by the command line and the benchmark.
+
+Each registered method is checked against what it is documented to compute:
+the naive references of tests/reference.py, or a known identity of the
+method, never against the very call the registry wraps.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from captum.attr import LayerGradCam
-from conftest import TinyCNN
+from helpers import TinyCNN
+from reference import naive_integrated_grad_cam, naive_layer_path_grad_cam
+from tolerances import assert_close_to
 
-from captum_igcam import IntegratedLayerGradCam
 from captum_igcam.app.methods import METHODS, MethodSettings, register_method
+
+TARGETS = [1, 3]
 
 
 @pytest.fixture
@@ -16,64 +23,91 @@ def model() -> TinyCNN:
     return TinyCNN().double().eval()
 
 
+@pytest.fixture
+def inputs() -> torch.Tensor:
+    return torch.randn(2, 3, 8, 8, dtype=torch.float64)
+
+
+def _maps(name, model, inputs, baselines, settings) -> torch.Tensor:
+    return METHODS[name].build(model, model.conv2, settings)(inputs, TARGETS, baselines)
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_gives_one_map_per_example(model, name):
-    inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    maps = METHODS[name].build(model, model.conv2, MethodSettings(n_steps=4))(
-        inputs, [1, 3], torch.zeros_like(inputs)
-    )
+def test_every_method_gives_one_map_per_example(model, inputs, name):
+    maps = _maps(name, model, inputs, torch.zeros_like(inputs), MethodSettings(4))
     assert maps.shape == (2, 1, 8, 8)
     assert torch.isfinite(maps).all()
 
 
-def test_registered_variants_are_the_documented_calls(model):
-    inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+def test_gradcam_is_the_relu_of_one_grad_cam_term(model, inputs):
+    """Grad-CAM is the integrand at the input: one right-Riemann step, A(x)."""
+    expected = naive_integrated_grad_cam(
+        model,
+        model.conv2,
+        (inputs,),
+        (torch.zeros_like(inputs),),
+        TARGETS,
+        "riemann_right",
+        1,
+        subtract_baseline_activations=False,
+    )
+    assert_close_to(_maps("gradcam", model, inputs, None, MethodSettings()), expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "reference_kwargs", "factor"),
+    [
+        ("igcam", {}, 1),
+        # The paper's figure: A(x_a) - A(x').
+        ("igcam-paper", {"subtract_baseline_activations": True}, 1),
+        # The notebook: riemann_left, A(x_a) and the sum of the steps.
+        (
+            "igcam-notebook",
+            {"method": "riemann_left", "subtract_baseline_activations": False},
+            6,
+        ),
+    ],
+)
+def test_integrated_grad_cam_variants_match_the_naive_reference(
+    model, inputs, name, reference_kwargs, factor
+):
     baselines = torch.full_like(inputs, 0.2)
     settings = MethodSettings(n_steps=6, method="riemann_middle", internal_batch_size=4)
-    igcam = IntegratedLayerGradCam(model, model.conv2)
+    reference_kwargs = {"method": "riemann_middle", **reference_kwargs}
+    expected = naive_integrated_grad_cam(
+        model,
+        model.conv2,
+        (inputs,),
+        (baselines,),
+        TARGETS,
+        n_steps=6,
+        per_step_relu=True,
+        **reference_kwargs,
+    )
+    maps = _maps(name, model, inputs, baselines, settings)
+    assert_close_to(maps, factor * expected)
 
-    def run(name: str) -> torch.Tensor:
-        return METHODS[name].build(model, model.conv2, settings)(inputs, 2, baselines)
 
-    common = dict(target=2, baselines=baselines, n_steps=6)
-    torch.testing.assert_close(
-        run("igcam"), igcam.attribute(inputs, method="riemann_middle", **common)
+def test_layer_path_method_matches_the_layer_space_reference(model, inputs):
+    baselines = torch.full_like(inputs, 0.2)
+    settings = MethodSettings(n_steps=5, method="riemann_right", internal_batch_size=4)
+    expected = naive_layer_path_grad_cam(
+        model, model.conv2, inputs, baselines, TARGETS, "riemann_right", 5
     )
-    torch.testing.assert_close(
-        run("igcam-notebook"),
-        6
-        * igcam.attribute(
-            inputs,
-            method="riemann_left",
-            subtract_baseline_activations=False,
-            **common,
-        ),
-    )
-    torch.testing.assert_close(
-        run("igcam-paper"),
-        igcam.attribute(
-            inputs,
-            method="riemann_middle",
-            subtract_baseline_activations=True,
-            **common,
-        ),
-    )
-    torch.testing.assert_close(
-        run("igcam-layer"),
-        igcam.attribute(
-            inputs,
-            method="riemann_middle",
-            path="layer",
-            subtract_baseline_activations=True,
-            **common,
-        ),
-    )
-    torch.testing.assert_close(
-        run("gradcam"),
-        LayerGradCam(model, model.conv2).attribute(
-            inputs, target=2, relu_attributions=True
-        ),
-    )
+    assert_close_to(_maps("igcam-layer", model, inputs, baselines, settings), expected)
+
+
+@pytest.mark.parametrize("name", ["layer-ig", "ig"])
+def test_integrated_gradients_maps_are_complete(model, inputs, name):
+    """Completeness: the attributions add up to S(x) - S(x')."""
+    baselines = torch.full_like(inputs, -0.1)
+    maps = _maps(name, model, inputs, baselines, MethodSettings(n_steps=64))
+    with torch.no_grad():
+        rows = torch.arange(2)
+        difference = model(inputs)[rows, TARGETS] - model(baselines)[rows, TARGETS]
+    gap = (maps.sum(dim=(1, 2, 3)) - difference).abs()
+    # Gauss-Legendre over the kinks of the ReLUs: not exact, close.
+    assert (gap <= 1e-2 * difference.abs().max()).all(), (gap, difference)
 
 
 def test_a_name_is_registered_once():

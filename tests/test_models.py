@@ -138,11 +138,11 @@ def test_unknown_model_lists_known_models():
     assert "vgg16" in str(raised.value)
 
 
-def test_known_models_are_convolutional():
+def test_known_models_are_cnns_vits_and_swins():
     known = models.known_models()
     assert known[0] == "efficientnet-lite0"
-    assert {"resnet50", "vgg16", "densenet121"} <= set(known)
-    assert not [name for name in known if name.startswith(("vit_", "swin_"))]
+    assert {"resnet50", "vgg16", "densenet121", "vit_b_16", "swin_t"} <= set(known)
+    assert not [name for name in known if name.startswith("maxvit_")]
 
 
 @pytest.mark.parametrize(

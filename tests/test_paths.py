@@ -1,16 +1,20 @@
-"""The prefix-free graph, its fallback, DataParallel and the layer-space path."""
+"""The prefix-free graph, its fallback, DataParallel and the layer-space class."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torchvision
-from conftest import TinyCNN
-from reference import naive_integrated_grad_cam, naive_layer_path_grad_cam
+from helpers import TinyCNN
+from reference import (
+    naive_integrated_grad_cam,
+    naive_layer_path_grad_cam,
+    quadrature,
+)
 from tolerances import assert_close_to
 from torch import nn
 
-from captum_igcam import IntegratedLayerGradCam
+from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
 
 
 class _ForwardCounter:
@@ -130,19 +134,17 @@ def test_data_parallel_wrapper_gives_the_same_maps():
 
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_right"])
-def test_layer_path_matches_its_naive_reference(method):
+def test_layer_space_class_matches_its_naive_reference(method):
     model = torchvision.models.resnet18(weights=None).double().eval()
     inputs = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     baselines = torch.full_like(inputs, 0.1)
-    result = IntegratedLayerGradCam(model, model.layer4).attribute(
+    result = LayerSpaceIntegratedGradCam(model, model.layer4).attribute(
         inputs,
         target=[5, 9],
         baselines=baselines,
         n_steps=5,
         method=method,
-        path="layer",
         internal_batch_size=4,
-        subtract_baseline_activations=True,
     )
     expected = naive_layer_path_grad_cam(
         model, model.layer4, inputs, baselines, [5, 9], method, 5
@@ -150,26 +152,69 @@ def test_layer_path_matches_its_naive_reference(method):
     assert_close_to(result, expected)
 
 
-def test_layer_path_runs_the_prefix_once_per_chunk():
+def test_layer_space_prefix_runs_once_per_chunk():
     model = TinyCNN().double().eval()
     counter = _ForwardCounter(model.conv1)
-    IntegratedLayerGradCam(model, model.conv2).attribute(
-        torch.randn(2, 3, 8, 8, dtype=torch.float64),
-        target=1,
-        n_steps=10,
-        path="layer",
+    LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
+        torch.randn(2, 3, 8, 8, dtype=torch.float64), target=1, n_steps=10
     )
     counter.handle.remove()
-    assert counter.calls == 2  # the baseline, then the input once
+    assert counter.calls == 2  # both ends of the path, then one chunk
 
 
-def test_layer_path_differs_from_the_paper_path():
+def test_layer_space_maps_differ_from_the_papers():
     model = TinyCNN().double().eval()
     inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    igcam = IntegratedLayerGradCam(model, model.conv2)
-    paper = igcam.attribute(inputs, target=1, n_steps=8)
-    layer = igcam.attribute(inputs, target=1, n_steps=8, path="layer")
-    assert not torch.allclose(paper, layer)
+    paper = IntegratedLayerGradCam(model, model.conv2).attribute(
+        inputs, target=1, n_steps=8
+    )
+    layer_space = LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
+        inputs, target=1, n_steps=8
+    )
+    assert not torch.allclose(paper, layer_space)
+
+
+def test_layer_space_options_match_the_per_step_maps():
+    """Signed, per channel: ``sum_m s_m a_m w(m) (A(x) - A(x'))`` by hand."""
+    model = TinyCNN().double().eval()
+    inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    explainer = LayerSpaceIntegratedGradCam(model, model.conv2)
+    options = dict(
+        target=[0, 3],
+        n_steps=4,
+        method="riemann_trapezoid",
+        per_step_relu=False,
+        attr_dim_summation=False,
+    )
+    signed = explainer.attribute(inputs, **options)
+    clipped = explainer.attribute(inputs, relu_attributions=True, **options)
+    capture = _LayerOutput(model.conv2)
+    model(torch.zeros_like(inputs))
+    base = capture.output
+    model(inputs)
+    change = capture.output - base
+    expected = torch.zeros_like(change)
+    for alpha, step in zip(*quadrature("riemann_trapezoid", 4)):
+        capture.replacement = (base + alpha * change).requires_grad_()
+        score = model(inputs).gather(1, torch.tensor([[0], [3]])).sum()
+        (gradient,) = torch.autograd.grad(score, capture.replacement)
+        expected += step * alpha * gradient.mean(dim=(2, 3), keepdim=True) * change
+    capture.handle.remove()
+    assert_close_to(signed, expected)
+    assert_close_to(clipped, expected.clamp(min=0))
+
+
+class _LayerOutput:
+    """Keeps a layer's output, or replaces it by ``replacement``."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.output: torch.Tensor | None = None
+        self.replacement: torch.Tensor | None = None
+        self.handle = layer.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        self.output = output.detach()
+        return self.replacement
 
 
 class BatchFromInput(TinyCNN):
@@ -185,33 +230,21 @@ class ViewFromInput(TinyCNN):
 
 
 @pytest.mark.parametrize("model_class", [BatchFromInput, ViewFromInput])
-def test_layer_path_refuses_a_model_tied_to_the_input_batch(model_class):
+def test_layer_space_refuses_a_model_tied_to_the_input_batch(model_class):
     model = model_class().double().eval()
-    with pytest.raises(ValueError, match="path: 'layer' needs a model whose part"):
-        IntegratedLayerGradCam(model, model.conv2).attribute(
-            torch.randn(1, 3, 8, 8, dtype=torch.float64),
-            target=0,
-            n_steps=3,
-            path="layer",
+    with pytest.raises(
+        ValueError, match="forward_func: LayerSpaceIntegratedGradCam needs a model"
+    ):
+        LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
+            torch.randn(1, 3, 8, 8, dtype=torch.float64), target=0, n_steps=3
         )
 
 
-def test_unknown_path_is_refused():
-    model = TinyCNN().double().eval()
-    with pytest.raises(ValueError, match="path"):
-        IntegratedLayerGradCam(model, model.conv2).attribute(
-            torch.randn(1, 3, 8, 8, dtype=torch.float64), target=0, path="latent"
-        )
-
-
-def test_layer_path_refuses_a_layer_called_twice():
+def test_layer_space_refuses_a_layer_called_twice():
     model = SharedBlockNet().double().eval()
-    with pytest.raises(ValueError, match="path: 'layer' needs a layer that runs once"):
-        IntegratedLayerGradCam(model, model.conv2).attribute(
-            torch.randn(2, 3, 8, 8, dtype=torch.float64),
-            target=0,
-            n_steps=3,
-            path="layer",
+    with pytest.raises(ValueError, match="layer: .* needs a layer that runs once"):
+        LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
+            torch.randn(2, 3, 8, 8, dtype=torch.float64), target=0, n_steps=3
         )
 
 
@@ -220,20 +253,95 @@ class ScaledLogits(TinyCNN):
         return super().forward(x) * scale
 
 
-def test_layer_path_with_additional_forward_args_runs_the_whole_batch():
+def test_layer_space_with_a_tensor_in_additional_forward_args():
+    """One scale per example, used after the layer, for several examples."""
     model = ScaledLogits().double().eval()
-    inputs = torch.randn(1, 3, 8, 8, dtype=torch.float64)
-    scale = torch.tensor([[2.0]], dtype=torch.float64)
-    igcam = IntegratedLayerGradCam(model, model.conv2)
-    scaled = igcam.attribute(
-        inputs, target=1, n_steps=4, path="layer", additional_forward_args=scale
-    )
-    unscaled = igcam.attribute(
+    inputs = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    baselines = torch.full_like(inputs, -0.2)
+    scale = torch.tensor([[2.0], [0.5], [-1.0]], dtype=torch.float64)
+    result = LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
         inputs,
-        target=1,
+        target=[1, 0, 4],
+        baselines=baselines,
+        additional_forward_args=scale,
         n_steps=4,
-        path="layer",
-        additional_forward_args=torch.ones_like(scale),
+        internal_batch_size=6,
     )
-    # The score is scaled by 2, so are its gradients and the map.
-    assert_close_to(scaled, 2 * unscaled)
+    expected = naive_layer_path_grad_cam(
+        model,
+        model.conv2,
+        inputs,
+        baselines,
+        [1, 0, 4],
+        "gausslegendre",
+        4,
+        extra_args=(scale,),
+    )
+    assert_close_to(result, expected)
+
+
+class _MemoryFormats:
+    """Records whether the tensors entering some modules are channels_last."""
+
+    def __init__(self, *modules: nn.Module) -> None:
+        self.seen: list[bool] = []
+        self.handles = [m.register_forward_pre_hook(self._record) for m in modules]
+
+    def _record(self, module: nn.Module, args: tuple) -> None:
+        self.seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize(
+    "explainer_class", [IntegratedLayerGradCam, LayerSpaceIntegratedGradCam]
+)
+def test_channels_last_is_kept_and_gives_the_contiguous_maps(explainer_class):
+    """Path points and the tensors handed on from the layer stay channels_last."""
+    model = torchvision.models.resnet18(weights=None).double().eval()
+    inputs = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    kwargs = dict(target=[3, 8], n_steps=4, internal_batch_size=4)
+    contiguous = explainer_class(model, model.layer3).attribute(inputs, **kwargs)
+
+    model = model.to(memory_format=torch.channels_last)
+    inputs = inputs.contiguous(memory_format=torch.channels_last)
+    formats = _MemoryFormats(model.conv1, model.layer4)
+    try:
+        channels_last = explainer_class(model, model.layer3).attribute(inputs, **kwargs)
+    finally:
+        formats.remove()
+    # conv1 sees the path points (or the path's ends and one example) and
+    # layer4 the tensors the hook on layer3 hands on.
+    assert formats.seen and all(formats.seen), formats.seen
+    assert_close_to(channels_last, contiguous)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "explainer_class", [IntegratedLayerGradCam, LayerSpaceIntegratedGradCam]
+)
+def test_compiled_model_gives_the_eager_maps_after_an_eager_run(explainer_class):
+    """The sequence of issue 13: explain eagerly, then compile and explain with
+    another batch size and a short last chunk (a recompilation)."""
+    torch._dynamo.reset()
+    model = TinyCNN().eval()
+    inputs = torch.randn(3, 3, 8, 8)
+    kwargs = dict(target=[1, 0, 4], n_steps=5, internal_batch_size=6)
+    eager_first = explainer_class(model, model.conv2).attribute(
+        inputs[:2], target=[1, 0], n_steps=5
+    )
+    eager = explainer_class(model, model.conv2).attribute(inputs, **kwargs)
+    compiled = torch.compile(model)
+    try:
+        from_compiled = explainer_class(compiled, model.conv2).attribute(
+            inputs, **kwargs
+        )
+        first_from_compiled = explainer_class(compiled, model.conv2).attribute(
+            inputs[:2], target=[1, 0], n_steps=5
+        )
+    finally:
+        torch._dynamo.reset()
+    assert_close_to(from_compiled, eager, 1e-5)
+    assert_close_to(first_from_compiled, eager_first, 1e-5)

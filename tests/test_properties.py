@@ -17,7 +17,7 @@ import pytest
 import torch
 import torchvision
 from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
-from conftest import TinyCNN
+from helpers import TinyCNN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import naive_integrated_grad_cam

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from conftest import TinyCNN
+from helpers import TinyCNN
 from reference import naive_integrated_grad_cam, quadrature
 from tolerances import assert_close_to
 from torch import Tensor, nn

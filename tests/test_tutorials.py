@@ -5,7 +5,7 @@ on this interpreter (``sys.executable``) with matplotlib's Agg backend. A cell
 that raises fails the test (the notebooks also assert some of their own
 results, e.g. that ``internal_batch_size`` does not change the map), and each
 notebook must draw its figures and stay within its time budget: together the
-budgets keep the three notebooks under 10 minutes on 2 CPU cores.
+budgets keep the four notebooks under 12 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 KERNEL_NAME = "captum-igcam-tutorials"
 CELL_TIMEOUT_S = 240
 # notebook -> (seconds allowed, figures it must draw). Measured on 2 shared
-# CPU cores: about 40 s, 40 s and 150 s.
+# CPU cores: about 40 s, 40 s and 150 s; 04 about 45 s of CPU time (110 s
+# wall-clock on a machine loaded about 4 times over).
 NOTEBOOKS = {
     "01_getting_started.ipynb": (120, 6),
     "02_steps_method_baseline.ipynb": (120, 5),
     "03_evaluating_explanations.ipynb": (240, 3),
+    "04_vision_transformers.ipynb": (240, 4),
 }
 
 

@@ -17,28 +17,50 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from captum._utils.typing import BaselineType, TargetType
-from captum.attr import IntegratedGradients, LayerGradCam, LayerIntegratedGradients
+from captum.attr import (
+    Attribution,
+    IntegratedGradients,
+    LayerIntegratedGradients,
+)
 from torch import Tensor, nn
 
-from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
+from captum_igcam import (
+    IntegratedLayerGradCam,
+    LayerSpaceIntegratedGradCam,
+    ReshapedLayerGradCam,
+)
+from captum_igcam._captum_compat import BaselineType, TargetType
+from captum_igcam.reshapes import ReshapeTransform, to_channel_grid
 
 
 @dataclass(frozen=True)
 class MethodSettings:
-    """Settings of the path methods (Grad-CAM ignores them).
+    """Settings of the path methods (Grad-CAM uses only ``reshape_transform``).
 
     Args:
         n_steps (int): Path points.
         method (str): Captum approximation method.
         internal_batch_size (int, optional): Examples x path points per
             forward pass.
+        reshape_transform (ReshapeTransform, optional): Maps the layer's
+            tensor to ``(N, channels, *spatial)`` (see
+            :mod:`captum_igcam.reshapes`); None for CNNs.
     """
 
     n_steps: int = 50
     method: str = "gausslegendre"
     internal_batch_size: int | None = None
+    reshape_transform: ReshapeTransform | None = None
 
+
+#: The explainer class behind each integration path of the command line's
+#: ``--path``: the paper's input-space path or the layer-space method.
+EXPLAINER_BY_PATH: dict[
+    str, type[IntegratedLayerGradCam | LayerSpaceIntegratedGradCam]
+] = {
+    "input": IntegratedLayerGradCam,
+    "layer": LayerSpaceIntegratedGradCam,
+}
 
 MapFunction = Callable[..., Tensor]
 MethodBuilder = Callable[[nn.Module, nn.Module, MethodSettings], MapFunction]
@@ -93,39 +115,83 @@ def register_method(
 
 @register_method("gradcam", "Grad-CAM", "Grad-CAM (captum LayerGradCam, with ReLU)")
 def _gradcam(model: nn.Module, layer: nn.Module, settings: MethodSettings):
-    explainer = LayerGradCam(model, layer)
+    explainer = ReshapedLayerGradCam(model, layer)
 
     def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
-        return explainer.attribute(inputs, target=target, relu_attributions=True)
+        return explainer.attribute(
+            inputs,
+            target=target,
+            relu_attributions=True,
+            reshape_transform=settings.reshape_transform,
+        )
 
     return maps
 
 
-def _integrated_grad_cam(sum_steps: bool = False, **options: object) -> MethodBuilder:
-    """A builder for IntegratedLayerGradCam with fixed ``attribute`` options.
+def _path_method(
+    explainer_class: Callable[..., Attribution],
+    reduce: Callable[[Tensor, MethodSettings], Tensor],
+    reshapes: bool = False,
+    **options: object,
+) -> MethodBuilder:
+    """A builder for a path method with the settings' path options.
 
-    ``sum_steps`` sums the per-step maps instead of weighting them (the map
-    times ``n_steps``), as the authors' notebook does.
+    Args:
+        explainer_class (Callable): Builds the explainer from
+            ``(model, layer)``.
+        reduce (Callable): Turns ``attribute``'s output into one map per
+            example, ``(N, 1, h, w)``.
+        reshapes (bool): Pass the settings' ``reshape_transform`` to
+            ``attribute`` (the classes that take one).
+        **options: Further ``attribute`` options, fixed for this method.
     """
 
     def build(model: nn.Module, layer: nn.Module, settings: MethodSettings):
-        explainer = IntegratedLayerGradCam(model, layer)
-        call_options = {"method": settings.method, **options}
+        explainer = explainer_class(model, layer)
+        call_options = {
+            "n_steps": settings.n_steps,
+            "method": settings.method,
+            "internal_batch_size": settings.internal_batch_size,
+            **options,
+        }
+        if reshapes:
+            call_options["reshape_transform"] = settings.reshape_transform
 
         def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
-            weighted = explainer.attribute(
-                inputs,
-                target=target,
-                baselines=baselines,
-                n_steps=settings.n_steps,
-                internal_batch_size=settings.internal_batch_size,
-                **call_options,
+            attributions = explainer.attribute(
+                inputs, target=target, baselines=baselines, **call_options
             )
-            return weighted * settings.n_steps if sum_steps else weighted
+            return reduce(attributions, settings)
 
         return maps
 
     return build
+
+
+def _as_is(maps: Tensor, settings: MethodSettings) -> Tensor:
+    return maps
+
+
+def _summed_over_steps(maps: Tensor, settings: MethodSettings) -> Tensor:
+    """The per-step maps summed instead of weighted: ``n_steps`` times the map."""
+    return maps * settings.n_steps
+
+
+def _summed_over_channels(attributions: Tensor, settings: MethodSettings) -> Tensor:
+    return attributions.sum(dim=1, keepdim=True)
+
+
+def _layer_summed_over_channels(
+    attributions: Tensor, settings: MethodSettings
+) -> Tensor:
+    """Layer attributions on the settings' spatial grid, summed over channels."""
+    grid = to_channel_grid(settings.reshape_transform, attributions)
+    return _summed_over_channels(grid, settings)
+
+
+def _input_space(model: nn.Module, layer: nn.Module) -> IntegratedGradients:
+    """Integrated Gradients on the model's input (the layer is not used)."""
+    return IntegratedGradients(model)
 
 
 register_method(
@@ -133,58 +199,45 @@ register_method(
     "Integrated Grad-CAM",
     "Integrated Grad-CAM, the class defaults (the authors' evaluated formula: "
     "no baseline subtraction)",
-)(_integrated_grad_cam())
+)(_path_method(IntegratedLayerGradCam, _as_is, reshapes=True))
 register_method(
     "igcam-paper",
     "IG-CAM (paper figure)",
     "Integrated Grad-CAM as the paper's figure draws it (baseline activations "
     "subtracted)",
-)(_integrated_grad_cam(subtract_baseline_activations=True))
+)(
+    _path_method(
+        IntegratedLayerGradCam,
+        _as_is,
+        reshapes=True,
+        subtract_baseline_activations=True,
+    )
+)
 register_method(
     "igcam-notebook",
     "IG-CAM (notebook)",
     "Integrated Grad-CAM, authors' notebook (riemann_left, no baseline "
     "subtraction, sum of steps)",
 )(
-    _integrated_grad_cam(
-        sum_steps=True, method="riemann_left", subtract_baseline_activations=False
+    _path_method(
+        IntegratedLayerGradCam,
+        _summed_over_steps,
+        reshapes=True,
+        method="riemann_left",
+        subtract_baseline_activations=False,
     )
 )
 register_method(
     "igcam-layer",
     "IG-CAM (layer path)",
-    "Integrated Grad-CAM along the layer-space path (fast; not the paper's method)",
-)(_integrated_grad_cam(path="layer", subtract_baseline_activations=True))
-
-
-def _summed_over_channels(
-    explainer: LayerIntegratedGradients | IntegratedGradients, settings: MethodSettings
-) -> MapFunction:
-    def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
-        attributions = explainer.attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            n_steps=settings.n_steps,
-            method=settings.method,
-            internal_batch_size=settings.internal_batch_size,
-        )
-        return attributions.sum(dim=1, keepdim=True)
-
-    return maps
-
-
-@register_method(
+    "Grad-CAM integrated along the layer-space path "
+    "(LayerSpaceIntegratedGradCam; fast, not the paper's method)",
+)(_path_method(LayerSpaceIntegratedGradCam, _as_is))
+register_method(
     "layer-ig", "Layer IG", "Layer Integrated Gradients, summed over channels"
-)
-def _layer_ig(model: nn.Module, layer: nn.Module, settings: MethodSettings):
-    return _summed_over_channels(LayerIntegratedGradients(model, layer), settings)
-
-
-@register_method(
+)(_path_method(LayerIntegratedGradients, _layer_summed_over_channels))
+register_method(
     "ig",
     "Integrated Gradients",
     "Integrated Gradients on the input, summed over colours",
-)
-def _ig(model: nn.Module, layer: nn.Module, settings: MethodSettings):
-    return _summed_over_channels(IntegratedGradients(model), settings)
+)(_path_method(_input_space, _summed_over_channels))

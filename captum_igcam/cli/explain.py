@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = _options.load_bundle(args, device)
     layer = bundle.layer()
     target = _options.parse_target(args.target, bundle.categories)
-    settings = _options.method_settings(args)
+    settings = _options.method_settings(args, bundle)
     explainers = {
         name: METHODS[name].build(bundle.model, layer, settings)
         for name in args.methods

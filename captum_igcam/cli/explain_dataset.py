@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from captum_igcam.app import models
+from captum_igcam.app.methods import EXPLAINER_BY_PATH
 from captum_igcam.cli import CLIError, _options
 from captum_igcam.dataset_job import explainer as dataset_job
-from captum_igcam.integrated_grad_cam import INTEGRATION_PATHS, IntegratedLayerGradCam
 
 #: ``--target`` value that takes each image's class from its class folder.
 FOLDER_TARGET = "folder"
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _options.add_attribution_options(parser)
     parser.add_argument(
         "--path",
-        choices=INTEGRATION_PATHS,
+        choices=sorted(EXPLAINER_BY_PATH),
         default="input",
         help="input: the paper's path (default); layer: the fast layer-space "
         "variant, which is not the paper's method",
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     with _process_group(args.device) as device:
         bundle = _options.load_bundle(args, str(device))
 
-        explainer = IntegratedLayerGradCam(bundle.model, bundle.layer())
+        explainer = EXPLAINER_BY_PATH[args.path](bundle.model, bundle.layer())
         dataset = dataset_job.ImageFileDataset(
             args.source,
             _items(keys, args.target, bundle.categories),
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                 n_steps=args.steps,
                 method=args.method,
                 internal_batch_size=args.batch_size,
-                path=args.path,
+                reshape_transform=bundle.reshape_transform,
                 batch_size=args.images_per_batch,
                 num_workers=args.workers,
                 shard_size=args.shard_size,

@@ -37,7 +37,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from captum_igcam import _validation
+from captum_igcam import (
+    IntegratedLayerGradCam,
+    LayerSpaceIntegratedGradCam,
+    _validation,
+)
 from captum_igcam.app import _atomic
 from captum_igcam.app.images import ImageLoadError, load_image
 from captum_igcam.dataset_job.maps_io import (
@@ -47,7 +51,7 @@ from captum_igcam.dataset_job.maps_io import (
     rank_index_name,
     read_index,
 )
-from captum_igcam.integrated_grad_cam import IntegratedLayerGradCam
+from captum_igcam.reshapes import ReshapeTransform
 
 #: ``ImageItem.target`` meaning "explain the model's top-1 class".
 PREDICTED = -1
@@ -234,7 +238,7 @@ def model_digest(model: torch.nn.Module) -> str:
 
 
 def explain_dataset(
-    explainer: IntegratedLayerGradCam,
+    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
     dataset: ImageFileDataset,
     out: str | os.PathLike[str],
     settings: Mapping[str, Any],
@@ -242,7 +246,7 @@ def explain_dataset(
     n_steps: int = 50,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
-    path: str = "input",
+    reshape_transform: ReshapeTransform | None = None,
     batch_size: int = 8,
     num_workers: int = 0,
     shard_size: int = 256,
@@ -258,8 +262,9 @@ def explain_dataset(
     ``torch.distributed`` is initialised; see the module's description.
 
     Args:
-        explainer (IntegratedLayerGradCam): Wraps the model (on ``device``,
-                    in eval mode) and the layer to explain.
+        explainer (IntegratedLayerGradCam or LayerSpaceIntegratedGradCam):
+                    Wraps the model (on ``device``, in eval mode) and the
+                    layer to explain; its class is stored in the settings.
         dataset (ImageFileDataset): The images; keys must be unique.
         out (str or os.PathLike): Output folder (created if missing).
         settings (Mapping[str, Any]): JSON-serialisable description of what
@@ -276,9 +281,11 @@ def explain_dataset(
                     forward pass, to bound memory; the maps do not depend on
                     it. None evaluates a whole batch's path at once.
                     Default: None
-        path (str, optional): ``IntegratedLayerGradCam``'s integration path,
-                    ``"input"`` (the paper's) or ``"layer"`` (faster).
-                    Default: "input"
+        reshape_transform (ReshapeTransform, optional): How the layer's
+                    tensor maps to ``(N, channels, h, w)`` (a ViT's or Swin's
+                    layer; see :mod:`captum_igcam.reshapes`); None for CNNs.
+                    Only ``IntegratedLayerGradCam`` takes one.
+                    Default: None
         batch_size (int, optional): Images per ``DataLoader`` batch.
                     Default: 8
         num_workers (int, optional): ``DataLoader`` worker processes that
@@ -325,6 +332,9 @@ def explain_dataset(
     if num_workers < 0:
         raise ValueError(f"num_workers: expected 0 or more, got {num_workers}")
     rank, world_size = _rank_and_world_size()
+    reshape_options = (
+        {} if reshape_transform is None else {"reshape_transform": reshape_transform}
+    )
     folder = Path(out)
     model = _validation.owning_model(explainer.forward_func)
     full_settings = json.loads(
@@ -333,7 +343,7 @@ def explain_dataset(
                 **settings,
                 "n_steps": n_steps,
                 "method": method,
-                "path": path,
+                "explainer": type(explainer).__name__,
                 "model_sha256": None if model is None else model_digest(model),
             }
         )
@@ -381,7 +391,7 @@ def explain_dataset(
                     n_steps=n_steps,
                     method=method,
                     internal_batch_size=internal_batch_size,
-                    path=path,
+                    **reshape_options,
                 )
                 keys = [dataset.items[position].key for position in batch.positions]
                 writer.add(keys, maps, records, shard_size)
@@ -403,7 +413,7 @@ def explain_dataset(
 
 
 def _explain_batch(
-    explainer: IntegratedLayerGradCam,
+    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
     batch: _Batch,
     device: torch.device,
     **attribute_kwargs: Any,

@@ -208,9 +208,11 @@ def evaluate(
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     layer_name = layer_name or bundle.layer_name
     layer = resolve_layer(bundle.model, layer_name)
+    settings = MethodSettings(
+        n_steps=n_steps, reshape_transform=bundle.reshape_transform
+    )
     functions = {
-        name: METHODS[name].build(bundle.model, layer, MethodSettings(n_steps=n_steps))
-        for name in methods
+        name: METHODS[name].build(bundle.model, layer, settings) for name in methods
     }
     result = EvaluationResult(
         dataset=dataset.name,

@@ -1,0 +1,128 @@
+"""Grad-CAM with a reshape transform: Integrated Grad-CAM's one-point counterpart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from captum.attr import LayerGradCam
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_igcam._captum_compat import (
+    TargetType,
+    _format_additional_forward_args,
+    _format_output,
+    _format_tensor_into_tuples,
+    compute_layer_gradients_and_eval,
+)
+from captum_igcam._integrand import GradCamIntegrand
+from captum_igcam.reshapes import (
+    ReshapeTransform,
+    check_reshape_transform,
+    to_channel_grid,
+)
+
+
+class ReshapedLayerGradCam(LayerGradCam):
+    r"""
+    :class:`captum.attr.LayerGradCam` that also explains layers not laid out
+    as ``(N, channels, *spatial)``, such as vision transformer blocks.
+
+    Grad-CAM weights each channel ``k`` of the layer's activations ``A(x)`` by
+    the mean over positions of the target score's gradient and sums the
+    weighted channels:
+
+    .. math::
+
+        G(x) = \sum_k w_k(x) \, A_k(x), \qquad
+        w_k(x) = \mathrm{mean}_{p} \, \frac{\partial S(x)}{\partial A_{kp}(x)}
+
+    ``LayerGradCam`` takes positions to be every dimension after the second,
+    which on a ViT block's ``(N, tokens, channels)`` output averages over
+    channels instead. ``attribute`` here accepts a ``reshape_transform`` (see
+    :mod:`captum_igcam.reshapes`) that is applied to the activations and the
+    gradients before the term above, with the same integrand as
+    :class:`~captum_igcam.IntegratedLayerGradCam`, so the two methods stay
+    comparable on any layer. Without a transform it is ``LayerGradCam``,
+    unchanged.
+    """
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        attribute_to_layer_input: bool = False,
+        relu_attributions: bool = False,
+        attr_dim_summation: bool = True,
+        grad_kwargs: dict[str, Any] | None = None,
+        reshape_transform: ReshapeTransform | None = None,
+    ) -> Tensor | tuple[Tensor, ...]:
+        r"""
+        Args:
+            inputs, target, additional_forward_args, attribute_to_layer_input,
+            relu_attributions, attr_dim_summation, grad_kwargs: As in
+                        :meth:`captum.attr.LayerGradCam.attribute`.
+            reshape_transform (Callable, optional): Maps the layer's tensor
+                        (batch first) to ``(N, channels, *spatial)``, e.g.
+                        ``vit_tokens()`` or ``channels_last_grid()``. None
+                        computes exactly what ``LayerGradCam`` computes.
+                        Default: None
+
+        Returns:
+            *Tensor* or *tuple[Tensor, ...]* of **attributions**:
+            - **attributions** (*Tensor* or *tuple[Tensor, ...]*):
+                        Grad-CAM maps of shape ``(N, 1, *spatial)`` in the
+                        reshaped layout (``(N, channels, *spatial)`` with
+                        ``attr_dim_summation=False``), in the layer's dtype or
+                        float32 if that is narrower when a transform is given.
+
+        Examples::
+
+            >>> vit = torchvision.models.vit_b_16().eval()
+            >>> grad_cam = ReshapedLayerGradCam(vit, vit.encoder.layers[-1].ln_1)
+            >>> maps = grad_cam.attribute(images, target=281,
+            ...                           reshape_transform=vit_tokens())
+            >>> maps.shape  # one 14 x 14 map per image
+            torch.Size([2, 1, 14, 14])
+        """
+        check_reshape_transform(reshape_transform)
+        if reshape_transform is None:
+            return super().attribute(
+                inputs,
+                target,
+                additional_forward_args,
+                attribute_to_layer_input,
+                relu_attributions,
+                attr_dim_summation,
+                grad_kwargs,
+            )
+        layer_gradients, layer_evals = compute_layer_gradients_and_eval(
+            self.forward_func,
+            self.layer,
+            _format_tensor_into_tuples(inputs),
+            target,
+            _format_additional_forward_args(additional_forward_args),
+            device_ids=self.device_ids,
+            attribute_to_layer_input=attribute_to_layer_input,
+            grad_kwargs=grad_kwargs,
+        )
+        one_point = GradCamIntegrand(
+            per_step_relu=False, attr_dim_summation=attr_dim_summation
+        )
+        maps = tuple(
+            one_point.along_input_path(
+                to_channel_grid(reshape_transform, activations.detach()),
+                to_channel_grid(reshape_transform, gradients),
+                baseline_activations=None,
+                step_sizes=[1.0],
+            )
+            for gradients, activations in zip(layer_gradients, layer_evals)
+        )
+        if relu_attributions:
+            maps = tuple(attribution.clamp(min=0) for attribution in maps)
+        return _format_output(len(maps) > 1, maps)
+
+
+__all__ = ["ReshapedLayerGradCam"]
