@@ -120,7 +120,7 @@ def naive_integrated_grad_cam(
     n_steps: int,
     extra_args: Sequence[object] = (),
     per_step_relu: bool = True,
-    subtract_baseline_activations: bool = True,
+    subtract_baseline_activations: bool = False,  # the class default
     to_layer_input: bool = False,
     tensor_index: int = 0,
     layout: TokenLayout | str | None = None,

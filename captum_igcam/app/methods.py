@@ -176,8 +176,24 @@ def _input_space(model: nn.Module, layer: nn.Module) -> IntegratedGradients:
 
 
 register_method(
-    "igcam", "Integrated Grad-CAM", "Integrated Grad-CAM, paper variant (defaults)"
+    "igcam",
+    "Integrated Grad-CAM",
+    "Integrated Grad-CAM, the class defaults (the authors' evaluated formula: "
+    "no baseline subtraction)",
 )(_path_method(IntegratedLayerGradCam, _as_is, reshapes=True))
+register_method(
+    "igcam-paper",
+    "IG-CAM (paper figure)",
+    "Integrated Grad-CAM as the paper's figure draws it (baseline activations "
+    "subtracted)",
+)(
+    _path_method(
+        IntegratedLayerGradCam,
+        _as_is,
+        reshapes=True,
+        subtract_baseline_activations=True,
+    )
+)
 register_method(
     "igcam-notebook",
     "IG-CAM (notebook)",

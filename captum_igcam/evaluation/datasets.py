@@ -1,13 +1,15 @@
 """Images to evaluate explanations on, with ground-truth boxes where known.
 
-One interface, three sources, chosen by a spec string (see :func:`load_dataset`):
+One interface, four sources, chosen by a spec string (see :func:`load_dataset`):
 
 - ``"composites"``: built in and offline. Real object photos from
   scikit-image (a cat, an espresso cup, a rocket, a motorcycle) are pasted
   at random positions and scales onto real texture backgrounds (grass,
   gravel, brick, the Hubble deep field), so each sample has an exact
-  ground-truth box. Deterministic for a given seed. Only composites that
-  the model classifies as the pasted object are kept.
+  ground-truth box. Deterministic for a given seed; the four objects take
+  turns, and no sample is filtered by the model.
+- ``"imagenet-loc:PATH"``: the ILSVRC2012 validation images with their
+  CLS-LOC boxes, as distributed (the field's localisation protocol).
 - ``"voc:PATH"``: a PASCAL VOC-format directory (``JPEGImages/`` and
   ``Annotations/*.xml``), with a mapping from VOC class names to model
   outputs, for the protocol of the Integrated Grad-CAM paper.
@@ -20,22 +22,28 @@ half-open (the convention of :mod:`captum_igcam.evaluation.metrics`).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from captum_igcam.app.images import load_image
-from captum_igcam.app.models import ModelBundle
 from captum_igcam.app.settings import check_positive_int
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-DATASET_KINDS = ("composites", "voc:PATH", "folder:PATH")
+DATASET_KINDS = ("composites", "imagenet-loc:PATH", "voc:PATH", "folder:PATH")
+#: File names of the ILSVRC2012 validation images and their box files.
+IMAGENET_VAL_IMAGE = re.compile(r"^ILSVRC2012_val_\d{8}\.JPEG$")
+IMAGENET_VAL_XML = re.compile(r"^ILSVRC2012_val_\d{8}\.xml$")
+IMAGENET_SOLUTION = "LOC_val_solution.csv"
+IMAGENET_SYNSETS = "LOC_synset_mapping.txt"
+IMAGENET_CLASSES = 1000
 
 
 @dataclass(frozen=True)
@@ -138,15 +146,11 @@ COMPOSITE_OBJECTS = (
 COMPOSITE_BACKGROUNDS = ("grass", "gravel", "brick", "hubble_deep_field")
 COMPOSITE_SIZE = 320
 #: Range of the pasted object's longer side, as a fraction of the canvas side.
-COMPOSITE_SCALE = (0.35, 0.65)
-#: Composites generated at most per requested sample before giving up.
-COMPOSITE_MAX_ATTEMPTS_PER_SAMPLE = 10
-_COMPOSITE_BATCH = 8  # candidates classified per forward pass
+COMPOSITE_SCALE = (0.2, 0.45)
 
 
 def load_dataset(
     spec: str,
-    bundle: ModelBundle | None,
     n: int,
     seed: int = 0,
     class_map: Mapping[str, int | Sequence[int]] | None = None,
@@ -154,10 +158,9 @@ def load_dataset(
     """Open a data source by its spec string.
 
     Args:
-        spec (str): ``"composites"``, ``"voc:PATH"`` or ``"folder:PATH"``.
-        bundle (ModelBundle or None): The model explained; composites are
-            filtered by its predictions (other sources do not use it).
-        n (int): Most samples to use (the first ``n`` files, sorted by name,
+        spec (str): ``"composites"``, ``"imagenet-loc:PATH"``, ``"voc:PATH"``
+            or ``"folder:PATH"``.
+        n (int): Most samples to use (the first ``n`` images, sorted by name,
             for directories).
         seed (int, optional): Seed of the composites.
             Default: 0
@@ -169,21 +172,20 @@ def load_dataset(
         Dataset: The samples.
 
     Raises:
-        ValueError: For an unknown spec, a missing directory, ``n < 1``,
-            ``voc:`` without ``class_map`` or composites without ``bundle``.
+        ValueError: For an unknown spec, a missing directory or file,
+            ``n < 1`` or ``voc:`` without ``class_map``.
 
     Example::
 
-        >>> dataset = load_dataset("composites", load_model(), n=8)
-        >>> dataset.notes
-        ['generated 11 composites, kept 8 ...']
+        >>> dataset = load_dataset("composites", n=8)
+        >>> dataset = load_dataset("imagenet-loc:/data/ILSVRC2012", n=100)
     """
     check_positive_int("n", n)
     kind, _, path = spec.partition(":")
     if kind == "composites" and not path:
-        if bundle is None:
-            raise ValueError("bundle: composites need the model that filters them")
-        return composites(bundle, n, seed)
+        return composites(n, seed)
+    if kind == "imagenet-loc" and path:
+        return imagenet_loc(Path(path), n)
     if kind == "voc" and path:
         if class_map is None:
             raise ValueError(
@@ -198,56 +200,40 @@ def load_dataset(
     )
 
 
-def composites(bundle: ModelBundle, n: int, seed: int = 0) -> Dataset:
-    """Object photos pasted onto backgrounds, kept when the model recognises them.
+def composites(n: int, seed: int = 0) -> Dataset:
+    """Object photos pasted onto backgrounds, the four objects in turn.
 
-    Each candidate pastes one of :data:`COMPOSITE_OBJECTS`, resized so that
-    its longer side is a random fraction (:data:`COMPOSITE_SCALE`) of a
+    Sample ``i`` pastes object ``i mod 4`` of :data:`COMPOSITE_OBJECTS` (so
+    every class is present in equal numbers), resized so that its longer side
+    is a random fraction (:data:`COMPOSITE_SCALE`) of a
     :data:`COMPOSITE_SIZE` square canvas, at a random position on a random
     square crop of one of :data:`COMPOSITE_BACKGROUNDS`. The box is the pasted
-    rectangle. A candidate is kept when the model's top-1 class is one of the
-    object's classes. Candidates are generated until ``n`` are kept or
-    ``COMPOSITE_MAX_ATTEMPTS_PER_SAMPLE * n`` have been tried.
+    rectangle. No sample is filtered by a model: as in the ImageNet
+    localisation protocol, the explained target is the object's class and
+    the benchmark reports the model's top-1 accuracy beside the metrics. The
+    images do not depend on the model, so several models see the same set.
 
     Args:
-        bundle (ModelBundle): The classifier that filters the candidates.
-        n (int): Number of composites wanted.
+        n (int): Number of composites.
         seed (int, optional): Seed of the random layout.
             Default: 0
 
     Returns:
-        Dataset: Up to ``n`` samples; ``notes`` says how many were generated
-        and kept, per object.
+        Dataset: ``n`` samples.
     """
     rng = np.random.default_rng(seed)
     objects = [(spec, spec.pixels()) for spec in COMPOSITE_OBJECTS]
     backgrounds = [_background(name) for name in COMPOSITE_BACKGROUNDS]
-    kept: list[Sample] = []
-    tried = {spec.label: 0 for spec in COMPOSITE_OBJECTS}
-    accepted = dict.fromkeys(tried, 0)
-    generated = 0
-    while len(kept) < n and generated < COMPOSITE_MAX_ATTEMPTS_PER_SAMPLE * n:
-        candidates = [
-            _paste(objects[rng.integers(len(objects))], backgrounds, rng, index)
-            for index in range(generated, generated + _COMPOSITE_BATCH)
-        ]
-        generated += _COMPOSITE_BATCH
-        predictions = _predict(bundle, [sample.image for sample in candidates])
-        for sample, predicted in zip(candidates, predictions, strict=True):
-            (annotation,) = sample.annotations
-            tried[annotation.label] += 1
-            if predicted in annotation.classes and len(kept) < n:
-                accepted[annotation.label] += 1
-                kept.append(sample)
-    per_object = ", ".join(
-        f"{label} {accepted[label]}/{tried[label]}" for label in tried
-    )
+    samples = [
+        _paste(objects[index % len(objects)], backgrounds, rng, index)
+        for index in range(n)
+    ]
     note = (
-        f"generated {generated} composites (seed {seed}), kept "
-        f"{len(kept)} that {bundle.name} classifies as the pasted object "
-        f"(kept/generated: {per_object})"
+        f"{n} composites (seed {seed}), the {len(objects)} objects in turn, "
+        f"longer side {COMPOSITE_SCALE[0]:.0%}-{COMPOSITE_SCALE[1]:.0%} of the "
+        f"{COMPOSITE_SIZE} px canvas"
     )
-    return Dataset("composites", True, len(kept), kept.__getitem__, [note])
+    return Dataset(f"composites (seed {seed})", True, n, samples.__getitem__, [note])
 
 
 def voc(root: Path, class_map: Mapping[str, int | Sequence[int]], n: int) -> Dataset:
@@ -255,9 +241,9 @@ def voc(root: Path, class_map: Mapping[str, int | Sequence[int]], n: int) -> Dat
 
     Every ``Annotations/*.xml`` file (sorted by name) describes one image of
     ``JPEGImages/``; objects whose class is not in ``class_map`` are ignored,
-    and images without a mapped object are skipped. All instances count,
-    including those marked ``difficult``. VOC's 1-based inclusive pixel
-    boxes become half-open 0-based boxes.
+    objects marked ``difficult`` are left out (TorchRay's pointing game), and
+    images without a remaining object are skipped. VOC's 1-based inclusive
+    pixel boxes become half-open 0-based boxes.
 
     Args:
         root (Path): The directory.
@@ -282,6 +268,7 @@ def voc(root: Path, class_map: Mapping[str, int | Sequence[int]], n: int) -> Dat
     parsed = []
     for xml_path in sorted(annotations_dir.glob("*.xml")):
         filename, annotations = _parse_voc_annotation(xml_path, classes)
+        filename = filename or f"{xml_path.stem}.jpg"
         if annotations:
             parsed.append((root / "JPEGImages" / filename, annotations))
         if len(parsed) == n:
@@ -293,6 +280,184 @@ def voc(root: Path, class_map: Mapping[str, int | Sequence[int]], n: int) -> Dat
 
     note = f"VOC directory {root}: {len(parsed)} images with mapped classes"
     return Dataset(f"voc:{root}", True, len(parsed), load, [note])
+
+
+def imagenet_loc(root: Path, n: int) -> Dataset:
+    """The ILSVRC2012 validation images with their CLS-LOC boxes.
+
+    The images ``ILSVRC2012_val_XXXXXXXX.JPEG`` may lie anywhere under
+    ``root``. The boxes come from one of the two layouts ImageNet is
+    distributed in:
+
+    - the per-image bounding-box files ``ILSVRC2012_val_XXXXXXXX.xml``
+      (PASCAL VOC format, ``<object><name>n01440764</name><bndbox>...``)
+      anywhere under ``root``;
+    - ``LOC_val_solution.csv`` at ``root`` (header ``ImageId,PredictionString``;
+      ``PredictionString`` holds groups ``synset xmin ymin xmax ymax``), as in
+      the Kaggle ImageNet localisation challenge.
+
+    Class indices follow ``LOC_synset_mapping.txt`` at ``root`` (lines
+    ``n01440764 tench, Tinca tinca``, in class-index order: the 1000 synsets
+    sorted). Without it, the XML layout may stand alone only when its files
+    name all 1000 synsets, whose sorted order is the same index order.
+    Objects marked ``difficult`` are left out. Box corners are read as in
+    VOC: 1-based inclusive pixels, made half-open and 0-based. The target of
+    each image is its annotated class; images are used in file-name order.
+
+    Args:
+        root (Path): The directory.
+        n (int): Most images to use.
+
+    Returns:
+        Dataset: One sample per annotated image, one annotation per synset.
+
+    Raises:
+        ValueError: If ``root`` holds no validation images, no box files, or
+            no way to map synsets to class indices, or a file cannot be parsed.
+
+    Example::
+
+        >>> dataset = imagenet_loc(Path("/data/ILSVRC2012"), n=100)
+        >>> dataset[0].annotations[0].label
+        'n01751748'
+    """
+    if not root.is_dir():
+        raise ValueError(f"dataset: {str(root)!r} is not a directory")
+    images = {
+        path.stem: path
+        for path in root.rglob("ILSVRC2012_val_*")
+        if IMAGENET_VAL_IMAGE.match(path.name)
+    }
+    if not images:
+        raise ValueError(
+            f"dataset: no ILSVRC2012_val_XXXXXXXX.JPEG images under {str(root)!r}"
+        )
+    solution = root / IMAGENET_SOLUTION
+    if solution.is_file():
+        synsets = _read_synsets(root / IMAGENET_SYNSETS, required=True)
+        boxes = _read_loc_solution(solution, synsets)
+        layout = IMAGENET_SOLUTION
+    else:
+        xml_files = sorted(
+            path
+            for path in root.rglob("ILSVRC2012_val_*.xml")
+            if IMAGENET_VAL_XML.match(path.name)
+        )
+        if not xml_files:
+            raise ValueError(
+                f"dataset: {str(root)!r} has neither {IMAGENET_SOLUTION} nor "
+                "ILSVRC2012_val_XXXXXXXX.xml box files"
+            )
+        synsets = _read_synsets(root / IMAGENET_SYNSETS, required=False)
+        if synsets is None:
+            synsets = _synsets_from_xml(xml_files, root)
+        classes = {synset: frozenset({index}) for synset, index in synsets.items()}
+        boxes = {}
+        for xml_path in xml_files:
+            _, annotations = _parse_voc_annotation(xml_path, classes, strict=True)
+            boxes[xml_path.stem] = annotations
+        layout = "bounding-box XML files"
+    chosen = [
+        (images[stem], annotations)
+        for stem, annotations in sorted(boxes.items())
+        if stem in images and annotations
+    ][:n]
+
+    def load(index: int) -> Sample:
+        path, annotations = chosen[index]
+        return Sample(path.stem, np.asarray(load_image(path)), annotations)
+
+    note = (
+        f"ImageNet CLS-LOC validation under {root} ({layout}): "
+        f"{len(images)} images found, {len(chosen)} annotated used"
+    )
+    return Dataset(f"imagenet-loc:{root}", True, len(chosen), load, [note])
+
+
+def _read_synsets(path: Path, required: bool) -> dict[str, int] | None:
+    """``LOC_synset_mapping.txt``: synset -> class index (its line number)."""
+    if not path.is_file():
+        if required:
+            raise ValueError(
+                f"dataset: {IMAGENET_SOLUTION} needs {IMAGENET_SYNSETS} beside it "
+                f"({str(path)!r} is missing)"
+            )
+        return None
+    synsets = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        synset = line.split(" ", 1)[0].strip()
+        if not re.fullmatch(r"n\d{8}", synset):
+            raise ValueError(
+                f"dataset: {str(path)!r} line {number + 1}: expected "
+                f"'nXXXXXXXX class name', got {line!r}"
+            )
+        synsets[synset] = number
+    if len(synsets) != IMAGENET_CLASSES:
+        raise ValueError(
+            f"dataset: {str(path)!r} lists {len(synsets)} synsets, expected "
+            f"{IMAGENET_CLASSES}"
+        )
+    return synsets
+
+
+def _read_loc_solution(
+    path: Path, synsets: Mapping[str, int]
+) -> dict[str, tuple[Annotation, ...]]:
+    """``LOC_val_solution.csv``: image id -> annotations."""
+    annotations = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"ImageId", "PredictionString"} <= set(
+            reader.fieldnames
+        ):
+            raise ValueError(
+                f"dataset: {str(path)!r}: expected the header ImageId,PredictionString"
+            )
+        for row in reader:
+            fields = row["PredictionString"].split()
+            if len(fields) % 5:
+                raise ValueError(
+                    f"dataset: {str(path)!r}, {row['ImageId']}: expected groups of "
+                    f"'synset xmin ymin xmax ymax', got {row['PredictionString']!r}"
+                )
+            found: dict[str, list[list[float]]] = {}
+            for start in range(0, len(fields), 5):
+                synset = fields[start]
+                if synset not in synsets:
+                    raise ValueError(
+                        f"dataset: {str(path)!r}, {row['ImageId']}: synset "
+                        f"{synset!r} is not in {IMAGENET_SYNSETS}"
+                    )
+                x_min, y_min, x_max, y_max = map(float, fields[start + 1 : start + 5])
+                found.setdefault(synset, []).append(
+                    [x_min - 1, y_min - 1, x_max, y_max]
+                )
+            annotations[row["ImageId"]] = tuple(
+                Annotation(s, frozenset({synsets[s]}), np.asarray(b, dtype=np.float64))
+                for s, b in found.items()
+            )
+    return annotations
+
+
+def _synsets_from_xml(xml_files: Sequence[Path], root: Path) -> dict[str, int]:
+    """The sorted synsets of the XML files, when they name all 1000."""
+    names = set()
+    for xml_path in xml_files:
+        try:
+            tree = ElementTree.parse(xml_path)
+        except ElementTree.ParseError as error:
+            raise ValueError(
+                f"dataset: cannot parse {str(xml_path)!r} ({error})"
+            ) from error
+        names.update((o.findtext("name") or "").strip() for o in tree.iter("object"))
+    if len(names) != IMAGENET_CLASSES:
+        raise ValueError(
+            f"dataset: the box files under {str(root)!r} name {len(names)} synsets, "
+            f"not all {IMAGENET_CLASSES}, so their class indices are unknown; put "
+            f"{IMAGENET_SYNSETS} (the {IMAGENET_CLASSES} synsets in class-index "
+            "order) at the root"
+        )
+    return {synset: index for index, synset in enumerate(sorted(names))}
 
 
 def folder(root: Path, n: int) -> Dataset:
@@ -364,16 +529,23 @@ def _check_class_map(raw: object) -> dict[str, frozenset[int]]:
 
 
 def _parse_voc_annotation(
-    xml_path: Path, classes: Mapping[str, frozenset[int]]
-) -> tuple[str, tuple[Annotation, ...]]:
+    xml_path: Path, classes: Mapping[str, frozenset[int]], strict: bool = False
+) -> tuple[str | None, tuple[Annotation, ...]]:
+    """A VOC-format file's image name and its non-difficult objects by class.
+
+    Objects of other classes are ignored, or refused when ``strict``.
+    """
     try:
         root = ElementTree.parse(xml_path).getroot()
-        filename = root.findtext("filename") or f"{xml_path.stem}.jpg"
+        filename = root.findtext("filename")
         boxes: dict[str, list[list[float]]] = {}
         for obj in root.iter("object"):
             name = (obj.findtext("name") or "").strip()
+            if strict and name not in classes:
+                raise ValueError(f"class {name!r} is not among the known classes")
             box = obj.find("bndbox")
-            if name not in classes or box is None:
+            difficult = (obj.findtext("difficult") or "0").strip() == "1"
+            if name not in classes or box is None or difficult:
                 continue
             x_min, y_min, x_max, y_max = (
                 float(box.findtext(tag) or "nan")
@@ -431,9 +603,3 @@ def _resize_uint8(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     height, width = shape
     resized = Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(resized).copy()
-
-
-def _predict(bundle: ModelBundle, images: Sequence[np.ndarray]) -> list[int]:
-    inputs = torch.stack([bundle.preprocess(image) for image in images])
-    with torch.no_grad():
-        return bundle.model(inputs).argmax(dim=1).tolist()

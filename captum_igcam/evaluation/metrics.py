@@ -38,6 +38,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from captum_igcam.app.settings import check_positive_int
 from captum_igcam.maps import normalize, upsample
@@ -45,8 +46,11 @@ from captum_igcam.maps import normalize, upsample
 ForwardFunc = Callable[[Tensor], Tensor]
 BoxesLike = Tensor | np.ndarray | Sequence[Sequence[float]]
 
-#: TorchRay's pointing-game tolerance, in input pixels.
+#: TorchRay's pointing-game tolerance, in pixels.
 POINTING_TOLERANCE = 15
+#: RISE's blur for the insertion canvas: kernel size and standard deviation.
+RISE_BLUR_SIZE = 11
+RISE_BLUR_SIGMA = 5.0
 
 
 def to_input_size(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -105,11 +109,14 @@ def pointing_game_hits(
 ) -> Tensor:
     r"""Pointing game: does each map's maximum fall on the object?
 
-    Definition (TorchRay's, after Zhang et al. 2016): the point is the first
-    arg-max of the map (row-major order) at input resolution; it is a hit when
-    its Euclidean distance to the nearest pixel of the ground-truth region
-    (the union of the boxes) is at most ``tolerance`` pixels, i.e. when the
-    region, dilated by a disc of radius ``tolerance``, contains the point.
+    Definition (TorchRay's, after Zhang et al. 2016): the map is resized
+    bilinearly to ``size`` (TorchRay uses the original image's size, with the
+    boxes in the original image's pixels); the point is the first arg-max of
+    the resized map (row-major order); it is a hit when the Euclidean
+    distance between its pixel and the nearest pixel of the ground-truth
+    region (the union of the boxes) is strictly less than ``tolerance``
+    pixels, TorchRay's ``(du**2 + dv**2) < tolerance**2``. Objects marked
+    difficult are left out by the data sources before this point.
 
     Args:
         maps (Tensor): ``(N, 1, h, w)`` or ``(N, h, w)`` saliency maps.
@@ -131,6 +138,9 @@ def pointing_game_hits(
         >>> maps[0, 50, 63] = 1.0  # 14 px right of a box ending at column 49
         >>> pointing_game_hits(maps, [[[10, 10, 50, 90]]], (100, 100))
         tensor([True])
+        >>> maps[0, 50, 63], maps[0, 50, 64] = 0.0, 1.0  # 15 px: not < 15
+        >>> pointing_game_hits(maps, [[[10, 10, 50, 90]]], (100, 100))
+        tensor([False])
     """
     if tolerance < 0:
         raise ValueError(f"tolerance: expected a non-negative number, got {tolerance}")
@@ -141,7 +151,7 @@ def pointing_game_hits(
     hits = []
     for peak, image_boxes in zip(peaks.tolist(), boxes, strict=True):
         row, col = divmod(peak, width)
-        hits.append(_distance_to_boxes(row, col, _as_boxes(image_boxes)) <= tolerance)
+        hits.append(_distance_to_boxes(row, col, _as_boxes(image_boxes)) < tolerance)
     return torch.tensor(hits, dtype=torch.bool)
 
 
@@ -210,10 +220,87 @@ def energy_pointing_game(
     maps = to_input_size(maps, size)
     _check_boxes_per_map(boxes, maps)
     energy = maps.clamp(min=0)
-    masks = torch.stack([box_mask(b, size) for b in boxes])
+    masks = torch.stack([box_mask(b, size) for b in boxes]).to(maps.device)
     inside = (energy * masks).flatten(1).sum(1)
     total = energy.flatten(1).sum(1)
     return torch.where(total > 0, inside / total.clamp(min=1e-30), 0.0)
+
+
+def localisation_auroc(
+    maps: Tensor, boxes: Sequence[BoxesLike], size: tuple[int, int]
+) -> Tensor:
+    r"""Pixel AUROC of the map against the box mask: a rank-only localisation score.
+
+    Definition: the probability that a pixel inside the boxes has a higher
+    map value than a pixel outside, ties counting one half; the Mann-Whitney
+    statistic ``U / (n_in * n_out)`` of the map values (as
+    :func:`scipy.stats.mannwhitneyu` computes it, with average ranks for
+    ties). Unlike EBPG it is unchanged by adding a constant to the map or by
+    any increasing transform of it, so a uniform offset that acts as a
+    threshold cannot move it. 0.5 is chance, 1 a map whose every in-box
+    pixel outranks every pixel outside.
+
+    Args:
+        maps (Tensor): ``(N, 1, h, w)`` or ``(N, h, w)`` saliency maps.
+        boxes (sequence): One ``(M_i, 4)`` box array per map, in pixels of
+            ``size``.
+        size (tuple[int, int]): Height and width ``(H, W)`` the maps are
+            resized to.
+
+    Returns:
+        Tensor: ``(N,)`` AUROCs in [0, 1]; NaN where the boxes cover no pixel
+        or every pixel.
+
+    Raises:
+        ValueError: If ``boxes`` does not have one entry per map.
+
+    Example::
+
+        >>> maps = torch.zeros(1, 10, 10)
+        >>> maps[0, :, :5] = 1.0  # high on the left half, the box's half
+        >>> localisation_auroc(maps, [[[0, 0, 5, 10]]], (10, 10))
+        tensor([1.])
+    """
+    maps = to_input_size(maps, size)
+    _check_boxes_per_map(boxes, maps)
+    masks = torch.stack([box_mask(b, size) for b in boxes]).to(maps.device)
+    values, inside = maps.flatten(1).double(), masks.flatten(1)
+    order = values.argsort(dim=1)
+    values, inside = values.gather(1, order), inside.gather(1, order)
+    # Average rank (1-based) of each run of equal values.
+    new_run = torch.ones_like(inside)
+    new_run[:, 1:] = values[:, 1:] != values[:, :-1]
+    run = new_run.long().cumsum(dim=1) - 1
+    positions = torch.arange(1, values.shape[1] + 1, dtype=torch.float64)
+    positions = positions.to(maps.device).expand_as(values)
+    first = torch.full_like(values, float("inf")).scatter_reduce(
+        1, run, positions, "amin"
+    )
+    last = torch.zeros_like(values).scatter_reduce(1, run, positions, "amax")
+    ranks = ((first + last) / 2).gather(1, run)
+    n_in = inside.sum(dim=1).double()
+    n_out = inside.shape[1] - n_in
+    u_statistic = (ranks * inside).sum(dim=1) - n_in * (n_in + 1) / 2
+    auroc = u_statistic / (n_in * n_out)
+    return torch.where((n_in > 0) & (n_out > 0), auroc, float("nan")).float()
+
+
+def box_area_fraction(boxes: BoxesLike, size: tuple[int, int]) -> float:
+    """Share of the image covered by the union of the boxes.
+
+    Args:
+        boxes (Tensor or array-like): ``(M, 4)`` boxes, half-open, in pixels.
+        size (tuple[int, int]): Image height and width ``(H, W)``.
+
+    Returns:
+        float: Fraction in [0, 1], for reports by object size.
+
+    Example::
+
+        >>> box_area_fraction([[0, 0, 5, 10]], (10, 10))
+        0.5
+    """
+    return float(box_mask(boxes, size).float().mean())
 
 
 def predicted_target(forward_func: ForwardFunc, inputs: Tensor) -> Tensor:
@@ -319,18 +406,23 @@ def perturbation_curve(
     mode: Literal["deletion", "insertion"],
     target: Tensor | None = None,
     n_steps: int = 50,
-    baselines: Tensor | float = 0.0,
+    baselines: Tensor | float | None = None,
     batch_size: int = 64,
     apply_softmax: bool = True,
+    seed: int = 0,
 ) -> Tensor:
     r"""Score of the target as pixels are deleted or inserted in map order.
 
     Definition (Petsiuk et al., RISE, 2018): pixels are ranked by the map at
-    input resolution, highest first (ties in row-major order). At step
+    input resolution, highest first; pixels with equal map values are ranked
+    in a random order drawn from ``seed`` (the same order for every image, so
+    a map with many exact zeros gains nothing from where they lie). At step
     ``i = 0..n_steps`` the first ``round(i * P / n_steps)`` of the ``P``
     pixels are, for ``"deletion"``, replaced by the baseline in the input,
     and for ``"insertion"``, copied from the input onto the baseline. All
-    channels of a pixel move together.
+    channels of a pixel move together. As in RISE, deletion starts from the
+    input and ends at zeros, and insertion starts from a blurred copy of the
+    input (:func:`blurred_canvas`).
 
     Args:
         forward_func (Callable): Model, ``(N, C, H, W) -> (N, classes)``.
@@ -344,13 +436,15 @@ def perturbation_curve(
             Default: 50
         baselines (Tensor or float, optional): What deleted pixels become and
             what insertion starts from; a scalar or a tensor broadcastable to
-            ``inputs``. RISE uses zeros for deletion and a blurred image for
-            insertion.
-            Default: 0.0
+            ``inputs``.
+            Default: None (RISE's: zeros for deletion, the blurred input for
+            insertion)
         batch_size (int, optional): Most perturbed inputs per forward pass.
             Default: 64
         apply_softmax (bool, optional): Score with softmax probabilities.
             Default: True
+        seed (int, optional): Seed of the order among equal map values.
+            Default: 0
 
     Returns:
         Tensor: ``(N, n_steps + 1)`` scores, step 0 first.
@@ -366,14 +460,14 @@ def perturbation_curve(
     target = _resolve_target(forward_func, inputs, target)
     size = _spatial_size(inputs)
     n_pixels = size[0] * size[1]
-    order = (
-        to_input_size(maps, size)
-        .flatten(1)
-        .argsort(dim=1, descending=True, stable=True)
-    )
+    shuffle = torch.randperm(n_pixels, generator=torch.Generator().manual_seed(seed))
+    shuffled = to_input_size(maps, size).flatten(1).cpu()[:, shuffle]
+    order = shuffle[shuffled.argsort(dim=1, descending=True, stable=True)]
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(n_pixels).expand_as(order).contiguous())
     counts = torch.round(torch.arange(n_steps + 1) * (n_pixels / n_steps)).long()
+    if baselines is None:
+        baselines = 0.0 if mode == "deletion" else blurred_canvas(inputs)
     baselines = torch.as_tensor(baselines, dtype=inputs.dtype, device=inputs.device)
     baselines = baselines.expand_as(inputs)
     start, end = (inputs, baselines) if mode == "deletion" else (baselines, inputs)
@@ -387,6 +481,18 @@ def perturbation_curve(
         batch = torch.where(changed.to(inputs.device), end[image], start[image])
         scores.append(_pick(_scores(forward_func, batch, apply_softmax), target[image]))
     return torch.cat(scores).view(len(inputs), points)
+
+
+def blurred_canvas(inputs: Tensor) -> Tensor:
+    """The inputs blurred as RISE's insertion canvas (Gaussian, size 11, sigma 5).
+
+    Args:
+        inputs (Tensor): ``(N, C, H, W)`` model inputs.
+
+    Returns:
+        Tensor: The blurred inputs (reflect padding at the borders).
+    """
+    return gaussian_blur(inputs, [RISE_BLUR_SIZE] * 2, [RISE_BLUR_SIGMA])
 
 
 def curve_auc(curve: Tensor) -> Tensor:

@@ -1,21 +1,24 @@
-"""Compare attribution methods on a data set: the loop and the statistics.
+"""Compare attribution methods on a data set: the benchmark loop.
 
 :func:`evaluate` runs methods of :data:`captum_igcam.app.methods.METHODS` on
-every sample of a :class:`~captum_igcam.evaluation.datasets.Dataset` and records
-per-image metric values (:mod:`captum_igcam.evaluation.metrics`); :func:`summarize`
-turns them into means with bootstrap 95% confidence intervals, and
-:func:`compare` gives the paired difference between two methods on the same
-images."""
+the samples of a :class:`~captum_igcam.evaluation.datasets.Dataset`, several
+images per model pass, and records per-image metric values
+(:mod:`captum_igcam.evaluation.metrics`); :func:`summarize` turns them into
+means with bootstrap 95% confidence intervals, and :func:`compare` gives the
+paired difference between two methods on the same images
+(:mod:`captum_igcam.evaluation.statistics`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from captum.metrics import infidelity, sensitivity_max
+from torch import Tensor
 
 from captum_igcam.app.baselines import baseline_input
 from captum_igcam.app.methods import METHODS, MapFunction
@@ -23,37 +26,58 @@ from captum_igcam.app.models import ModelBundle, resolve_layer
 from captum_igcam.app.settings import MethodSettings, check_positive_int
 from captum_igcam.evaluation import metrics
 from captum_igcam.evaluation.datasets import Dataset, Sample
-
-LOCALISATION_METRICS = ("pointing_game", "ebpg")
-FAITHFULNESS_METRICS = (
-    "avg_drop",
-    "increase_in_confidence",
-    "deletion_auc",
-    "insertion_auc",
+from captum_igcam.evaluation.statistics import (
+    N_RESAMPLES,
+    Estimate,
+    estimate,
+    paired_difference,
 )
-CAPTUM_METRICS = ("infidelity", "sensitivity")
-#: Whether a larger value of the metric is better.
-HIGHER_IS_BETTER = {
-    "pointing_game": True,
-    "ebpg": True,
-    "avg_drop": False,
-    "increase_in_confidence": True,
-    "deletion_auc": False,
-    "insertion_auc": True,
-    "infidelity": False,
-    "sensitivity": False,
-    "seconds_per_image": False,
-}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the benchmark reports.
+
+    Args:
+        name (str): Key in records, JSON and tables.
+        title (str): Column header.
+        higher_is_better (bool): Direction of improvement.
+        per_object (bool): One value per annotated object (localisation)
+            rather than per image.
+    """
+
+    name: str
+    title: str
+    higher_is_better: bool
+    per_object: bool = False
+
+
+#: Every metric the benchmark can report, in table order: the one list.
+METRICS = (
+    Metric("pointing_game", "pointing game", True, per_object=True),
+    Metric("ebpg", "EBPG", True, per_object=True),
+    Metric("auroc", "pixel AUROC", True, per_object=True),
+    Metric("avg_drop", "Avg Drop %", False),
+    Metric("increase_in_confidence", "Increase %", True),
+    Metric("deletion_auc", "deletion AUC", False),
+    Metric("insertion_auc", "insertion AUC", True),
+    Metric("infidelity", "infidelity", False),
+    Metric("sensitivity", "sensitivity", False),
+    Metric("seconds_per_image", "s / image", False),
+)
+METRIC_NAMES = tuple(metric.name for metric in METRICS)
 #: Noise of the ``infidelity`` perturbation, in normalised-input units.
 INFIDELITY_NOISE_STD = 0.1
 #: Perturbations per image for ``infidelity`` and ``sensitivity_max``.
 CAPTUM_PERTURBATIONS = 4
+#: Perturbed images per forward pass of the deletion/insertion curves.
+CURVE_BATCH_SIZE = 64
 
 
 DEFAULT_METHODS = (
     "gradcam",
     "igcam",
-    "igcam-notebook",
+    "igcam-paper",
     "igcam-layer",
     "layer-ig",
     "ig",
@@ -66,9 +90,11 @@ class MethodRecord:
 
     Args:
         values (dict[str, list[float]]): Metric name -> one value per image
-            (per annotated class for the localisation metrics).
+            (per annotated object for the localisation metrics; NaN where a
+            metric is not defined).
         labels (list[str]): Class label of each localisation value.
-        seconds (list[float]): Seconds spent computing each image's map.
+        seconds (list[float]): Seconds spent computing each image's map
+            (a batch's time divided among its images).
     """
 
     values: dict[str, list[float]] = field(default_factory=dict)
@@ -91,6 +117,8 @@ class EvaluationResult:
         settings (dict): Steps and other parameters used.
         notes (list[str]): The dataset's notes.
         records (dict[str, MethodRecord]): Method name -> per-image results.
+        top1_correct (list[bool]): Per annotated image, whether the model's
+            top-1 class is one of the annotated classes.
     """
 
     dataset: str
@@ -100,21 +128,7 @@ class EvaluationResult:
     settings: dict[str, object]
     notes: list[str]
     records: dict[str, MethodRecord]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A mean with a bootstrap 95% confidence interval.
-
-    Args:
-        mean (float): The statistic on all images.
-        low (float): 2.5th percentile of the bootstrap distribution.
-        high (float): 97.5th percentile.
-    """
-
-    mean: float
-    low: float
-    high: float
+    top1_correct: list[bool] = field(default_factory=list)
 
 
 def evaluate(
@@ -124,15 +138,24 @@ def evaluate(
     settings: MethodSettings | None = None,
     curve_steps: int = 50,
     captum_metrics: bool = False,
+    batch_size: int = 8,
     progress: bool = True,
 ) -> EvaluationResult:
     """Run methods on every sample and record per-image metric values.
 
+    Images are processed ``batch_size`` at a time: each method explains the
+    whole batch in one call, and the masked-confidence scores and the
+    deletion/insertion curves of all methods and images share their model
+    passes. The values do not depend on ``batch_size`` (up to float
+    rounding of differently sized passes).
+
     For each image the target of the faithfulness metrics is the model's
     prediction. For each annotated class, the localisation target is the
-    class's highest-scoring model output; its map is the prediction's map
-    when they agree and is computed anew otherwise. Boxes are scaled to the
-    model input the same way :meth:`ModelBundle.preprocess` resizes images.
+    class's highest-scoring model output (the ground-truth protocol of
+    ImageNet localisation); its map is the prediction's map when they agree
+    and is computed anew otherwise. Localisation is scored as TorchRay does,
+    on the map resized to the original image, with the boxes in the original
+    image's pixels.
 
     Args:
         bundle (ModelBundle): The model.
@@ -151,6 +174,8 @@ def evaluate(
             ``infidelity`` (normalised, Gaussian noise) and ``sensitivity_max``
             (:data:`CAPTUM_PERTURBATIONS` perturbations each).
             Default: False
+        batch_size (int, optional): Images per model pass.
+            Default: 8
         progress (bool, optional): Show a tqdm progress bar over images.
             Default: True
 
@@ -158,12 +183,13 @@ def evaluate(
         EvaluationResult: Per-image values for :func:`summarize`.
 
     Raises:
-        ValueError: For an unknown method or non-positive step counts.
+        ValueError: For an unknown method or non-positive step counts or
+            batch size.
 
     Example::
 
         >>> bundle = load_model()
-        >>> result = evaluate(bundle, load_dataset("composites", bundle, n=4))
+        >>> result = evaluate(bundle, load_dataset("composites", n=4))
         >>> summarize(result)["igcam"]["pointing_game"].mean
     """
     unknown = [name for name in methods if name not in METHODS]
@@ -173,105 +199,181 @@ def evaluate(
             f"{', '.join(unknown) if unknown else 'none'}"
         )
     check_positive_int("curve_steps", curve_steps)
-    settings = settings or MethodSettings()
+    check_positive_int("batch_size", batch_size)
+    settings = (settings or MethodSettings()).for_model(bundle)
     layer_name = settings.layer or bundle.layer_name
     layer = resolve_layer(bundle.model, layer_name)
-    settings = settings.for_model(bundle)
     functions = {
         name: METHODS[name].build(bundle.model, layer, settings) for name in methods
     }
-    records = {name: MethodRecord() for name in methods}
-    samples: Iterable[Sample] = dataset
-    if progress:
-        from tqdm.auto import tqdm
-
-        samples = tqdm(dataset, total=len(dataset), unit="image", desc="benchmark")
-    for sample in samples:
-        for name, function in functions.items():
-            _evaluate_sample(
-                bundle,
-                sample,
-                function,
-                records[name],
-                settings.baseline,
-                curve_steps,
-                captum_metrics,
-            )
-    return EvaluationResult(
+    result = EvaluationResult(
         dataset=dataset.name,
         model=bundle.name,
         layer=layer_name,
         n_images=len(dataset),
         settings={
-            "n_steps": settings.n_steps,
-            "method": settings.method,
-            "baseline": settings.baseline,
+            **settings.describe(),
             "curve_steps": curve_steps,
             "captum_metrics": captum_metrics,
         },
         notes=list(dataset.notes),
-        records=records,
+        records={name: MethodRecord() for name in methods},
     )
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(dataset), unit="image", desc="benchmark")
+    for batch in _batches(dataset, batch_size):
+        _evaluate_batch(
+            bundle, batch, functions, result, curve_steps, settings.baseline
+        )
+        if captum_metrics:
+            _captum_metrics(bundle, batch, functions, result)
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return result
 
 
-def _evaluate_sample(
+def _batches(dataset: Dataset, size: int) -> Iterator[list[Sample]]:
+    batch: list[Sample] = []
+    for sample in dataset:
+        batch.append(sample)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _evaluate_batch(
     bundle: ModelBundle,
-    sample: Sample,
-    function: MapFunction,
-    record: MethodRecord,
-    baseline: str,
+    batch: list[Sample],
+    functions: dict[str, MapFunction],
+    result: EvaluationResult,
     curve_steps: int,
-    captum_metrics: bool,
+    baseline: str,
 ) -> None:
     model = bundle.model
-    inputs = bundle.preprocess(sample.image).unsqueeze(0)
-    baselines = baseline_input(bundle, sample.image, baseline)
-    size = (int(inputs.shape[2]), int(inputs.shape[3]))
+    inputs = torch.stack([bundle.preprocess(sample.image) for sample in batch])
+    baselines = torch.cat(
+        [baseline_input(bundle, sample.image, baseline) for sample in batch]
+    )
     with torch.no_grad():
-        logits = model(inputs)[0]
-    predicted = logits.argmax().view(1)
-    started = time.perf_counter()
-    maps = function(inputs, predicted, baselines).detach()
-    record.seconds.append(time.perf_counter() - started)
-
-    for annotation in sample.annotations:
-        candidates = sorted(annotation.classes)
-        target = candidates[int(logits[candidates].argmax())]
-        class_maps = (
-            maps
-            if target == predicted.item()
-            else function(inputs, torch.tensor([target]), baselines).detach()
+        logits = model(inputs)
+    predicted = logits.argmax(dim=1)
+    objects = [
+        (index, annotation, _class_target(logits[index], annotation.classes))
+        for index, sample in enumerate(batch)
+        for annotation in sample.annotations
+    ]
+    for index, sample in enumerate(batch):
+        if sample.annotations:
+            classes = frozenset().union(*(a.classes for a in sample.annotations))
+            result.top1_correct.append(int(predicted[index]) in classes)
+    maps = {}
+    for name, function in functions.items():
+        record = result.records[name]
+        started = time.perf_counter()
+        maps[name] = function(inputs, predicted, baselines).detach()
+        elapsed = time.perf_counter() - started
+        record.seconds.extend([elapsed / len(batch)] * len(batch))
+        _localise(
+            batch, objects, predicted, inputs, function, maps[name], record, baselines
         )
-        boxes = [_scale_boxes(annotation.boxes, sample.image.shape[:2], size)]
-        hit = metrics.pointing_game_hits(class_maps, boxes, size)
-        record.add("pointing_game", hit.item())
-        record.add("ebpg", metrics.energy_pointing_game(class_maps, boxes, size).item())
+    _faithfulness(model, inputs, predicted, maps, result.records, curve_steps)
+
+
+def _class_target(logits: Tensor, classes: frozenset[int]) -> int:
+    candidates = sorted(classes)
+    return candidates[int(logits[candidates].argmax())]
+
+
+def _localise(
+    batch: list[Sample],
+    objects: list[tuple[int, object, int]],
+    predicted: Tensor,
+    inputs: Tensor,
+    function: MapFunction,
+    maps: Tensor,
+    record: MethodRecord,
+    baselines: Tensor,
+) -> None:
+    """Pointing game, EBPG and pixel AUROC per annotated object."""
+    others = [k for k, (i, _, t) in enumerate(objects) if t != int(predicted[i])]
+    extra = {}
+    if others:
+        rows = torch.tensor([objects[k][0] for k in others], device=inputs.device)
+        targets = torch.tensor([objects[k][2] for k in others], device=inputs.device)
+        chosen = inputs[rows]
+        computed = function(chosen, targets, baselines[rows]).detach()
+        extra = dict(zip(others, computed))
+    for position, (index, annotation, _) in enumerate(objects):
+        class_map = extra.get(position, maps[index])[None].cpu()
+        size = batch[index].image.shape[:2]
+        boxes = [annotation.boxes]
+        record.add("pointing_game", metrics.pointing_game_hits(class_map, boxes, size))
+        record.add("ebpg", metrics.energy_pointing_game(class_map, boxes, size))
+        record.add("auroc", metrics.localisation_auroc(class_map, boxes, size))
         record.labels.append(annotation.label)
 
-    original, masked = metrics.masked_confidence(model, inputs, maps, predicted)
-    record.add("avg_drop", metrics.average_drop(original, masked).item())
-    increase = metrics.increase_in_confidence(original, masked)
-    record.add("increase_in_confidence", increase.item())
-    curve_kwargs = {"target": predicted, "n_steps": curve_steps}
-    deletion = metrics.deletion_auc(model, inputs, maps, **curve_kwargs)
-    record.add("deletion_auc", deletion.item())
-    insertion = metrics.insertion_auc(model, inputs, maps, **curve_kwargs)
-    record.add("insertion_auc", insertion.item())
-    if captum_metrics:
-        perturb = metrics.noisy_perturbation(INFIDELITY_NOISE_STD)
-        attributions = metrics.input_space_attributions(maps, inputs)
+
+def _faithfulness(
+    model: torch.nn.Module,
+    inputs: Tensor,
+    predicted: Tensor,
+    maps: dict[str, Tensor],
+    records: dict[str, MethodRecord],
+    curve_steps: int,
+) -> None:
+    """Average Drop, Increase and deletion/insertion AUC of all methods at once."""
+    names = list(maps)
+    size = (int(inputs.shape[2]), int(inputs.shape[3]))
+    # Methods differ in resolution (layer maps, input-space IG): bring all to
+    # the input's, as the metrics would.
+    stacked = torch.cat([metrics.to_input_size(maps[name], size) for name in names])
+    repeated = inputs.repeat(len(names), 1, 1, 1)
+    target = predicted.repeat(len(names))
+    original, masked = metrics.masked_confidence(model, repeated, stacked, target)
+    curve = {"target": target, "n_steps": curve_steps, "batch_size": CURVE_BATCH_SIZE}
+    values = {
+        "avg_drop": metrics.average_drop(original, masked),
+        "increase_in_confidence": metrics.increase_in_confidence(original, masked),
+        "deletion_auc": metrics.deletion_auc(model, repeated, stacked, **curve),
+        "insertion_auc": metrics.insertion_auc(model, repeated, stacked, **curve),
+    }
+    for metric, column in values.items():
+        for name, part in zip(names, column.split(len(inputs))):
+            records[name].values.setdefault(metric, []).extend(part.tolist())
+
+
+def _captum_metrics(
+    bundle: ModelBundle,
+    batch: list[Sample],
+    functions: dict[str, MapFunction],
+    result: EvaluationResult,
+) -> None:
+    model = bundle.model
+    inputs = torch.stack([bundle.preprocess(sample.image) for sample in batch])
+    with torch.no_grad():
+        predicted = model(inputs).argmax(dim=1)
+    for name, function in functions.items():
+        record = result.records[name]
+        maps = function(inputs, predicted).detach()
         value = infidelity(
             model,
-            perturb,
+            metrics.noisy_perturbation(INFIDELITY_NOISE_STD),
             inputs,
-            attributions,
+            metrics.input_space_attributions(maps, inputs),
             target=predicted,
             n_perturb_samples=CAPTUM_PERTURBATIONS,
             normalize=True,
         )
-        record.add("infidelity", value.item())
+        record.values.setdefault("infidelity", []).extend(value.tolist())
         explanation = metrics.input_space_explanation(
-            lambda x, target: function(x, target, baselines)
+            lambda x, target, function=function: function(x, target)
         )
         value = sensitivity_max(
             explanation,
@@ -279,28 +381,18 @@ def _evaluate_sample(
             target=predicted,
             n_perturb_samples=CAPTUM_PERTURBATIONS,
         )
-        record.add("sensitivity", value.item())
-
-
-def _scale_boxes(
-    boxes: np.ndarray, image_size: tuple[int, int], input_size: tuple[int, int]
-) -> np.ndarray:
-    """Boxes in image pixels -> model-input pixels (images are resized, not cropped)."""
-    scale_y = input_size[0] / image_size[0]
-    scale_x = input_size[1] / image_size[1]
-    return np.asarray(boxes, dtype=np.float64) * [scale_x, scale_y, scale_x, scale_y]
+        record.values.setdefault("sensitivity", []).extend(value.tolist())
 
 
 def summarize(
-    result: EvaluationResult, n_resamples: int = 2000, seed: int = 0
+    result: EvaluationResult, n_resamples: int = N_RESAMPLES, seed: int = 0
 ) -> dict[str, dict[str, Estimate]]:
     """Means with percentile-bootstrap 95% confidence intervals.
 
     Images (annotated objects, for the localisation metrics) are resampled
-    with replacement ``n_resamples`` times; on each resample the pointing
-    game is recomputed as the mean over classes of the hit rate
-    (:func:`~captum_igcam.evaluation.metrics.pointing_game_accuracy`), the other metrics
-    as plain means.
+    with :func:`scipy.stats.bootstrap`; the pointing game is the mean over
+    classes of the hit rate (TorchRay's accuracy), the other metrics plain
+    means (NaN values left out).
 
     Args:
         result (EvaluationResult): From :func:`evaluate`.
@@ -315,11 +407,25 @@ def summarize(
     """
     return {
         name: {
-            metric: _estimate(_bootstrap(record, metric, n_resamples, seed))
-            for metric in (*record.values, "seconds_per_image")
+            metric: estimate(*_column(record, metric), n_resamples, seed)
+            for metric in METRIC_NAMES
+            if metric in record.values or metric == "seconds_per_image"
         }
         for name, record in result.records.items()
     }
+
+
+def top1_accuracy(
+    result: EvaluationResult, n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> Estimate | None:
+    """The model's top-1 accuracy on the annotated images, with its 95% CI.
+
+    Returns:
+        Estimate or None: None when no image is annotated.
+    """
+    if not result.top1_correct:
+        return None
+    return estimate(np.asarray(result.top1_correct, float), None, n_resamples, seed)
 
 
 def compare(
@@ -327,7 +433,7 @@ def compare(
     method: str,
     reference: str,
     metric: str,
-    n_resamples: int = 2000,
+    n_resamples: int = N_RESAMPLES,
     seed: int = 0,
 ) -> Estimate:
     """Paired difference ``method - reference`` of a metric on the same images.
@@ -355,39 +461,16 @@ def compare(
     for name in (method, reference):
         if name not in result.records:
             raise ValueError(f"method: {name!r} was not evaluated")
-    first = _bootstrap(result.records[method], metric, n_resamples, seed)
-    second = _bootstrap(result.records[reference], metric, n_resamples, seed)
-    return _estimate(first - second)
+    first, labels = _column(result.records[method], metric)
+    second, _ = _column(result.records[reference], metric)
+    return paired_difference(first, second, labels, n_resamples, seed)
 
 
-def _bootstrap(
-    record: MethodRecord, metric: str, n_resamples: int, seed: int
-) -> np.ndarray:
-    """The statistic on all samples, then on ``n_resamples`` resamples."""
+def _column(record: MethodRecord, metric: str) -> tuple[np.ndarray, list[str] | None]:
+    """A metric's values and, for the pointing game, the class labels."""
     if metric == "seconds_per_image":
-        values = np.asarray(record.seconds)
-    elif metric in record.values:
-        values = np.asarray(record.values[metric])
-    else:
+        return np.asarray(record.seconds, dtype=np.float64), None
+    if metric not in record.values:
         raise ValueError(f"metric: {metric!r} was not measured")
-    rng = np.random.default_rng(seed)
-    indices = np.vstack(
-        [
-            np.arange(len(values)),
-            rng.integers(len(values), size=(n_resamples, len(values))),
-        ]
-    )
-    if metric != "pointing_game":
-        return values[indices].mean(axis=1)
-    labels = np.asarray(record.labels)
-    per_class = []
-    for label in np.unique(labels):
-        in_class = (labels == label)[indices]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_class.append((values[indices] * in_class).sum(1) / in_class.sum(1))
-    return np.nanmean(np.vstack(per_class), axis=0)
-
-
-def _estimate(statistics: np.ndarray) -> Estimate:
-    low, high = np.percentile(statistics[1:], [2.5, 97.5])
-    return Estimate(float(statistics[0]), float(low), float(high))
+    labels = record.labels if metric == "pointing_game" else None
+    return np.asarray(record.values[metric], dtype=np.float64), labels
