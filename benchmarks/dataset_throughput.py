@@ -38,9 +38,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from captum_igcam import IntegratedLayerGradCam
+from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
 from captum_igcam.app import models
 from captum_igcam.app.images import bundled_images, load_image
+from captum_igcam.app.methods import EXPLAINER_BY_PATH
 from captum_igcam.dataset_job.explainer import (
     ImageFileDataset,
     ImageItem,
@@ -105,11 +106,10 @@ def _synchronize(device: torch.device) -> None:
 
 
 def in_memory_rate(
-    explainer: IntegratedLayerGradCam,
+    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
     inputs: torch.Tensor,
     baselines: torch.Tensor,
     settings: Settings,
-    path: str,
 ) -> float:
     """Images/s of prediction + ``attribute`` on batches already on the device."""
     _synchronize(inputs.device)
@@ -124,18 +124,16 @@ def in_memory_rate(
             baselines=baselines[start : start + settings.images_per_batch],
             n_steps=settings.steps,
             internal_batch_size=settings.internal_batch_size,
-            path=path,
         )
     _synchronize(inputs.device)
     return len(inputs) / (time.perf_counter() - started)
 
 
 def dataset_rate(
-    explainer: IntegratedLayerGradCam,
+    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
     dataset: ImageFileDataset,
     out: Path,
     settings: Settings,
-    path: str,
 ) -> float:
     """Images/s of ``explain_dataset``'s loop into a fresh folder ``out``."""
     summary = explain_dataset(
@@ -145,7 +143,6 @@ def dataset_rate(
         {"benchmark": True},
         n_steps=settings.steps,
         internal_batch_size=settings.internal_batch_size,
-        path=path,
         batch_size=settings.images_per_batch,
         num_workers=settings.workers,
         device=settings.device,
@@ -161,7 +158,10 @@ def measure(settings: Settings) -> dict[str, dict[str, Any]]:
     bundle = models.load_model(
         settings.model, str(device), pretrained=settings.model is None
     )
-    explainer = IntegratedLayerGradCam(bundle.model, bundle.layer())
+    explainers = {
+        path: EXPLAINER_BY_PATH[path](bundle.model, bundle.layer())
+        for path in settings.paths
+    }
     transform = ZeroBaseline(dataclasses.replace(bundle, model=torch.nn.Identity()))
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -177,16 +177,16 @@ def measure(settings: Settings) -> dict[str, dict[str, Any]]:
             path: {"in_memory": [], "explain_dataset": []} for path in settings.paths
         }
         for path in settings.paths:  # warm-up: kernels, autotuning, thread pools
-            in_memory_rate(explainer, inputs[:2], baselines[:2], settings, path)
+            in_memory_rate(explainers[path], inputs[:2], baselines[:2], settings)
         for repeat in range(settings.repeats):
             for path in settings.paths:
                 print(f"{path} path, repeat {repeat + 1} ...", file=sys.stderr)
                 rates[path]["in_memory"].append(
-                    in_memory_rate(explainer, inputs, baselines, settings, path)
+                    in_memory_rate(explainers[path], inputs, baselines, settings)
                 )
                 out = Path(scratch) / f"maps-{path}-{repeat}"
                 rates[path]["explain_dataset"].append(
-                    dataset_rate(explainer, dataset, out, settings, path)
+                    dataset_rate(explainers[path], dataset, out, settings)
                 )
         for path, measured in rates.items():
             in_memory = statistics.median(measured["in_memory"])

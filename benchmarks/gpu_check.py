@@ -16,7 +16,8 @@ Usage::
 2. **Speed against the floor.** ResNet-50 ``layer4`` at 224x224, batch 16,
    ``n_steps=50``, ``internal_batch_size=400``, with PyTorch's default TF32
    settings: the floor (the same path points through the model without
-   autograd, in the same chunks), the input-space path and ``path="layer"``,
+   autograd, in the same chunks), the input-space path and
+   ``LayerSpaceIntegratedGradCam``,
    contiguous and channels_last, float32 and bfloat16 autocast.
 3. **Memory against Captum's LayerIntegratedGradients** at the same
    ``internal_batch_size`` (peak CUDA memory allocated), ResNet-50 float32.
@@ -48,7 +49,7 @@ import torchvision
 from captum.attr import LayerIntegratedGradients
 from torch import nn
 
-from captum_igcam import IntegratedLayerGradCam
+from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
 
 #: Largest relative error (max abs difference over max abs value) accepted
 #: against the float64 reference; None: reported only.
@@ -259,15 +260,19 @@ def measure_speed(device: torch.device, sizes: Sizes) -> dict[str, dict[str, flo
             device,
             memory_format,
         )
-        igcam = functools.partial(
-            IntegratedLayerGradCam(model, model.layer4).attribute,
-            inputs,
-            **_attribute_kwargs(sizes),
-        )
         runs = {
             "floor": _floor(model, inputs, sizes),
-            "igcam": igcam,
-            "igcam_layer": functools.partial(igcam, path="layer"),
+            **{
+                name: functools.partial(
+                    explainer_class(model, model.layer4).attribute,
+                    inputs,
+                    **_attribute_kwargs(sizes),
+                )
+                for name, explainer_class in (
+                    ("igcam", IntegratedLayerGradCam),
+                    ("igcam_layer", LayerSpaceIntegratedGradCam),
+                )
+            },
         }
         for precision in ("float32", "bfloat16"):
             with autocast(device, precision):

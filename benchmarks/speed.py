@@ -11,7 +11,8 @@ is reported:
 - ``floor``: ``n_steps`` no-grad forward passes over the same scaled inputs,
   in the same chunks as ``igcam``;
 - ``igcam``: ``IntegratedLayerGradCam.attribute`` (paper's input-space path);
-- ``igcam_layer``: the same with ``path="layer"``;
+- ``igcam_layer``: ``LayerSpaceIntegratedGradCam`` (layer-space path, not the
+  paper's method);
 - ``layer_ig``: Captum's ``LayerIntegratedGradients`` on the same layer with
   the same ``n_steps`` and ``internal_batch_size``;
 - ``naive``: all path points of one example in one batch with full autograd,
@@ -51,7 +52,7 @@ import torchvision
 from captum.attr import LayerGradCam, LayerIntegratedGradients
 from torch import nn
 
-from captum_igcam import IntegratedLayerGradCam
+from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
 
 
 @dataclass(frozen=True)
@@ -225,13 +226,14 @@ def _plain_variant(case: Case, name: str) -> Callable[[], object]:
 
         return floor
     if name in ("igcam", "igcam_layer", "igcam_eager"):
-        igcam = IntegratedLayerGradCam(eager if name == "igcam_eager" else model, layer)
-        path = "layer" if name == "igcam_layer" else "input"
-        return lambda: igcam.attribute(
-            inputs,
-            internal_batch_size=case.internal_batch_size,
-            path=path,
-            **common,
+        explainer_class = (
+            LayerSpaceIntegratedGradCam
+            if name == "igcam_layer"
+            else IntegratedLayerGradCam
+        )
+        explainer = explainer_class(eager if name == "igcam_eager" else model, layer)
+        return lambda: explainer.attribute(
+            inputs, internal_batch_size=case.internal_batch_size, **common
         )
     if name == "layer_ig":
         layer_ig = LayerIntegratedGradients(model, layer)
