@@ -213,6 +213,24 @@ class LayerProbe:
             )
         return output, hook.seen.gathered(self.device_ids)
 
+    def bypasses_layer(
+        self, inputs: tuple[Tensor, ...], additional_forward_args: Any
+    ) -> bool:
+        """Whether the output depends on ``inputs`` other than through the layer.
+
+        Runs one forward pass with autograd on and the layer's tensors
+        replaced by fresh leaves, which cuts every route through the layer;
+        a gradient route still left from the output to the inputs goes
+        around the layer (a residual connection that skips it, say).
+        """
+        inputs = tuple(inp.detach().requires_grad_() for inp in inputs)
+        hook = _CaptureHook(as_leaves=True, start_graph=False)
+        output = self._forward(hook, inputs, additional_forward_args, grad_enabled=True)
+        if not (isinstance(output, Tensor) and output.requires_grad):
+            return False
+        gradients = torch.autograd.grad(output.sum(), inputs, allow_unused=True)
+        return any(gradient is not None for gradient in gradients)
+
     def _forward(
         self,
         hook: _CaptureHook,

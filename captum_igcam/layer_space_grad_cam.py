@@ -43,10 +43,15 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
     Integrated Gradients with the gradient replaced by its per-channel
     spatial mean, and a ReLU per path point.
 
-    Requirements: the layer runs once per forward pass, and the part of the
-    network after the layer follows the layer's batch size (one row per
-    example and path point), as in Sequential CNNs such as torchvision's
-    classifiers; otherwise ``attribute`` raises a ValueError that says so.
+    Requirements: the layer runs once per forward pass; the output depends
+    on the input only through the layer (a layer inside a residual block,
+    such as ``layer4[1].bn2`` of a ResNet or a transformer block's norm, has
+    a route around it; the block's output, such as ``layer4``, does not);
+    and the part of the network after the layer follows the layer's batch
+    size (one row per example and path point), as in Sequential CNNs such
+    as torchvision's classifiers. Otherwise ``attribute`` raises a
+    ValueError that says so; the first requirement is checked with one
+    extra forward and backward pass per call.
     The part before the layer runs, per chunk of path points, on a single
     example (only to reach the layer, whose output is then replaced by the
     path points). When ``additional_forward_args`` hold tensors, which may
@@ -154,6 +159,16 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
         call = self._prepare(
             inputs, baselines, additional_forward_args, attribute_to_layer_input
         )
+        if call.probe.bypasses_layer(call.inputs, call.additional_forward_args):
+            raise ValueError(
+                "layer: LayerSpaceIntegratedGradCam needs a model whose output "
+                "depends on the input only through the explained layer, but a "
+                "route around the layer reaches the output (a residual "
+                "connection that skips it, say), which would carry the input's "
+                "own features to every path point. Explain the whole block "
+                "(e.g. model.layer4 rather than model.layer4[1].bn2), or use "
+                "IntegratedLayerGradCam"
+            )
         integrand = GradCamIntegrand(per_step_relu, attr_dim_summation)
         path = _LayerSpacePath(call, _path_ends(call), integrand)
         maps = self._integrate(

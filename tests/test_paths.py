@@ -159,7 +159,9 @@ def test_layer_space_prefix_runs_once_per_chunk():
         torch.randn(2, 3, 8, 8, dtype=torch.float64), target=1, n_steps=10
     )
     counter.handle.remove()
-    assert counter.calls == 2  # both ends of the path, then one chunk
+    # The check for a route around the layer, both ends of the path in one
+    # pass, then one chunk.
+    assert counter.calls == 3
 
 
 def test_layer_space_maps_differ_from_the_papers():
@@ -246,6 +248,27 @@ def test_layer_space_refuses_a_layer_called_twice():
         LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
             torch.randn(2, 3, 8, 8, dtype=torch.float64), target=0, n_steps=3
         )
+
+
+@pytest.mark.parametrize("layer_name", ["layer4.1.bn2", "layer3.0.conv1"])
+def test_layer_space_refuses_a_layer_inside_a_residual_block(layer_name):
+    """The skip connection would carry one example's features to every point.
+
+    The old behaviour was silently wrong maps: the part before the layer ran
+    on one example, whose skip tensor broadcast onto every row.
+    """
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    layer = model.get_submodule(layer_name)
+    with pytest.raises(ValueError, match="layer: .* route around the layer"):
+        LayerSpaceIntegratedGradCam(model, layer).attribute(
+            torch.randn(2, 3, 32, 32), target=[1, 2], n_steps=3
+        )
+    # The whole block has no route around it.
+    maps = LayerSpaceIntegratedGradCam(model, model.layer4).attribute(
+        torch.randn(2, 3, 32, 32), target=[1, 2], n_steps=3
+    )
+    assert maps.shape == (2, 1, 1, 1)
 
 
 class ScaledLogits(TinyCNN):
