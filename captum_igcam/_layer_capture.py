@@ -250,11 +250,28 @@ class LayerProbe:
         finally:
             handle.remove()
         if hook.seen.max_calls == 0:
+            if _is_compiled(self.forward_func):
+                raise ValueError(
+                    "layer: the explained layer's hook never ran: forward_func is "
+                    "a torch.compile'd model that reused a graph traced before "
+                    "the hook existed (by default dynamo does not guard on module "
+                    "hooks). Set torch._dynamo.config.skip_nnmodule_hook_guards "
+                    "= False before the compiled model's first call, or explain "
+                    "the model before compiling it"
+                )
             raise ValueError(
                 "layer: the forward pass never called the explained layer; "
                 "expected a submodule that forward_func runs on every call"
             )
         return output
+
+
+def _is_compiled(forward_func: Callable[..., Any]) -> bool:
+    """Whether ``forward_func`` is a module compiled by ``torch.compile``
+    (wrapped, or in place with ``Module.compile``)."""
+    return hasattr(forward_func, "_orig_mod") or (
+        getattr(forward_func, "_compiled_call_impl", None) is not None
+    )
 
 
 def _needs_full_graph(seen: LayerTensors, output: Any) -> bool:

@@ -368,3 +368,38 @@ def test_compiled_model_gives_the_eager_maps_after_an_eager_run(explainer_class)
         torch._dynamo.reset()
     assert_close_to(from_compiled, eager, 1e-5)
     assert_close_to(first_from_compiled, eager_first, 1e-5)
+
+
+def test_compiled_graph_traced_before_the_hooks_is_reported_clearly():
+    """Issue 13: a compiled model first called with the chunk's shape keeps a
+    graph without the layer's hook (dynamo skips hook guards by default)."""
+    torch._dynamo.reset()
+    model = TinyCNN().eval()
+    inputs = torch.randn(2, 3, 8, 8)
+    compiled = torch.compile(model, backend="eager")
+    with torch.no_grad():
+        compiled(torch.randn(8, 3, 8, 8))  # 2 examples x 4 path points
+    with pytest.raises(ValueError, match="skip_nnmodule_hook_guards = False"):
+        IntegratedLayerGradCam(compiled, model.conv2).attribute(
+            inputs, target=[1, 0], n_steps=4
+        )
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize(
+    "explainer_class", [IntegratedLayerGradCam, LayerSpaceIntegratedGradCam]
+)
+def test_compiled_model_with_hook_guards_gives_the_eager_maps(explainer_class):
+    """The documented remedy: guards on module hooks, set before compiling."""
+    torch._dynamo.reset()
+    model = TinyCNN().eval()
+    inputs = torch.randn(2, 3, 8, 8)
+    kwargs = dict(target=[1, 0], n_steps=4)
+    eager = explainer_class(model, model.conv2).attribute(inputs, **kwargs)
+    with torch._dynamo.config.patch(skip_nnmodule_hook_guards=False):
+        compiled = torch.compile(model, backend="eager")
+        with torch.no_grad():
+            compiled(torch.randn(8, 3, 8, 8))
+        maps = explainer_class(compiled, model.conv2).attribute(inputs, **kwargs)
+    torch._dynamo.reset()
+    assert_close_to(maps, eager)
