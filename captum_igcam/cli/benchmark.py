@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {DEFAULTS['curve_steps']}, quick {QUICK['curve_steps']})",
     )
     parser.add_argument(
+        "--batch-images",
+        type=_options.positive_int,
+        default=8,
+        help="images per model pass (default 8); results do not depend on it",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"few images and steps (minutes on a CPU): --n {QUICK['n']} "
@@ -74,12 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--captum-metrics",
         action="store_true",
         help="also compute Captum's infidelity and sensitivity_max (slow)",
-    )
-    parser.add_argument(
-        "--batch-images",
-        type=_options.positive_int,
-        default=8,
-        help="images per model pass (default 8); results do not depend on it",
     )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")

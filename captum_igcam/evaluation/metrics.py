@@ -516,42 +516,42 @@ def curve_auc(curve: Tensor) -> Tensor:
     return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
 
 
-def deletion_auc(
-    forward_func: ForwardFunc, inputs: Tensor, maps: Tensor, **kwargs: object
+def perturbation_auc(
+    forward_func: ForwardFunc,
+    inputs: Tensor,
+    maps: Tensor,
+    mode: Literal["deletion", "insertion"],
+    **kwargs: object,
 ) -> Tensor:
-    """Area under the deletion curve (RISE); lower means a more faithful map.
+    """Area under the deletion or insertion curve (RISE).
 
     Args:
         forward_func (Callable): Model, ``(N, C, H, W) -> (N, classes)``.
         inputs (Tensor): ``(N, C, H, W)`` model inputs.
         maps (Tensor): ``(N, 1, h, w)`` or ``(N, h, w)`` saliency maps.
+        mode (str): ``"deletion"`` (lower means a more faithful map) or
+            ``"insertion"`` (higher means a more faithful map).
         **kwargs: ``target``, ``n_steps``, ``baselines``, ``batch_size``,
             ``apply_softmax`` of :func:`perturbation_curve`.
 
     Returns:
         Tensor: ``(N,)`` areas.
     """
-    curve = perturbation_curve(forward_func, inputs, maps, "deletion", **kwargs)
-    return curve_auc(curve)
+    return curve_auc(perturbation_curve(forward_func, inputs, maps, mode, **kwargs))
+
+
+def deletion_auc(
+    forward_func: ForwardFunc, inputs: Tensor, maps: Tensor, **kwargs: object
+) -> Tensor:
+    """:func:`perturbation_auc` of the deletion curve; lower is more faithful."""
+    return perturbation_auc(forward_func, inputs, maps, "deletion", **kwargs)
 
 
 def insertion_auc(
     forward_func: ForwardFunc, inputs: Tensor, maps: Tensor, **kwargs: object
 ) -> Tensor:
-    """Area under the insertion curve (RISE); higher means a more faithful map.
-
-    Args:
-        forward_func (Callable): Model, ``(N, C, H, W) -> (N, classes)``.
-        inputs (Tensor): ``(N, C, H, W)`` model inputs.
-        maps (Tensor): ``(N, 1, h, w)`` or ``(N, h, w)`` saliency maps.
-        **kwargs: ``target``, ``n_steps``, ``baselines``, ``batch_size``,
-            ``apply_softmax`` of :func:`perturbation_curve`.
-
-    Returns:
-        Tensor: ``(N,)`` areas.
-    """
-    curve = perturbation_curve(forward_func, inputs, maps, "insertion", **kwargs)
-    return curve_auc(curve)
+    """:func:`perturbation_auc` of the insertion curve; higher is more faithful."""
+    return perturbation_auc(forward_func, inputs, maps, "insertion", **kwargs)
 
 
 def input_space_attributions(maps: Tensor, inputs: Tensor) -> Tensor:
