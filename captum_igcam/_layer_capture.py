@@ -228,7 +228,9 @@ class LayerProbe:
         output = self._forward(hook, inputs, additional_forward_args, grad_enabled=True)
         if not (isinstance(output, Tensor) and output.requires_grad):
             return False
-        gradients = torch.autograd.grad(output.sum(), inputs, allow_unused=True)
+        with torch.enable_grad():
+            total = output.sum()
+        gradients = torch.autograd.grad(total, inputs, allow_unused=True)
         return any(gradient is not None for gradient in gradients)
 
     def _forward(

@@ -43,15 +43,21 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
     Integrated Gradients with the gradient replaced by its per-channel
     spatial mean, and a ReLU per path point.
 
-    Requirements: the layer runs once per forward pass; the output depends
-    on the input only through the layer (a layer inside a residual block,
-    such as ``layer4[1].bn2`` of a ResNet or a transformer block's norm, has
-    a route around it; the block's output, such as ``layer4``, does not);
-    and the part of the network after the layer follows the layer's batch
-    size (one row per example and path point), as in Sequential CNNs such
-    as torchvision's classifiers. Otherwise ``attribute`` raises a
-    ValueError that says so; the first requirement is checked with one
-    extra forward and backward pass per call.
+    Supported layers: the layer runs once per forward pass; the output
+    depends on the input only through the layer; and the part of the network
+    after the layer follows the layer's batch size (one row per example and
+    path point), as in Sequential CNNs such as torchvision's classifiers.
+    A whole residual block's output (``layer4`` or ``layer4[1]`` of a
+    ResNet) qualifies; a layer inside a residual block (``layer4[1].bn2``, a
+    ViT block's ``ln_1``) does not: the skip connection goes around it and
+    would carry the input's own features, not the path point's, to every
+    path point. ``attribute``
+    raises a ValueError naming the cause for each unsupported case; the
+    route around the layer is found before any path point runs, by one
+    forward and backward pass on one example per call (cutting the layer's
+    tensors out of the graph and asking autograd whether the output still
+    reaches the input).
+
     The part before the layer runs, per chunk of path points, on a single
     example (only to reach the layer, whose output is then replaced by the
     path points). When ``additional_forward_args`` hold tensors, which may
@@ -159,7 +165,7 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
         call = self._prepare(
             inputs, baselines, additional_forward_args, attribute_to_layer_input
         )
-        if call.probe.bypasses_layer(call.inputs, call.additional_forward_args):
+        if call.probe.bypasses_layer(*_prefix_inputs(call, n_points=1)):
             raise ValueError(
                 "layer: LayerSpaceIntegratedGradCam needs a model whose output "
                 "depends on the input only through the explained layer, but a "
@@ -185,6 +191,20 @@ def _path_ends(call: PathCall) -> tuple[Tensors, Tensors]:
         tuple(end[: call.n_examples] for end in ends),
         tuple(end[call.n_examples :] for end in ends),
     )
+
+
+def _prefix_inputs(call: PathCall, n_points: int) -> tuple[Tensors, Any]:
+    """Inputs and extra arguments for the part of the model before the layer.
+
+    That part only has to reach the layer: one example does. Tensors in
+    ``additional_forward_args`` have a row per example and may be used after
+    the layer, where every path point is a row, so then inputs and tensors
+    are repeated per path point, like the path points themselves.
+    """
+    args = call.additional_forward_args
+    if args is None or not any(isinstance(arg, Tensor) for arg in args):
+        return tuple(inp[:1] for inp in call.inputs), args
+    return call.repeated_inputs(n_points), call.repeated_args(n_points)
 
 
 def _unsupported_model(problem: str) -> ValueError:
@@ -229,7 +249,7 @@ class _LayerSpacePath:
 
         try:
             output, leaves = self.call.probe.run(
-                *self._prefix_inputs(len(chunk.alphas)), transform=path_points
+                *_prefix_inputs(self.call, len(chunk.alphas)), transform=path_points
             )
         except RuntimeError as error:
             raise _unsupported_model(f"the forward pass failed: {error}") from error
@@ -245,19 +265,6 @@ class _LayerSpacePath:
                 f"got {output.shape[0]}"
             )
         return output, leaves
-
-    def _prefix_inputs(self, n_points: int) -> tuple[Tensors, Any]:
-        """Inputs and extra arguments for the part of the model before the layer.
-
-        That part only has to reach the layer: one example does. Tensors in
-        ``additional_forward_args`` have a row per example and may be used
-        after the layer, where every path point is a row, so then inputs and
-        tensors are repeated per path point, like the path points themselves.
-        """
-        args = self.call.additional_forward_args
-        if args is None or not any(isinstance(arg, Tensor) for arg in args):
-            return tuple(inp[:1] for inp in self.call.inputs), args
-        return self.call.repeated_inputs(n_points), self.call.repeated_args(n_points)
 
     def integrate(self, chunk: Chunk, leaves: Tensors, gradients: Tensors) -> Tensors:
         return tuple(

@@ -18,12 +18,16 @@ from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
 
 
 class _ForwardCounter:
+    """Counts a module's calls and keeps the batch size of each."""
+
     def __init__(self, module: nn.Module) -> None:
         self.calls = 0
+        self.batch_sizes: list[int] = []
         self.handle = module.register_forward_hook(self._count)
 
-    def _count(self, *args: object) -> None:
+    def _count(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         self.calls += 1
+        self.batch_sizes.append(output.shape[0])
 
 
 class RestoresCallersGradMode(TinyCNN):
@@ -159,9 +163,10 @@ def test_layer_space_prefix_runs_once_per_chunk():
         torch.randn(2, 3, 8, 8, dtype=torch.float64), target=1, n_steps=10
     )
     counter.handle.remove()
-    # The check for a route around the layer, both ends of the path in one
-    # pass, then one chunk.
-    assert counter.calls == 3
+    # The check for a route around the layer on one example, both ends of
+    # the path of both examples in one pass, then one chunk, whose prefix
+    # runs on one example.
+    assert counter.batch_sizes == [1, 4, 1]
 
 
 def test_layer_space_maps_differ_from_the_papers():
@@ -250,25 +255,97 @@ def test_layer_space_refuses_a_layer_called_twice():
         )
 
 
-@pytest.mark.parametrize("layer_name", ["layer4.1.bn2", "layer3.0.conv1"])
-def test_layer_space_refuses_a_layer_inside_a_residual_block(layer_name):
+def _resnet18() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None, num_classes=10).eval()
+
+
+def _tiny_vit() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=16,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+        num_classes=10,
+    ).eval()
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(
+        len(module._forward_hooks) + len(module._forward_pre_hooks)
+        for module in model.modules()
+    )
+
+
+@pytest.mark.parametrize("grad_enabled", [True, False])
+@pytest.mark.parametrize(
+    ("make_model", "layer_name", "image_size"),
+    [
+        (_resnet18, "layer4.1.bn2", 64),
+        (_resnet18, "layer3.0.conv1", 64),
+        (_tiny_vit, "encoder.layers.encoder_layer_1.ln_1", 32),
+    ],
+)
+def test_layer_space_refuses_a_layer_inside_a_residual_block(
+    make_model, layer_name, image_size, grad_enabled
+):
     """The skip connection would carry one example's features to every point.
 
     The old behaviour was silently wrong maps: the part before the layer ran
-    on one example, whose skip tensor broadcast onto every row.
+    on one example, whose skip tensor broadcast onto every row. The refusal
+    comes before any path point runs and leaves no hook and the caller's
+    grad mode behind.
     """
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    model = make_model()
     layer = model.get_submodule(layer_name)
-    with pytest.raises(ValueError, match="layer: .* route around the layer"):
-        LayerSpaceIntegratedGradCam(model, layer).attribute(
-            torch.randn(2, 3, 32, 32), target=[1, 2], n_steps=3
-        )
-    # The whole block has no route around it.
-    maps = LayerSpaceIntegratedGradCam(model, model.layer4).attribute(
-        torch.randn(2, 3, 32, 32), target=[1, 2], n_steps=3
+    hooks_before = _hook_count(model)
+    counter = _ForwardCounter(layer)
+    with torch.set_grad_enabled(grad_enabled):
+        with pytest.raises(ValueError) as refusal:
+            LayerSpaceIntegratedGradCam(model, layer).attribute(
+                torch.randn(2, 3, image_size, image_size), target=[1, 2], n_steps=3
+            )
+        assert torch.is_grad_enabled() == grad_enabled
+    counter.handle.remove()
+    message = str(refusal.value)
+    assert message.startswith("layer: ")
+    assert "route around the layer" in message
+    assert "Explain the whole block" in message
+    assert "IntegratedLayerGradCam" in message
+    assert counter.batch_sizes == [1]
+    assert _hook_count(model) == hooks_before
+
+
+@pytest.mark.parametrize(
+    ("make_model", "layer_name", "image_size"),
+    [
+        (_resnet18, "layer4", 64),
+        (_resnet18, "layer3.1", 64),
+    ],
+)
+def test_layer_space_at_a_blocks_output_matches_the_reference(
+    make_model, layer_name, image_size
+):
+    """A whole block has no route around it: each example's map is the naive
+    one, also in a batch (where a skip tensor would have leaked between
+    examples) and when the caller has switched grad mode off."""
+    model = make_model().double()
+    layer = model.get_submodule(layer_name)
+    inputs = torch.randn(2, 3, image_size, image_size, dtype=torch.float64)
+    baselines = torch.zeros_like(inputs)
+    explainer = LayerSpaceIntegratedGradCam(model, layer)
+    maps = explainer.attribute(inputs, target=[1, 2], n_steps=3)
+    expected = naive_layer_path_grad_cam(
+        model, layer, inputs, baselines, [1, 2], "gausslegendre", 3
     )
-    assert maps.shape == (2, 1, 1, 1)
+    assert maps.abs().amax() > 0
+    assert_close_to(maps, expected)
+    with torch.no_grad():
+        alone = explainer.attribute(inputs[1:], target=2, n_steps=3)
+    assert_close_to(maps[1:], alone)
 
 
 class ScaledLogits(TinyCNN):
