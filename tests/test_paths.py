@@ -11,6 +11,7 @@ from reference import (
     naive_layer_path_grad_cam,
     quadrature,
 )
+from test_transformers import small_vit
 from tolerances import assert_close_to
 from torch import nn
 
@@ -257,20 +258,7 @@ def test_layer_space_refuses_a_layer_called_twice():
 
 def _resnet18() -> nn.Module:
     torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None, num_classes=10).eval()
-
-
-def _tiny_vit() -> nn.Module:
-    torch.manual_seed(0)
-    return torchvision.models.VisionTransformer(
-        image_size=32,
-        patch_size=16,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        mlp_dim=32,
-        num_classes=10,
-    ).eval()
+    return torchvision.models.resnet18(weights=None, num_classes=10).double().eval()
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -286,7 +274,7 @@ def _hook_count(model: nn.Module) -> int:
     [
         (_resnet18, "layer4.1.bn2", 64),
         (_resnet18, "layer3.0.conv1", 64),
-        (_tiny_vit, "encoder.layers.encoder_layer_1.ln_1", 32),
+        (small_vit, "encoder.layers.encoder_layer_1.ln_1", 32),
     ],
 )
 def test_layer_space_refuses_a_layer_inside_a_residual_block(
@@ -306,7 +294,9 @@ def test_layer_space_refuses_a_layer_inside_a_residual_block(
     with torch.set_grad_enabled(grad_enabled):
         with pytest.raises(ValueError) as refusal:
             LayerSpaceIntegratedGradCam(model, layer).attribute(
-                torch.randn(2, 3, image_size, image_size), target=[1, 2], n_steps=3
+                torch.randn(2, 3, image_size, image_size, dtype=torch.float64),
+                target=[1, 2],
+                n_steps=3,
             )
         assert torch.is_grad_enabled() == grad_enabled
     counter.handle.remove()
@@ -332,7 +322,7 @@ def test_layer_space_at_a_blocks_output_matches_the_reference(
     """A whole block has no route around it: each example's map is the naive
     one, also in a batch (where a skip tensor would have leaked between
     examples) and when the caller has switched grad mode off."""
-    model = make_model().double()
+    model = make_model()
     layer = model.get_submodule(layer_name)
     inputs = torch.randn(2, 3, image_size, image_size, dtype=torch.float64)
     baselines = torch.zeros_like(inputs)
