@@ -1,19 +1,33 @@
 """Atomic file writes: a reader never sees a half-written output file.
 
-Each helper writes to a temporary file in the destination's folder and moves
-it into place with :func:`os.replace`, which is atomic on POSIX and Windows.
-An interrupted write leaves the previous file (if any) untouched. A failed
-write (disk full, no permission, ...) raises an :class:`OSError` whose
-message names the destination. New files get the permissions ``open()``
-would give them (``0o666`` less the umask).
+Each helper writes to a temporary file in the destination's folder, flushes
+it to the disk (``fsync``) and then puts it in place:
+
+- ``replace=True`` moves it over the destination with :func:`os.replace`
+  (atomic on POSIX and Windows), for files the caller has proven are its
+  own (an index it wrote before);
+- ``replace=False`` (**exclusive create**) links it to the destination
+  name with :func:`os.link`, which fails if the name exists in any form (a
+  file, a folder, a symbolic link, even a dangling one): a file the caller
+  did not write is never replaced. On a file system without hard links the
+  destination is created with ``O_CREAT | O_EXCL`` and the data copied in.
+
+The folder is flushed too after the name appears, so a file that a later
+write (an index) refers to is on the disk before that write. An interrupted
+write leaves the previous file (if any) untouched. A failed write (disk
+full, no permission, ...) raises an :class:`OSError` whose message names
+the destination. New files get the permissions ``open()`` would give them
+(``0o666`` less the umask).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,16 +40,56 @@ if TYPE_CHECKING:
 
 #: Permissions of a new output file before the umask, as for ``open()``.
 _NEW_FILE_MODE = 0o666
+#: ``os.link`` errors of file systems without hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def fsync_folder(folder: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (names created, renamed or removed) to the disk.
+
+    Args:
+        folder (str or os.PathLike): The folder.
+    """
+    descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(descriptor)
+    except OSError as error:  # some file systems cannot flush a folder
+        if error.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def _create_exclusive(temporary: Path, destination: Path) -> None:
+    """Give ``temporary``'s data the name ``destination``, which must be new."""
+    try:
+        os.link(temporary, destination, follow_symlinks=False)
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+        descriptor = os.open(
+            destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE
+        )
+        with os.fdopen(descriptor, "wb") as target, open(temporary, "rb") as data:
+            shutil.copyfileobj(data, target)
+            target.flush()
+            os.fsync(target.fileno())
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file that replaces ``path`` when the block succeeds.
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "wb", *, replace: bool = True
+) -> Iterator[IO[Any]]:
+    """Open a temporary file that becomes ``path`` when the block succeeds.
 
     Args:
         path (str or os.PathLike): Final destination; its folder must exist.
         mode (str, optional): ``"wb"`` or ``"w"`` (text, UTF-8).
             Default: "wb"
+        replace (bool, optional): Replace an existing ``path``; with False,
+            raise :class:`FileExistsError` (naming ``path``) if anything
+            already has that name, and leave it as it is.
+            Default: True
 
     Yields:
         IO: The open temporary file. If the block raises, it is deleted and
@@ -43,7 +97,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
 
     Example::
 
-        >>> with atomic_open("out/data.bin") as handle:
+        >>> with atomic_open("out/data.bin", replace=False) as handle:
         ...     handle.write(b"...")
     """
     if mode not in ("wb", "w"):
@@ -61,10 +115,21 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, destination)
+        if replace:
+            os.replace(temporary, destination)
+        else:
+            _create_exclusive(temporary, destination)
+            os.unlink(temporary)
+        fsync_folder(destination.parent)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, FileExistsError):
+            raise FileExistsError(
+                errno.EEXIST,
+                f"cannot write {os.fspath(destination)!r}: something else has "
+                "that name (it was left as it is)",
+            ) from error
         if isinstance(error, OSError) and error.errno is not None:
             # Disk full, quota, permissions, I/O errors: name the output file
             # (the error itself names the hidden temporary file, or nothing).
@@ -76,37 +141,49 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_open(path, "wb") as handle:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, replace: bool = True
+) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "wb", replace=replace) as handle:
         handle.write(data)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+def atomic_write_json(
+    path: str | os.PathLike[str], obj: Any, *, replace: bool = True
+) -> None:
     """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically."""
-    with atomic_open(path, "w") as handle:
+    with atomic_open(path, "w", replace=replace) as handle:
         json.dump(obj, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
 
 
-def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
+def atomic_save_npy(
+    path: str | os.PathLike[str], array: np.ndarray, *, replace: bool = True
+) -> None:
     """Save ``array`` in ``.npy`` format to ``path`` atomically."""
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb", replace=replace) as handle:
         np.save(handle, array)
 
 
 def atomic_save_figure(
-    figure: Figure, path: str | os.PathLike[str], **savefig_kwargs: Any
+    figure: Figure,
+    path: str | os.PathLike[str],
+    *,
+    replace: bool = True,
+    **savefig_kwargs: Any,
 ) -> None:
     """Save a matplotlib figure to ``path`` atomically.
 
     Args:
         figure (matplotlib.figure.Figure): The figure to save.
         path (str or os.PathLike): Destination; its suffix gives the format.
+        replace (bool, optional): See :func:`atomic_open`.
+            Default: True
         **savefig_kwargs: Passed on to ``Figure.savefig`` (e.g. ``dpi``).
     """
     image_format = Path(path).suffix.lstrip(".") or "png"
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb", replace=replace) as handle:
         figure.savefig(handle, format=image_format, **savefig_kwargs)
 
 

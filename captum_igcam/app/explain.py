@@ -7,7 +7,15 @@ For every photo, :func:`explain_images` writes into the output folder
 - ``<name>_<method>_upsampled.npy``: the raw map upsampled bilinearly to the
   photo's size (unless ``upsampled_maps=False``);
 
-and one ``summary.json`` for the whole run. Every file is written atomically.
+and one ``summary.json`` for the whole run.
+
+The run only ever creates new files: every file is written atomically under
+a name that nothing in the folder has (an exclusive create, see
+:func:`captum_igcam.app._atomic.atomic_open` with ``replace=False``). When
+a name is taken (by the photo itself with ``--out`` its own folder, by an
+earlier run, by anything), the photo's files get the next free name
+(``<name>-2.png``, ...) and the summary ``summary-2.json``, and a note on
+stderr says so; the summary lists every file the run wrote.
 """
 
 from __future__ import annotations
@@ -121,7 +129,8 @@ def explain_images(
             Default: ()
 
     Returns:
-        dict[str, Any]: The summary, as written to ``out/summary.json``.
+        dict[str, Any]: The summary, as written to ``out/summary.json`` (or,
+        when that name is taken, to the file its ``"summary"`` entry names).
 
     Example::
 
@@ -145,6 +154,7 @@ def explain_images(
     }
     records, failed = [], list(errors)
     stems: set[str] = set()
+    suffixes = _file_suffixes(methods, upsampled_maps)
     for label, loader in tqdm(
         sources, desc="explaining", unit="image", disable=len(sources) <= 1
     ):
@@ -154,7 +164,15 @@ def explain_images(
             tqdm.write(f"captum-igcam: error: {error}", file=sys.stderr)
             failed.append({"image": label, "error": str(error)})
             continue
-        stem = _unique_stem(label, stems)
+        stem = _free_stem(folder, label, suffixes, stems)
+        wanted = _base_stem(label)
+        if stem != wanted:
+            tqdm.write(
+                f"captum-igcam: note: names {wanted}.png and {wanted}_*.npy are "
+                f"taken in {str(folder)!r}; the files of {label!r} are named "
+                f"{stem}* instead (existing files are left as they are)",
+                file=sys.stderr,
+            )
         records.append(
             _explain_photo(
                 folder,
@@ -183,15 +201,33 @@ def explain_images(
         "errors": failed,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    _atomic.atomic_write_json(folder / "summary.json", summary)
+    summary_name = _free_stem(folder, "summary", (".json",), set()) + ".json"
+    summary["summary"] = summary_name
+    _atomic.atomic_write_json(folder / summary_name, summary, replace=False)
     return summary
 
 
-def _unique_stem(label: str, taken: set[str]) -> str:
-    base = Path(label.removeprefix("skimage:")).stem or "image"
-    stem, suffix = base, 2
-    while stem in taken:
-        stem, suffix = f"{base}-{suffix}", suffix + 1
+def _file_suffixes(methods: Sequence[str], upsampled: bool) -> tuple[str, ...]:
+    """What follows a photo's name in the names of its files."""
+    kinds = ("layer", "upsampled") if upsampled else ("layer",)
+    return (".png", *(f"_{m}_{kind}.npy" for m in methods for kind in kinds))
+
+
+def _base_stem(label: str) -> str:
+    return Path(label.removeprefix("skimage:")).stem or "image"
+
+
+def _free_stem(
+    folder: Path, label: str, suffixes: Sequence[str], taken: set[str]
+) -> str:
+    """The first of ``name``, ``name-2``, ... that names none of the files
+    in ``folder`` (in any form, a dangling link too) nor one in ``taken``."""
+    base = _base_stem(label)
+    stem, number = base, 2
+    while stem in taken or any(
+        os.path.lexists(folder / f"{stem}{suffix}") for suffix in suffixes
+    ):
+        stem, number = f"{base}-{number}", number + 1
     taken.add(stem)
     return stem
 
@@ -213,7 +249,7 @@ def _save_maps(
     names = []
     for kind, array in saved:
         path = folder / f"{stem}_{method}_{kind}.npy"
-        _atomic.atomic_save_npy(path, array[0, 0].numpy())
+        _atomic.atomic_save_npy(path, array[0, 0].numpy(), replace=False)
         names.append(path.name)
     return names, maps.normalize(full_map.clamp(min=0))[0, 0].numpy()
 
@@ -259,7 +295,7 @@ def _explain_photo(
         image_title=f"{stem}\npredicted: {bundle.categories[predicted]} "
         f"{float(probabilities[predicted]):.2f}{weights_note}",
     )
-    _atomic.atomic_save_figure(figure, figure_path, dpi=FIGURE_DPI)
+    _atomic.atomic_save_figure(figure, figure_path, replace=False, dpi=FIGURE_DPI)
     return {
         "image": label,
         "name": stem,

@@ -159,7 +159,13 @@ def settings_from_args(args: argparse.Namespace, **defaults: Any) -> MethodSetti
 
 
 def parse_target(text: str, categories: list[str]) -> int | None:
-    """``None`` for top1, else the class index ``text`` names."""
+    """``None`` for top1, else the class index ``text`` names.
+
+    A label is matched without regard to case, and must name one class: a
+    label that several classes share (ImageNet's ``cardigan``, 264 the dog
+    and 474 the sweater; ``crane``; ``maillot``) is refused with the
+    candidates' indexes.
+    """
     if text == "top1":
         return None
     if text.lstrip("-").isdigit():
@@ -170,9 +176,15 @@ def parse_target(text: str, categories: list[str]) -> int | None:
                 f"got {index}"
             )
         return index
-    lowered = [name.lower() for name in categories]
-    if text.lower() in lowered:
-        return lowered.index(text.lower())
+    matches = [i for i, name in enumerate(categories) if name.lower() == text.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        candidates = ", ".join(f"{i} ({categories[i]})" for i in matches)
+        raise UsageError(
+            f"--target: {text!r} is the label of several classes: {candidates}; "
+            "give the class index"
+        )
     close = difflib.get_close_matches(text, categories, n=3)
     hint = f"; closest labels: {', '.join(close)}" if close else ""
     raise UsageError(

@@ -78,6 +78,6 @@ def run(args: argparse.Namespace) -> int:
         f"explained {len(summary['images'])} of "
         f"{len(summary['images']) + len(summary['errors'])} image(s) with "
         f"{len(args.methods)} method(s) in {summary['seconds']:.1f} s; "
-        f"results in {args.out}"
+        f"results in {args.out} (summary: {summary['summary']})"
     )
     return 1 if summary["errors"] else 0

@@ -23,8 +23,8 @@ from captum_igcam.cli import _options
 if TYPE_CHECKING:
     from captum_igcam.dataset_job import explainer as dataset_job
 
-#: ``--path`` choices: the integration paths of the explained maps.
-INTEGRATION_PATHS = ("input", "layer")
+#: ``--path`` choices: the registry method of each integration path.
+METHOD_BY_PATH = {"input": "igcam", "layer": "igcam-layer"}
 
 #: ``--target`` value that takes each image's class from its class folder.
 FOLDER_TARGET = "folder"
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--path",
-        choices=INTEGRATION_PATHS,
+        choices=tuple(METHOD_BY_PATH),
         default="input",
         help="input: the paper's path (default); layer: the fast layer-space "
         "variant, which is not the paper's method",
@@ -106,46 +106,31 @@ def run(args: argparse.Namespace) -> int:
     settings.check_device()
     _options.prepare_output_folder(args.out)
 
-    from captum_igcam.app.baselines import InputAndBaseline
-    from captum_igcam.app.methods import EXPLAINER_BY_PATH
     from captum_igcam.dataset_job import distributed
     from captum_igcam.dataset_job import explainer as dataset_job
 
     try:
-        keys = dataset_job.find_images(args.source)
+        keys = dataset_job.find_images(args.source, exclude=args.out)
     except ValueError as error:
         raise CLIError(str(error)) from error
-    with distributed.process_group(settings.device) as device:
+    with distributed.process_group(settings.device):
         bundle = settings.load_model()  # "cuda" is this rank's GPU here
-        explainer = EXPLAINER_BY_PATH[args.path](bundle.model, bundle.layer())
-        dataset = dataset_job.ImageFileDataset(
-            args.source,
-            _items(keys, args.target, bundle.categories),
-            InputAndBaseline.for_model(bundle, settings.baseline),
+        options = dataset_job.JobOptions(
+            images_per_batch=args.images_per_batch,
+            workers=args.workers,
+            shard_size=args.shard_size,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
         )
-        index_settings = {
-            "model": bundle.name,
-            "pretrained": not settings.random_weights,
-            "layer": bundle.layer_name,
-            "baseline": settings.baseline,
-            "target": args.target,
-        }
         try:
             summary = dataset_job.explain_dataset(
-                explainer,
-                dataset,
+                bundle,
+                args.source,
                 args.out,
-                index_settings,
-                n_steps=settings.n_steps,
-                method=settings.method,
-                internal_batch_size=settings.internal_batch_size,
-                reshape_transform=bundle.reshape_transform,
-                batch_size=args.images_per_batch,
-                num_workers=args.workers,
-                shard_size=args.shard_size,
-                overwrite=args.overwrite,
-                device=device,
-                progress=not args.no_progress,
+                settings,
+                items=_items(keys, args.target, bundle.categories),
+                method=METHOD_BY_PATH[args.path],
+                options=options,
             )
         except dataset_job.OutputMismatchError as error:
             raise CLIError(f"{error} (--overwrite)") from error

@@ -1,10 +1,13 @@
 """Integrated Grad-CAM maps for a whole image folder, in resumable shards.
 
-:func:`explain_dataset` streams an :class:`ImageFileDataset` through a
-``torch.utils.data.DataLoader``, explains each batch with an
-:class:`~captum_igcam.IntegratedLayerGradCam`, and writes the maps in shards
-of ``shard_size`` images (the format, its writer and its reader are
-:mod:`captum_igcam.dataset_job.maps_io`).
+:func:`explain_dataset` streams the images of a folder through a
+``torch.utils.data.DataLoader`` and explains each batch with a method of
+the registry (:data:`captum_igcam.app.methods.METHODS`, built from a
+:class:`~captum_igcam.app.settings.MethodSettings` exactly as ``explain``
+and ``benchmark`` build it), writing the maps in shards of ``shard_size``
+images. The folder's format is :mod:`captum_igcam.dataset_job.index`, its
+writer :mod:`~captum_igcam.dataset_job.shard_writer`, its reader
+:mod:`~captum_igcam.dataset_job.maps_io`.
 
 Speed: images are read, decoded and preprocessed in ``DataLoader`` workers
 (with their file stamps), batches are copied to a GPU from pinned memory
@@ -13,69 +16,66 @@ the maps are handed to the shard writer's background thread, which waits
 for their copy to the CPU and writes the shards: the loop that feeds the
 accelerator does no per-image Python work and never waits for the disk.
 
-Resuming: after every shard, the rank's index is rewritten atomically, so an
-interrupted run loses at most the shard in progress, and a new run skips the
-images any index already lists, unless the image file changed since (its
-size or modification time differ from those recorded): then it is
-explained again. Settings that change the maps and the resolved source
-folder are stored in the index; a run with other settings or another
-source folder refuses to add to the folder unless asked to overwrite it.
-
-Concurrency: a run holds the folder's lock (:func:`maps_io.lock_output`,
-taken by rank 0 for all ranks of a distributed run) from before it reads
-the folder until after the merge, so a second run on the same folder stops
-at once with an error instead of writing beside it (the merge deletes the
-shards no index lists, which would include a concurrent run's newest).
+Integrity (see ``docs/explain-dataset.md``): every shard name is unique to
+its run and never written twice; an index lists a shard only once the
+shard is on the disk, with its size and SHA-256; a resumed run verifies
+every shard it skips and explains again what is damaged; the job deletes
+only files an index proves it wrote; the output folder is never scanned
+for images; and one run at a time holds the folder's lock
+(:func:`~captum_igcam.dataset_job.output_folder.lock_output`, a per-process
+lock that a dead run's ``DataLoader`` workers do not keep).
 
 Distribution: when ``torch.distributed`` is initialised (e.g. under
 ``torchrun``), rank ``r`` of ``K`` explains images ``r, r + K, r + 2K, ...``
 of those no index lists yet, writes its own shards and index, and rank 0
-merges the indexes (and deletes shards no index lists) once all ranks are
-done. The output folder must then be shared by all ranks (a network file
-system when there are several nodes; ``flock`` works across NFS clients
-on Linux since 2.6.12).
+merges the indexes once all ranks are done. The output folder must then be
+shared by all ranks (a network file system when there are several nodes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from captum_igcam import (
-    IntegratedLayerGradCam,
-    LayerSpaceIntegratedGradCam,
-    _validation,
-)
+from captum_igcam.app.baselines import InputAndBaseline
 from captum_igcam.app.images import ImageLoadError, load_image
-from captum_igcam.app.settings import check_positive_int
-from captum_igcam.dataset_job import distributed, maps_io
-from captum_igcam.dataset_job.maps_io import FileStamp, OutputMismatchError
-from captum_igcam.reshapes import ReshapeTransform
+from captum_igcam.app.methods import METHODS
+from captum_igcam.app.settings import MethodSettings, check_positive_int
+from captum_igcam.dataset_job import distributed, output_folder
+from captum_igcam.dataset_job.index import SHARD_FOLDER, FileStamp, file_stamp
+from captum_igcam.dataset_job.output_folder import (
+    PREDICTED,
+    OutputLockedError,
+    OutputMismatchError,
+)
+from captum_igcam.dataset_job.shard_writer import ShardWriter
+
+if TYPE_CHECKING:
+    from captum_igcam.app.methods import MapFunction
+    from captum_igcam.app.models import ModelBundle
 
 __all__ = [
     "PREDICTED",
     "ImageFileDataset",
     "ImageItem",
+    "JobOptions",
+    "OutputLockedError",
     "OutputMismatchError",
     "RunSummary",
     "explain_dataset",
     "find_images",
     "model_digest",
 ]
-
-#: ``ImageItem.target`` meaning "explain the model's top-1 class".
-PREDICTED = -1
 
 
 @dataclass(frozen=True)
@@ -91,16 +91,23 @@ class ImageItem:
     target: int = PREDICTED
 
 
-def find_images(source: str | os.PathLike[str]) -> list[str]:
+def find_images(
+    source: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None
+) -> list[str]:
     """List the images of a folder, as sorted keys relative to it.
 
     A VOC-format directory (with ``JPEGImages/`` and ``Annotations/``) gives
     the files of ``JPEGImages/``; any other folder gives every file with an
     image extension, recursively (so a torchvision ``ImageFolder`` layout,
-    ``SOURCE/<class>/<image>``, gives ``<class>/<image>`` keys).
+    ``SOURCE/<class>/<image>``, gives ``<class>/<image>`` keys). Links to
+    folders are not followed, and the folder ``exclude`` (the output folder,
+    found by identity, so also under another name) is never entered.
 
     Args:
         source (str or os.PathLike): The folder.
+        exclude (str or os.PathLike, optional): A folder whose files are not
+            listed, wherever it lies inside ``source``.
+            Default: None
 
     Returns:
         list[str]: Keys such as ``"cats/chelsea.png"`` or
@@ -111,7 +118,7 @@ def find_images(source: str | os.PathLike[str]) -> list[str]:
 
     Example::
 
-        >>> find_images("pets")
+        >>> find_images("pets", exclude="pets/maps")
         ['cats/chelsea.png', 'dogs/rex.jpg']
     """
     from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -121,17 +128,33 @@ def find_images(source: str | os.PathLike[str]) -> list[str]:
         raise ValueError(f"source: expected a directory, got {os.fspath(source)!r}")
     is_voc = (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir()
     searched = root / "JPEGImages" if is_voc else root
-    keys = sorted(
-        path.relative_to(root).as_posix()
-        for path in searched.rglob("*")
-        if path.suffix.lower() in IMG_EXTENSIONS and path.is_file()
-    )
+    skipped = _identity(exclude) if exclude is not None else None
+    keys = []
+    for folder, subfolders, files in os.walk(searched):
+        subfolders[:] = [
+            name for name in subfolders if _identity(Path(folder, name)) != skipped
+        ]
+        keys.extend(
+            Path(folder, name).relative_to(root).as_posix()
+            for name in files
+            if Path(name).suffix.lower() in IMG_EXTENSIONS
+            and Path(folder, name).is_file()
+        )
     if not keys:
         raise ValueError(
             f"source: no images ({', '.join(IMG_EXTENSIONS)}) in "
             f"{os.fspath(searched)!r}"
         )
-    return keys
+    return sorted(keys)
+
+
+def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """A folder's (device, inode), or None if it does not exist."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 class _Example(NamedTuple):
@@ -196,7 +219,7 @@ class ImageFileDataset(Dataset):
         """
         item = self.items[position]
         path = self.root / item.key
-        stamp = maps_io.file_stamp(path)
+        stamp = file_stamp(path)
         try:
             image = load_image(path)
         except ImageLoadError as error:
@@ -261,155 +284,170 @@ def model_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def explain_dataset(
-    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
-    dataset: ImageFileDataset,
-    out: str | os.PathLike[str],
-    settings: Mapping[str, Any],
-    *,
-    n_steps: int = 50,
-    method: str = "gausslegendre",
-    internal_batch_size: int | None = None,
-    reshape_transform: ReshapeTransform | None = None,
-    batch_size: int = 8,
-    num_workers: int = 0,
-    shard_size: int = 256,
-    overwrite: bool = False,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> RunSummary:
-    r"""Explain every image of a dataset and store the maps in shards.
-
-    For each batch, one forward pass gives the softmax probabilities (the
-    model must return logits), then ``explainer.attribute`` computes the
-    maps of each image's target class. Call it on every rank when
-    ``torch.distributed`` is initialised; see the module's description.
+@dataclass(frozen=True)
+class JobOptions:
+    """How :func:`explain_dataset` runs; none of these changes the maps.
 
     Args:
-        explainer (IntegratedLayerGradCam or LayerSpaceIntegratedGradCam):
-                    Wraps the model (on ``device``, in eval mode) and the
-                    layer to explain; its class is stored in the settings.
-        dataset (ImageFileDataset): The images; keys must be unique.
-        out (str or os.PathLike): Output folder (created if missing).
-        settings (Mapping[str, Any]): JSON-serialisable description of what
-                    else the maps depend on (model name, layer, baseline,
-                    target rule, ...). ``n_steps``, ``method`` and a digest of
-                    the weights of the model behind ``explainer`` are added
-                    to it. A folder made with
-                    other settings is refused unless ``overwrite``.
-        n_steps (int, optional): Path points per map.
-                    Default: 50
-        method (str, optional): Captum approximation method.
-                    Default: "gausslegendre"
-        internal_batch_size (int, optional): Most examples x path points per
-                    forward pass, to bound memory; the maps do not depend on
-                    it. None evaluates a whole batch's path at once.
-                    Default: None
-        reshape_transform (ReshapeTransform, optional): How the layer's
-                    tensor maps to ``(N, channels, h, w)`` (a ViT's or Swin's
-                    layer; see :mod:`captum_igcam.reshapes`); None for CNNs.
-                    Only ``IntegratedLayerGradCam`` takes one.
-                    Default: None
-        batch_size (int, optional): Images per ``DataLoader`` batch.
+        images_per_batch (int, optional): Images per ``DataLoader`` batch.
                     Default: 8
-        num_workers (int, optional): ``DataLoader`` worker processes that
-                    read and preprocess images.
+        workers (int, optional): ``DataLoader`` worker processes that read
+                    and preprocess images.
                     Default: 0
         shard_size (int, optional): Images per shard file.
                     Default: 256
-        overwrite (bool, optional): Delete the maps and indexes already in
-                    ``out`` (only files this function writes) and start
-                    afresh. Without it, images whose file changed since its
-                    map was written are explained again.
+        overwrite (bool, optional): Delete the job's files in the output
+                    folder (those an index proves it wrote) and start afresh.
                     Default: False
-        device (str or torch.device, optional): Where batches are sent;
-                    memory is pinned when it is a CUDA device.
-                    Default: "cpu"
         progress (bool, optional): Show a progress bar (rank 0 only) with
                     images/s and the estimated time left.
                     Default: True
+    """
+
+    images_per_batch: int = 8
+    workers: int = 0
+    shard_size: int = 256
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive_int("images_per_batch", self.images_per_batch)
+        check_positive_int("shard_size", self.shard_size)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+            raise ValueError(f"workers: expected an integer, got {self.workers!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers: expected 0 or more, got {self.workers}")
+
+
+def explain_dataset(
+    bundle: ModelBundle,
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    settings: MethodSettings | None = None,
+    *,
+    items: Sequence[ImageItem] | None = None,
+    method: str = "igcam",
+    options: JobOptions | None = None,
+) -> RunSummary:
+    r"""Explain every image of a folder and store the maps in shards.
+
+    For each batch, one forward pass gives the softmax probabilities (the
+    model must return logits), then the registry's ``method``, built with
+    ``settings`` for the bundle's model and layer, computes the maps of
+    each image's target class. Call it on every rank when
+    ``torch.distributed`` is initialised; see the module's description.
+
+    Args:
+        bundle (ModelBundle): The model (in eval mode, on the device the
+                    batches go to), its layer, preprocessing and
+                    ``reshape_transform``, e.g. from
+                    :meth:`MethodSettings.load_model`.
+        source (str or os.PathLike): The image folder.
+        out (str or os.PathLike): Output folder (created if missing); it
+                    may lie inside ``source`` (it is not scanned for
+                    images) but not be ``source`` itself.
+        settings (MethodSettings, optional): Steps, approximation method,
+                    baseline and internal batch size. The model's name,
+                    layer, these settings (not ``internal_batch_size`` and
+                    ``device``), ``method`` and a digest of the weights are
+                    stored; a folder made with others is refused unless
+                    ``options.overwrite``.
+                    Default: None (``MethodSettings()``)
+        items (Sequence[ImageItem], optional): The images (keys relative to
+                    ``source``) and their classes; None explains the top-1
+                    class of every image :func:`find_images` lists.
+                    Default: None
+        method (str, optional): Name in
+                    :data:`~captum_igcam.app.methods.METHODS`: ``"igcam"``
+                    (the paper's input-space path) or ``"igcam-layer"``
+                    (the layer-space path), or any other map method.
+                    Default: "igcam"
+        options (JobOptions, optional): Batching, workers, shard size,
+                    overwrite and progress.
+                    Default: None (``JobOptions()``)
 
     Returns:
         RunSummary: What this rank did.
 
     Raises:
-        OutputMismatchError: If ``out`` holds maps made with other settings
-                    or from another source folder, and ``overwrite`` is False.
+        OutputMismatchError: If ``out`` holds maps made with other settings,
+                    from another source folder or for other classes, and
+                    ``options.overwrite`` is False.
         OutputLockedError: If another run is writing to ``out``.
+        IndexFormatError: If an index in ``out`` is damaged, edited by hand
+                    or of an older format (the message names the file).
 
     Example::
 
-        >>> bundle = load_model()
-        >>> explainer = IntegratedLayerGradCam(bundle.model, bundle.layer())
-        >>> def zero_baseline(image):
-        ...     inputs = bundle.preprocess(image)
-        ...     return inputs, torch.zeros_like(inputs)
-        >>> items = [ImageItem(key) for key in find_images("pets")]
-        >>> dataset = ImageFileDataset("pets", items, zero_baseline)
-        >>> settings = {"model": bundle.name, "baseline": "zero"}
-        >>> explain_dataset(explainer, dataset, "maps", settings, n_steps=16).explained
+        >>> settings = MethodSettings(n_steps=16)
+        >>> summary = explain_dataset(settings.load_model(), "pets", "maps", settings)
+        >>> summary.explained
         2
         >>> open_maps("maps")["cats/chelsea.png"].shape
         torch.Size([1, 7, 7])
     """
-    check_positive_int("n_steps", n_steps)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("shard_size", shard_size)
-    if num_workers < 0:
-        raise ValueError(f"num_workers: expected 0 or more, got {num_workers}")
-    rank, world_size = distributed.rank_and_world_size()
-    reshape_options = (
-        {} if reshape_transform is None else {"reshape_transform": reshape_transform}
-    )
-    folder = Path(out)
-    model = _validation.owning_model(explainer.forward_func)
-    full_settings = json.loads(
-        json.dumps(
-            {
-                **settings,
-                "n_steps": n_steps,
-                "method": method,
-                "explainer": type(explainer).__name__,
-                "model_sha256": None if model is None else model_digest(model),
-            }
+    settings = (settings or MethodSettings()).for_model(bundle)
+    options = options or JobOptions()
+    if method not in METHODS:
+        raise ValueError(
+            f"method: expected one of {', '.join(METHODS)}, got {method!r}"
         )
-    )
+    source, folder = Path(source), Path(out)
+    if _identity(folder) is not None and _identity(folder) == _identity(source):
+        raise ValueError(
+            f"out: {os.fspath(out)!r} is the source folder; choose another folder "
+            "(a new subfolder of it works: it is not scanned for images)"
+        )
+    if items is None:
+        items = [ImageItem(key) for key in find_images(source, exclude=folder)]
+    targets = _checked_targets(items, source, folder)
+    rank, world_size = distributed.rank_and_world_size()
+    stored = {
+        "model": bundle.name,
+        "layer": bundle.layer_name,
+        "attribution": method,
+        "n_steps": settings.n_steps,
+        "method": settings.method,
+        "baseline": settings.baseline,
+        "model_sha256": model_digest(bundle.model),
+    }
     with contextlib.ExitStack() as lock:
-        problem = None
+        opened: tuple[Exception | None, str, list[str]] = (None, "", [])
         if rank == 0:  # one lock for the whole run: its ranks never block each other
             try:
-                _open_output(lock, folder, full_settings, dataset.root, overwrite)
+                opened = _open_output(
+                    lock, folder, stored, source, targets, options.overwrite
+                )
             except Exception as error:  # noqa: BLE001 - raised on every rank below
-                problem = error
-        problem = distributed.from_rank_zero(problem)
+                opened = (error, "", [])
+        problem, run_id, notes = distributed.from_rank_zero(opened)
         if problem is not None:
             raise problem
-        done = set()
-        for index_path in maps_io.rank_index_paths(folder):
-            done.update(maps_io.read_index(index_path)["images"])
+        for note in notes if rank == 0 else ():
+            print(f"captum-igcam: note: {note}", file=sys.stderr)
+        done = output_folder.done_keys(folder)
         distributed.barrier()  # every rank has read the indexes before any writes
-        remaining = [p for p, item in enumerate(dataset.items) if item.key not in done]
+        remaining = [p for p, item in enumerate(items) if item.key not in done]
         pending = remaining[rank::world_size]
+        dataset = ImageFileDataset(
+            source, items, InputAndBaseline.for_model(bundle, settings.baseline)
+        )
         failed, seconds = _explain_into_shards(
-            explainer,
+            bundle.model,
+            METHODS[method].build(bundle.model, bundle.layer(), settings),
             Subset(dataset, pending),
-            maps_io.ShardWriter(folder, rank, full_settings, dataset.root, shard_size),
-            torch.device(device),
-            batch_size=batch_size,
-            num_workers=num_workers,
+            ShardWriter(folder, rank, run_id, stored, source, options.shard_size),
+            bundle.device,
+            options=options,
             progress=f"rank 0 of {world_size}" if world_size > 1 else "explaining",
-            show_progress=progress and rank == 0,
-            n_steps=n_steps,
-            method=method,
-            internal_batch_size=internal_batch_size,
-            **reshape_options,
+            show_progress=options.progress and rank == 0,
         )
         distributed.barrier()  # every rank's index is complete
         if rank == 0:
-            maps_io.merge_indexes(folder, full_settings, dataset.root)
+            output_folder.merge_indexes(folder, stored, source)
     return RunSummary(
         explained=len(pending) - len(failed),
-        skipped=len(dataset) - len(remaining),
+        skipped=len(items) - len(remaining),
         failed=failed,
         seconds=seconds,
         rank=rank,
@@ -417,43 +455,60 @@ def explain_dataset(
     )
 
 
+def _checked_targets(
+    items: Sequence[ImageItem], source: Path, folder: Path
+) -> dict[str, int]:
+    """Key -> target of each item; refuses repeated keys and keys inside ``out``."""
+    targets: dict[str, int] = {}
+    inside = None
+    with contextlib.suppress(ValueError):
+        inside = folder.resolve().relative_to(source.resolve()).as_posix()
+    for item in items:
+        if item.key in targets:
+            raise ValueError(f"items: the key {item.key!r} appears twice")
+        if inside is not None and (item.key + "/").startswith(inside + "/"):
+            raise ValueError(
+                f"items: {item.key!r} lies in the output folder "
+                f"{str(folder)!r}; the job does not explain its own folder"
+            )
+        targets[item.key] = item.target
+    return targets
+
+
 def _open_output(
     lock: contextlib.ExitStack,
     folder: Path,
-    settings: Mapping[str, Any],
+    stored: dict[str, Any],
     source: Path,
+    targets: dict[str, int],
     overwrite: bool,
-) -> None:
-    """Lock the folder (until ``lock`` closes) and make it ready to resume."""
+) -> tuple[None, str, list[str]]:
+    """Lock the folder (until ``lock`` closes), make it ready; a new run id."""
     folder.mkdir(parents=True, exist_ok=True)
-    lock.enter_context(maps_io.lock_output(folder))
-    if overwrite:
-        maps_io.remove_outputs(folder)
-    else:
-        maps_io.check_compatible(folder, settings, source)
-        maps_io.forget_changed_images(folder, source)
-    (folder / maps_io.SHARD_FOLDER).mkdir(exist_ok=True)
+    lock.enter_context(output_folder.lock_output(folder))
+    notes = output_folder.prepare_output(folder, stored, source, targets, overwrite)
+    (folder / SHARD_FOLDER).mkdir(exist_ok=True)
+    return None, output_folder.new_run_id(), notes
 
 
 def _explain_into_shards(
-    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
+    model: torch.nn.Module,
+    maps: MapFunction,
     dataset: Dataset,
-    writer: maps_io.ShardWriter,
+    writer: ShardWriter,
     device: torch.device,
     *,
-    batch_size: int,
-    num_workers: int,
+    options: JobOptions,
     progress: str,
     show_progress: bool,
-    **attribute_kwargs: Any,
 ) -> tuple[list[tuple[str, str]], float]:
     """The loop: returns the unreadable images and its wall time."""
     from tqdm import tqdm
 
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        num_workers=num_workers,
+        batch_size=options.images_per_batch,
+        num_workers=options.workers,
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
     )
@@ -473,17 +528,17 @@ def _explain_into_shards(
                 writer.add(
                     batch.keys,
                     batch.stamps,
-                    *_explain_batch(explainer, batch, device, **attribute_kwargs),
+                    *_explain_batch(model, maps, batch, device),
                 )
             bar.update(len(batch.keys) + len(batch.failed))
     return failed, time.perf_counter() - started
 
 
 def _explain_batch(
-    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
+    model: torch.nn.Module,
+    maps: MapFunction,
     batch: _Batch,
     device: torch.device,
-    **attribute_kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
     """Maps, (predicted, target) and their probabilities, copied to the CPU
     without waiting; the event (on CUDA) marks the end of the copies."""
@@ -491,13 +546,11 @@ def _explain_batch(
     baselines = batch.baselines.to(device, non_blocking=True)
     requested = batch.targets.to(device, non_blocking=True)
     with torch.no_grad():
-        probabilities = explainer.forward_func(inputs).float().softmax(dim=1)
+        probabilities = model(inputs).float().softmax(dim=1)
     top_probability, predicted = probabilities.max(dim=1)
     targets = torch.where(requested == PREDICTED, predicted, requested)
-    maps = explainer.attribute(
-        inputs, target=targets, baselines=baselines, **attribute_kwargs
-    )
-    if not isinstance(maps, torch.Tensor):
+    layer_maps = maps(inputs, targets, baselines)
+    if not isinstance(layer_maps, torch.Tensor):
         raise ValueError(
             "layer: expected a layer with one output tensor, got a layer "
             "returning a tuple; explain one of its tensors' modules instead"
@@ -506,7 +559,7 @@ def _explain_batch(
     copies = [
         tensor.detach().to("cpu", non_blocking=True)
         for tensor in (
-            maps.float(),
+            layer_maps.float(),
             torch.stack([predicted, targets], dim=1),
             torch.stack([top_probability, target_probability], dim=1),
         )

@@ -1,0 +1,193 @@
+"""One rank's shard writer: maps to shards and index, in a background thread.
+
+The commit protocol of a shard (each step durable before the next):
+
+1. the shard's bytes are made in memory, with their size and SHA-256;
+2. the rank index is replaced atomically with the shard under ``pending``
+   (name and content), so a file left by a kill after step 3 is provably
+   the job's;
+3. the shard file is created under its run-unique name, never replacing
+   anything (temporary file, ``fsync``, hard link to the new name,
+   ``fsync`` of the folder);
+4. the rank index is replaced atomically with the shard moved to
+   ``shards`` and its images' records added.
+
+An index therefore only lists a shard that is complete on the disk, and a
+shard name, unique to its run, is never written twice.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from captum_igcam.app import _atomic
+from captum_igcam.dataset_job.index import (
+    FileStamp,
+    content_entry,
+    new_index,
+    rank_index_name,
+    read_index,
+    shard_name,
+)
+
+
+class _Pending(NamedTuple):
+    keys: Sequence[str]
+    stamps: Sequence[FileStamp]
+    maps: torch.Tensor  # (n, 1, h, w) float32 on the CPU, maybe still being copied
+    classes: torch.Tensor  # (n, 2) int64: predicted, target
+    probabilities: torch.Tensor  # (n, 2) float32: of predicted, of target
+    ready: torch.cuda.Event | None  # recorded after the copies to the CPU
+
+
+class ShardWriter:
+    """Writes one rank's maps shard by shard, in a background thread.
+
+    :meth:`add` only queues a batch (tensors whose copy from the GPU may
+    still be running, with the CUDA event that marks its end), so the
+    explaining loop goes on while the thread waits for the copy, converts
+    the batch and commits full shards (see the module's description). At
+    most ``max_pending`` batches wait; :meth:`close` writes the rest (a
+    last, smaller shard) and re-raises an error of the thread.
+
+    Args:
+        folder (Path): The output folder; ``shards/`` must exist in it.
+        rank (int): The process's rank (names its shards and index).
+        run_id (str): The run's id (names its shards).
+        settings (Mapping[str, Any]): Stored in a new index.
+        source (Path): The image folder, stored in a new index.
+        shard_size (int): Images per shard.
+        max_pending (int, optional): Batches that may wait to be written.
+                    Default: 4
+
+    Example::
+
+        >>> with ShardWriter(Path("maps"), 0, run_id, settings, source, 256) as writer:
+        ...     writer.add(keys, stamps, maps, classes, probabilities)
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        rank: int,
+        run_id: str,
+        settings: Mapping[str, Any],
+        source: Path,
+        shard_size: int,
+        max_pending: int = 4,
+    ) -> None:
+        self.folder = folder
+        self.rank = rank
+        self.run_id = run_id
+        self.shard_size = shard_size
+        self.index_path = folder / rank_index_name(rank)
+        self.index = (
+            read_index(self.index_path)
+            if self.index_path.exists()
+            else new_index(settings, source)
+        )
+        self.next_shard = 0
+        self._keys: list[str] = []
+        self._maps: list[np.ndarray] = []
+        self._records: list[dict[str, Any]] = []
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"igcam-shard-writer-{rank}", daemon=True
+        )
+        self._thread.start()
+
+    def add(
+        self,
+        keys: Sequence[str],
+        stamps: Sequence[FileStamp],
+        maps: torch.Tensor,
+        classes: torch.Tensor,
+        probabilities: torch.Tensor,
+        ready: torch.cuda.Event | None = None,
+    ) -> None:
+        """Queue a batch: ``maps`` (n, 1, h, w), ``classes`` (n, 2) predicted
+        and target, ``probabilities`` (n, 2) of those classes, all on the CPU
+        once ``ready`` (if given) has completed."""
+        self._raise_error()
+        self._queue.put(_Pending(keys, stamps, maps, classes, probabilities, ready))
+
+    def close(self) -> None:
+        """Write what is queued and buffered, stop the thread, raise its error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise_error()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (pending := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._buffer(pending)
+                except BaseException as error:  # noqa: BLE001 - re-raised by close()
+                    self._error = error
+        if self._error is None and self._keys:
+            try:
+                self._write(len(self._keys))
+            except BaseException as error:  # noqa: BLE001 - re-raised by close()
+                self._error = error
+
+    def _buffer(self, pending: _Pending) -> None:
+        if pending.ready is not None:
+            pending.ready.synchronize()
+        classes = pending.classes.tolist()
+        probabilities = pending.probabilities.tolist()
+        self._keys.extend(pending.keys)
+        self._maps.extend(pending.maps.numpy())
+        for (predicted, target), (p_top, p_target), stamp in zip(
+            classes, probabilities, pending.stamps
+        ):
+            self._records.append(
+                {
+                    "predicted": predicted,
+                    "probability": p_top,
+                    "target": target,
+                    "target_probability": p_target,
+                    "file_size": stamp.size,
+                    "file_mtime_ns": stamp.mtime_ns,
+                }
+            )
+        while len(self._keys) >= self.shard_size:
+            self._write(self.shard_size)
+
+    def _write(self, count: int) -> None:
+        name = shard_name(self.run_id, self.rank, self.next_shard)
+        keys, self._keys = self._keys[:count], self._keys[count:]
+        maps, self._maps = self._maps[:count], self._maps[count:]
+        records, self._records = self._records[:count], self._records[count:]
+        buffer = io.BytesIO()
+        np.savez(buffer, maps=np.stack(maps), keys=np.array(keys))
+        data = buffer.getvalue()
+        entry = content_entry(data)
+        self.index["pending"][name] = entry
+        _atomic.atomic_write_json(self.index_path, self.index)
+        _atomic.atomic_write_bytes(self.folder / name, data, replace=False)
+        del self.index["pending"][name]
+        self.index["shards"][name] = {**entry, "rows": count}
+        for row, (key, record) in enumerate(zip(keys, records)):
+            self.index["images"][key] = {"shard": name, "row": row, **record}
+        _atomic.atomic_write_json(self.index_path, self.index)
+        self.next_shard += 1
