@@ -9,8 +9,9 @@ batch and ``internal_batch_size``, two ways of explaining the same JPEG
 files are timed, interleaved and repeated:
 
 - ``in_memory``: the images already decoded, preprocessed and on the device;
-  per batch one no-grad forward pass for the top-1 class and
-  ``attribute`` for it (what the data-set job computes, without any of its
+  per batch one no-grad forward pass for the top-1 class and the registry's
+  maps for it (``igcam`` or ``igcam-layer``, built from the same
+  ``MethodSettings``: what the data-set job computes, without any of its
   input or output);
 - ``explain_dataset``: :func:`captum_igcam.dataset_job.explainer.explain_dataset`
   on the folder, from the files to the written shards (its loop's wall time,
@@ -38,16 +39,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
 from captum_igcam.app import models
+from captum_igcam.app.baselines import InputAndBaseline
 from captum_igcam.app.images import bundled_images, load_image
-from captum_igcam.app.methods import EXPLAINER_BY_PATH
-from captum_igcam.dataset_job.explainer import (
-    ImageFileDataset,
-    ImageItem,
-    explain_dataset,
-    find_images,
-)
+from captum_igcam.app.methods import METHODS, MapFunction
+from captum_igcam.app.settings import MethodSettings
+from captum_igcam.cli.explain_dataset import METHOD_BY_PATH
+from captum_igcam.dataset_job.explainer import JobOptions, explain_dataset, find_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,17 +75,6 @@ GPU_SETTINGS = Settings(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class ZeroBaseline:
-    """Image -> (input, zero baseline) on the CPU; picklable for workers."""
-
-    bundle: models.ModelBundle
-
-    def __call__(self, image: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = self.bundle.preprocess(image)
-        return inputs, torch.zeros_like(inputs)
-
-
 def write_jpegs(folder: Path, count: int, seed: int = 0) -> None:
     """``count`` 400x300 JPEG crops of scikit-image's photos in ``folder``."""
     rng = np.random.default_rng(seed)
@@ -105,50 +92,52 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def method_settings(settings: Settings) -> MethodSettings:
+    """The attribution settings both ways use (an all-zero baseline input)."""
+    return MethodSettings(
+        device=settings.device,
+        n_steps=settings.steps,
+        baseline="mean",
+        internal_batch_size=settings.internal_batch_size,
+    )
+
+
 def in_memory_rate(
-    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
+    model: torch.nn.Module,
+    maps: MapFunction,
     inputs: torch.Tensor,
     baselines: torch.Tensor,
     settings: Settings,
 ) -> float:
-    """Images/s of prediction + ``attribute`` on batches already on the device."""
+    """Images/s of prediction + the registry's maps on batches on the device."""
     _synchronize(inputs.device)
     started = time.perf_counter()
     for start in range(0, len(inputs), settings.images_per_batch):
         batch = inputs[start : start + settings.images_per_batch]
         with torch.no_grad():
-            predicted = explainer.forward_func(batch).argmax(dim=1)
-        explainer.attribute(
-            batch,
-            target=predicted,
-            baselines=baselines[start : start + settings.images_per_batch],
-            n_steps=settings.steps,
-            internal_batch_size=settings.internal_batch_size,
-        )
+            predicted = model(batch).argmax(dim=1)
+        maps(batch, predicted, baselines[start : start + settings.images_per_batch])
     _synchronize(inputs.device)
     return len(inputs) / (time.perf_counter() - started)
 
 
 def dataset_rate(
-    explainer: IntegratedLayerGradCam | LayerSpaceIntegratedGradCam,
-    dataset: ImageFileDataset,
-    out: Path,
-    settings: Settings,
+    bundle: models.ModelBundle, source: Path, out: Path, path: str, settings: Settings
 ) -> float:
     """Images/s of ``explain_dataset``'s loop into a fresh folder ``out``."""
     summary = explain_dataset(
-        explainer,
-        dataset,
+        bundle,
+        source,
         out,
-        {"benchmark": True},
-        n_steps=settings.steps,
-        internal_batch_size=settings.internal_batch_size,
-        batch_size=settings.images_per_batch,
-        num_workers=settings.workers,
-        device=settings.device,
-        progress=False,
+        method_settings(settings),
+        method=METHOD_BY_PATH[path],
+        options=JobOptions(
+            images_per_batch=settings.images_per_batch,
+            workers=settings.workers,
+            progress=False,
+        ),
     )
-    assert summary.explained == len(dataset), summary
+    assert summary.explained == settings.images, summary
     return summary.images_per_second
 
 
@@ -158,35 +147,37 @@ def measure(settings: Settings) -> dict[str, dict[str, Any]]:
     bundle = models.load_model(
         settings.model, str(device), pretrained=settings.model is None
     )
-    explainers = {
-        path: EXPLAINER_BY_PATH[path](bundle.model, bundle.layer())
+    attribution = method_settings(settings).for_model(bundle)
+    maps = {
+        path: METHODS[METHOD_BY_PATH[path]].build(
+            bundle.model, bundle.layer(), attribution
+        )
         for path in settings.paths
     }
-    transform = ZeroBaseline(dataclasses.replace(bundle, model=torch.nn.Identity()))
+    transform = InputAndBaseline.for_model(bundle, attribution.baseline)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "images"
         source.mkdir()
         write_jpegs(source, settings.images)
-        items = [ImageItem(key) for key in find_images(source)]
-        dataset = ImageFileDataset(source, items, transform)
-        pairs = [transform(load_image(source / item.key)) for item in items]
+        pairs = [transform(load_image(source / key)) for key in find_images(source)]
         inputs = torch.stack([p[0] for p in pairs]).to(device)
         baselines = torch.stack([p[1] for p in pairs]).to(device)
         rates: dict[str, dict[str, list[float]]] = {
             path: {"in_memory": [], "explain_dataset": []} for path in settings.paths
         }
+        model = bundle.model
         for path in settings.paths:  # warm-up: kernels, autotuning, thread pools
-            in_memory_rate(explainers[path], inputs[:2], baselines[:2], settings)
+            in_memory_rate(model, maps[path], inputs[:2], baselines[:2], settings)
         for repeat in range(settings.repeats):
             for path in settings.paths:
                 print(f"{path} path, repeat {repeat + 1} ...", file=sys.stderr)
                 rates[path]["in_memory"].append(
-                    in_memory_rate(explainers[path], inputs, baselines, settings)
+                    in_memory_rate(model, maps[path], inputs, baselines, settings)
                 )
                 out = Path(scratch) / f"maps-{path}-{repeat}"
                 rates[path]["explain_dataset"].append(
-                    dataset_rate(explainers[path], dataset, out, settings)
+                    dataset_rate(bundle, source, out, path, settings)
                 )
         for path, measured in rates.items():
             in_memory = statistics.median(measured["in_memory"])

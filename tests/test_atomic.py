@@ -95,3 +95,41 @@ def test_atomic_open_rejects_other_modes(tmp_path):
     with pytest.raises(ValueError, match="mode: expected 'wb' or 'w'"):
         with _atomic.atomic_open(tmp_path / "x", "a"):
             pass
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "dangling link", "link to a file"])
+def test_exclusive_create_never_replaces_anything(tmp_path, kind):
+    path = tmp_path / "cat.png"
+    target = tmp_path / "photo.jpg"
+    target.write_bytes(b"the user's photo")
+    if kind == "file":
+        path.write_bytes(b"the user's cat")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "dangling link":
+        path.symlink_to(tmp_path / "nowhere")
+    else:
+        path.symlink_to(target)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(FileExistsError, match=f"cannot write {str(path)!r}"):
+        _atomic.atomic_write_bytes(path, b"a figure", replace=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary
+    assert target.read_bytes() == b"the user's photo"
+    assert not (tmp_path / "nowhere").exists()
+    if kind == "file":
+        assert path.read_bytes() == b"the user's cat"
+
+
+def test_exclusive_create_without_hard_links_copies_into_a_new_file(
+    tmp_path, monkeypatch
+):
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_links)
+    _atomic.atomic_write_json(tmp_path / "summary.json", {"a": 1}, replace=False)
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    with pytest.raises(FileExistsError):
+        _atomic.atomic_write_json(tmp_path / "summary.json", {"a": 2}, replace=False)
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"a": 1}

@@ -114,34 +114,66 @@ def test_two_images_and_a_bad_path(run_cli, photos, tmp_path):
 
 
 @pytest.mark.slow
-def test_rerun_into_same_folder_overwrites_cleanly(run_cli, photos, tmp_path):
+def test_rerun_into_same_folder_replaces_nothing(run_cli, photos, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "chelsea.png").write_bytes(b"stale")
     (out / "summary.json").write_text("{not json")
-    status, _, _ = run_cli(
-        "explain",
-        str(photos["chelsea"]),
-        "--methods",
-        "gradcam",
-        "--target",
-        "Tabby",
-        "--out",
-        str(out),
-    )
+    arguments = ("explain", str(photos["chelsea"]), "--methods", "gradcam")
+    status, _, stderr = run_cli(*arguments, "--target", "Tabby", "--out", str(out))
     assert status == 0
-    record = _summary(out)["images"][0]
+    assert "the files of" in stderr and "are named chelsea-2* instead" in stderr
+    summary = json.loads((out / "summary-2.json").read_text(encoding="utf-8"))
+    record = summary["images"][0]
     assert (record["target_index"], record["target_label"]) == (281, "tabby")
     assert record["predicted_label"] == "Egyptian cat"
     assert 0 < record["target_probability"] < record["probability"]
-    with Image.open(out / "chelsea.png") as figure:
+    assert summary["summary"] == "summary-2.json"
+    with Image.open(out / "chelsea-2.png") as figure:
         assert figure.format == "PNG"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "chelsea.png",
-        "chelsea_gradcam_layer.npy",
-        "chelsea_gradcam_upsampled.npy",
-        "summary.json",
+    assert (out / "chelsea.png").read_bytes() == b"stale"
+    assert (out / "summary.json").read_text() == "{not json"
+    # A second run takes the next free names, again replacing nothing.
+    assert run_cli(*arguments, "--out", str(out))[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["chelsea.png", "summary.json", "summary-2.json", "summary-3.json"]
+        + [
+            f"chelsea-{n}{suffix}"
+            for n in (2, 3)
+            for suffix in (".png", "_gradcam_layer.npy", "_gradcam_upsampled.npy")
+        ]
+    )
+
+
+def test_out_in_the_photos_folder_never_overwrites_the_photo(run_cli, photos, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = folder / "chelsea.png"
+    photo.write_bytes(photos["chelsea"].read_bytes())
+    (folder / "summary.json").symlink_to(tmp_path / "nowhere")  # dangling link
+    (folder / "chelsea-2_gradcam_layer.npy").mkdir()  # a folder in the way
+    status, stdout, stderr = run_cli(
+        "explain",
+        str(photo),
+        "--methods",
+        "gradcam",
+        "--no-upsampled-maps",
+        "--out",
+        str(folder),
+    )
+    assert status == 0
+    assert photo.read_bytes() == photos["chelsea"].read_bytes()
+    assert (folder / "summary.json").is_symlink()
+    assert not (tmp_path / "nowhere").exists()
+    assert "chelsea-3*" in stderr
+    summary = json.loads((folder / "summary-2.json").read_text(encoding="utf-8"))
+    assert summary["images"][0]["files"] == [
+        "chelsea-3.png",
+        "chelsea-3_gradcam_layer.npy",
     ]
+    assert "summary: summary-2.json" in stdout
+    with Image.open(folder / "chelsea-3.png") as figure:
+        assert figure.format == "PNG"
 
 
 def test_corrupt_image_is_named_and_fails_the_run(run_cli, photos, tmp_path):
@@ -165,6 +197,11 @@ def test_corrupt_image_is_named_and_fails_the_run(run_cli, photos, tmp_path):
         (["--layer", "_blocks.16"], "closest names: .*_blocks.15"),
         (["--target", "1000"], r"--target: expected a class index in 0\.\.999"),
         (["--target", "egyptian kat"], "closest labels: Egyptian cat"),
+        (
+            ["--target", "cardigan"],
+            r"'cardigan' is the label of several classes: 264 \(Cardigan\), "
+            r"474 \(cardigan\); give the class index",
+        ),
         (["--model", "resnet18"], "not in the torch hub cache.*--random-weights"),
     ],
 )

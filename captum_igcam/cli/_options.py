@@ -162,9 +162,8 @@ def parse_target(text: str, categories: list[str]) -> int | None:
     """``None`` for top1, else the class index ``text`` names.
 
     A label is matched without regard to case, and must name one class: a
-    label that several classes share (ImageNet's ``cardigan``, 264 the dog
-    and 474 the sweater; ``crane``; ``maillot``) is refused with the
-    candidates' indexes.
+    label that several classes share (ImageNet's ``cardigan``: 264 the dog,
+    474 the sweater) is refused with the candidates' indexes.
     """
     if text == "top1":
         return None
