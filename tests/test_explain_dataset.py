@@ -701,12 +701,32 @@ def test_an_older_format_folder_is_refused_with_what_to_do(
     assert "new folder" in error
 
 
-def test_repeated_keys_are_refused(image_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (["0/img0.png", "0/img0.png"], "the key '0/img0.png' appears twice"),
+        (["0/../../secret.png"], "without '..', got '0/../../secret.png'"),
+        (["/etc/img.png"], "relative to the source folder"),
+    ],
+)
+def test_keys_that_are_repeated_or_leave_the_source_are_refused(
+    image_folder: Path, tmp_path: Path, keys: list[str], message: str
+) -> None:
     bundle = models.load_model(MODEL)
-    items = [ImageItem("0/img0.png"), ImageItem("0/img0.png", 1)]
-    with pytest.raises(ValueError, match="items: the key '0/img0.png' appears twice"):
+    items = [ImageItem(key) for key in keys]
+    with pytest.raises(ValueError, match=f"items: .*{re.escape(message)}"):
         explain_dataset(bundle, image_folder, tmp_path / "maps", items=items)
     assert not (tmp_path / "maps").exists()
+
+
+def test_out_that_is_a_file_is_refused(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "photo.png"
+    out.write_bytes(b"a user's file")
+    assert main(_arguments(image_folder, out)) == 1
+    assert f"--out: cannot write to output folder '{out}'" in capsys.readouterr().err
+    assert out.read_bytes() == b"a user's file"
 
 
 # Never a map for another image.

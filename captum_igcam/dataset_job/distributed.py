@@ -41,7 +41,8 @@ def process_group(device: str | torch.device) -> Iterator[torch.device]:
     Example::
 
         >>> with process_group("cuda") as device:
-        ...     summary = explain_dataset(..., device=device)
+        ...     bundle = MethodSettings(device="cuda").load_model()  # this rank's GPU
+        ...     summary = explain_dataset(bundle, "photos", "maps")
     """
     device = torch.device(device)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

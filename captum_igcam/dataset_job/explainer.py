@@ -458,12 +458,18 @@ def explain_dataset(
 def _checked_targets(
     items: Sequence[ImageItem], source: Path, folder: Path
 ) -> dict[str, int]:
-    """Key -> target of each item; refuses repeated keys and keys inside ``out``."""
+    """Key -> target of each item; refuses keys that are not plain relative
+    paths, repeated keys and keys inside ``out``."""
     targets: dict[str, int] = {}
     inside = None
     with contextlib.suppress(ValueError):
         inside = folder.resolve().relative_to(source.resolve()).as_posix()
     for item in items:
+        if not item.key or item.key.startswith("/") or ".." in item.key.split("/"):
+            raise ValueError(
+                f"items: expected keys relative to the source folder, without "
+                f"'..', got {item.key!r}"
+            )
         if item.key in targets:
             raise ValueError(f"items: the key {item.key!r} appears twice")
         if inside is not None and (item.key + "/").startswith(inside + "/"):
