@@ -15,10 +15,10 @@ from PIL import Image
 from captum_igcam.app import _atomic
 
 
-def test_writes_replace_existing_files(tmp_path):
+def test_writes_replace_existing_files_when_asked(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text("old")
-    _atomic.atomic_write_json(path, {"label": "Égyptian cat"})
+    _atomic.atomic_write_json(path, {"label": "Égyptian cat"}, replace=True)
     assert json.loads(path.read_text(encoding="utf-8")) == {"label": "Égyptian cat"}
     _atomic.atomic_save_npy(tmp_path / "map.npy", np.arange(6.0).reshape(2, 3))
     np.testing.assert_array_equal(
@@ -37,7 +37,7 @@ def test_interrupted_write_keeps_previous_file(tmp_path):
     path = tmp_path / "figure.png"
     path.write_bytes(b"previous")
     with pytest.raises(KeyboardInterrupt):
-        with _atomic.atomic_open(path) as handle:
+        with _atomic.atomic_open(path, replace=True) as handle:
             handle.write(b"half a png")
             raise KeyboardInterrupt
     assert path.read_bytes() == b"previous"
@@ -77,7 +77,7 @@ def test_disk_full_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(OSError, match="No space left on device") as raised:
-        _atomic.atomic_save_npy(path, np.zeros(3))
+        _atomic.atomic_save_npy(path, np.zeros(3), replace=True)
     assert raised.value.errno == errno.ENOSPC
     assert repr(str(path)) in str(raised.value)
     assert path.read_bytes() == b"previous"
@@ -112,7 +112,7 @@ def test_exclusive_create_never_replaces_anything(tmp_path, kind):
         path.symlink_to(target)
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(FileExistsError, match=f"cannot write {str(path)!r}"):
-        _atomic.atomic_write_bytes(path, b"a figure", replace=False)
+        _atomic.atomic_write_bytes(path, b"a figure")
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary
     assert target.read_bytes() == b"the user's photo"
     assert not (tmp_path / "nowhere").exists()
@@ -127,9 +127,9 @@ def test_exclusive_create_without_hard_links_copies_into_a_new_file(
         raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
     monkeypatch.setattr(os, "link", no_links)
-    _atomic.atomic_write_json(tmp_path / "summary.json", {"a": 1}, replace=False)
+    _atomic.atomic_write_json(tmp_path / "summary.json", {"a": 1})
     assert json.loads((tmp_path / "summary.json").read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
     with pytest.raises(FileExistsError):
-        _atomic.atomic_write_json(tmp_path / "summary.json", {"a": 2}, replace=False)
+        _atomic.atomic_write_json(tmp_path / "summary.json", {"a": 2})
     assert json.loads((tmp_path / "summary.json").read_text()) == {"a": 1}

@@ -3,14 +3,15 @@
 Each helper writes to a temporary file in the destination's folder, flushes
 it to the disk (``fsync``) and then puts it in place:
 
+- by default (``replace=False``, an **exclusive create**) it links it to
+  the destination name with :func:`os.link`, which fails if the name exists
+  in any form (a file, a folder, a symbolic link, even a dangling one): a
+  file the caller did not write is never replaced. On a file system without
+  hard links the destination is created with ``O_CREAT | O_EXCL`` and the
+  data copied in;
 - ``replace=True`` moves it over the destination with :func:`os.replace`
-  (atomic on POSIX and Windows), for files the caller has proven are its
-  own (an index it wrote before);
-- ``replace=False`` (**exclusive create**) links it to the destination
-  name with :func:`os.link`, which fails if the name exists in any form (a
-  file, a folder, a symbolic link, even a dangling one): a file the caller
-  did not write is never replaced. On a file system without hard links the
-  destination is created with ``O_CREAT | O_EXCL`` and the data copied in.
+  (atomic on POSIX and Windows), only for a file the caller has proven is
+  its own (an index it wrote and has read back).
 
 The folder is flushed too after the name appears, so a file that a later
 write (an index) refers to is on the disk before that write. An interrupted
@@ -78,7 +79,7 @@ def _create_exclusive(temporary: Path, destination: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_open(
-    path: str | os.PathLike[str], mode: str = "wb", *, replace: bool = True
+    path: str | os.PathLike[str], mode: str = "wb", *, replace: bool = False
 ) -> Iterator[IO[Any]]:
     """Open a temporary file that becomes ``path`` when the block succeeds.
 
@@ -86,10 +87,11 @@ def atomic_open(
         path (str or os.PathLike): Final destination; its folder must exist.
         mode (str, optional): ``"wb"`` or ``"w"`` (text, UTF-8).
             Default: "wb"
-        replace (bool, optional): Replace an existing ``path``; with False,
-            raise :class:`FileExistsError` (naming ``path``) if anything
-            already has that name, and leave it as it is.
-            Default: True
+        replace (bool, optional): Replace an existing ``path`` (only for a
+            file the caller has proven is its own); with False, raise
+            :class:`FileExistsError` (naming ``path``) if anything already
+            has that name, and leave it as it is.
+            Default: False
 
     Yields:
         IO: The open temporary file. If the block raises, it is deleted and
@@ -142,7 +144,7 @@ def atomic_open(
 
 
 def atomic_write_bytes(
-    path: str | os.PathLike[str], data: bytes, *, replace: bool = True
+    path: str | os.PathLike[str], data: bytes, *, replace: bool = False
 ) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "wb", replace=replace) as handle:
@@ -150,7 +152,7 @@ def atomic_write_bytes(
 
 
 def atomic_write_json(
-    path: str | os.PathLike[str], obj: Any, *, replace: bool = True
+    path: str | os.PathLike[str], obj: Any, *, replace: bool = False
 ) -> None:
     """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically."""
     with atomic_open(path, "w", replace=replace) as handle:
@@ -159,7 +161,7 @@ def atomic_write_json(
 
 
 def atomic_save_npy(
-    path: str | os.PathLike[str], array: np.ndarray, *, replace: bool = True
+    path: str | os.PathLike[str], array: np.ndarray, *, replace: bool = False
 ) -> None:
     """Save ``array`` in ``.npy`` format to ``path`` atomically."""
     with atomic_open(path, "wb", replace=replace) as handle:
@@ -170,7 +172,7 @@ def atomic_save_figure(
     figure: Figure,
     path: str | os.PathLike[str],
     *,
-    replace: bool = True,
+    replace: bool = False,
     **savefig_kwargs: Any,
 ) -> None:
     """Save a matplotlib figure to ``path`` atomically.
@@ -179,7 +181,7 @@ def atomic_save_figure(
         figure (matplotlib.figure.Figure): The figure to save.
         path (str or os.PathLike): Destination; its suffix gives the format.
         replace (bool, optional): See :func:`atomic_open`.
-            Default: True
+            Default: False
         **savefig_kwargs: Passed on to ``Figure.savefig`` (e.g. ``dpi``).
     """
     image_format = Path(path).suffix.lstrip(".") or "png"

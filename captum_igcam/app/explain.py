@@ -11,7 +11,7 @@ and one ``summary.json`` for the whole run.
 
 The run only ever creates new files: every file is written atomically under
 a name that nothing in the folder has (an exclusive create, see
-:func:`captum_igcam.app._atomic.atomic_open` with ``replace=False``). When
+:func:`captum_igcam.app._atomic.atomic_open`). When
 a name is taken (by the photo itself with ``--out`` its own folder, by an
 earlier run, by anything), the photo's files get the next free name
 (``<name>-2.png``, ...) and the summary ``summary-2.json``, and a note on
@@ -203,7 +203,7 @@ def explain_images(
     }
     summary_name = _free_stem(folder, "summary", (".json",), set()) + ".json"
     summary["summary"] = summary_name
-    _atomic.atomic_write_json(folder / summary_name, summary, replace=False)
+    _atomic.atomic_write_json(folder / summary_name, summary)
     return summary
 
 
@@ -249,7 +249,7 @@ def _save_maps(
     names = []
     for kind, array in saved:
         path = folder / f"{stem}_{method}_{kind}.npy"
-        _atomic.atomic_save_npy(path, array[0, 0].numpy(), replace=False)
+        _atomic.atomic_save_npy(path, array[0, 0].numpy())
         names.append(path.name)
     return names, maps.normalize(full_map.clamp(min=0))[0, 0].numpy()
 
@@ -295,7 +295,7 @@ def _explain_photo(
         image_title=f"{stem}\npredicted: {bundle.categories[predicted]} "
         f"{float(probabilities[predicted]):.2f}{weights_note}",
     )
-    _atomic.atomic_save_figure(figure, figure_path, replace=False, dpi=FIGURE_DPI)
+    _atomic.atomic_save_figure(figure, figure_path, dpi=FIGURE_DPI)
     return {
         "image": label,
         "name": stem,

@@ -178,7 +178,7 @@ def prepare_output(
         changed |= _forget_changed_images(index, source)
         changed |= _remove_unused_shards(folder, index, notes)
         if changed:
-            _atomic.atomic_write_json(path, index)
+            _atomic.atomic_write_json(path, index, replace=True)
     return notes
 
 
@@ -326,4 +326,4 @@ def merge_indexes(folder: Path, settings: Mapping[str, Any], source: Path) -> No
         merged["shards"].update(index["shards"])
         merged["images"].update(index["images"])
     merged["images"] = dict(sorted(merged["images"].items()))
-    _atomic.atomic_write_json(folder / MERGED_INDEX_NAME, merged, replace=False)
+    _atomic.atomic_write_json(folder / MERGED_INDEX_NAME, merged)

@@ -183,11 +183,11 @@ class ShardWriter:
         data = buffer.getvalue()
         entry = content_entry(data)
         self.index["pending"][name] = entry
-        _atomic.atomic_write_json(self.index_path, self.index)
-        _atomic.atomic_write_bytes(self.folder / name, data, replace=False)
+        _atomic.atomic_write_json(self.index_path, self.index, replace=True)
+        _atomic.atomic_write_bytes(self.folder / name, data)
         del self.index["pending"][name]
         self.index["shards"][name] = {**entry, "rows": count}
         for row, (key, record) in enumerate(zip(keys, records)):
             self.index["images"][key] = {"shard": name, "row": row, **record}
-        _atomic.atomic_write_json(self.index_path, self.index)
+        _atomic.atomic_write_json(self.index_path, self.index, replace=True)
         self.next_shard += 1
