@@ -581,6 +581,23 @@ def test_shard_writer_error_is_raised_by_close(tmp_path: Path) -> None:
     )
 
 
+def test_non_finite_logits_are_refused_before_any_index_lists_them(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "shards").mkdir()
+    writer = ShardWriter(tmp_path, 0, "run", {}, tmp_path, shard_size=1)
+    writer.add(
+        ["a.png"],
+        [io.FileStamp(1, 1)],
+        torch.zeros(1, 1, 2, 2),
+        torch.tensor([[0, 0]]),
+        torch.tensor([[float("nan"), float("nan")]]),
+    )
+    with pytest.raises(ValueError, match="model: expected finite logits.*'a.png'"):
+        writer.close()
+    assert not (tmp_path / io.rank_index_name(0)).exists()
+
+
 def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (links not followed) -> its bytes."""
     return {

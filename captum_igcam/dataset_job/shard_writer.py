@@ -153,6 +153,11 @@ class ShardWriter:
     def _buffer(self, pending: _Pending) -> None:
         if pending.ready is not None:
             pending.ready.synchronize()
+        if not torch.isfinite(pending.probabilities).all():
+            raise ValueError(
+                "model: expected finite logits, got NaN or infinity for one of "
+                f"{', '.join(map(repr, pending.keys))}"
+            )
         classes = pending.classes.tolist()
         probabilities = pending.probabilities.tolist()
         self._keys.extend(pending.keys)
