@@ -102,6 +102,20 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def finished_run(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of one finished run on ``image_folder``."""
+    out = tmp_path_factory.mktemp("finished") / "maps"
+    assert main(_arguments(image_folder, out, "--workers", "0", "--no-progress")) == 0
+    return out
+
+
+@pytest.fixture
+def finished_out(finished_run: Path, tmp_path: Path) -> Path:
+    """A copy of :func:`finished_run`'s folder, for one test to change."""
+    return Path(shutil.copytree(finished_run, tmp_path / "maps", symlinks=True))
+
+
 def _write_images(root: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
     for name in CLASSES:
@@ -294,10 +308,9 @@ def test_killed_run_loses_at_most_one_shard_and_resumes(
 
 
 def test_a_shard_left_complete_but_unlisted_by_a_kill_is_deleted(
-    image_folder: Path, tmp_path: Path, expected: dict
+    finished_out: Path, image_folder: Path, tmp_path: Path, expected: dict
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     # What a kill between writing a shard and listing it leaves: the shard,
     # recorded (name, size, SHA-256) under "pending" in its rank's index.
     path = out / io.rank_index_name(0)
@@ -321,10 +334,12 @@ def test_a_shard_left_complete_but_unlisted_by_a_kill_is_deleted(
 
 
 def test_rerun_skips_written_images_and_rewrites_no_shard(
-    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    finished_out: Path,
+    image_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     shards = {p: p.stat().st_mtime_ns for p in (out / io.SHARD_FOLDER).iterdir()}
     capsys.readouterr()
     assert main(_arguments(image_folder, out, "--workers", "0")) == 0
@@ -335,10 +350,12 @@ def test_rerun_skips_written_images_and_rewrites_no_shard(
 
 
 def test_changed_settings_are_refused_unless_overwrite(
-    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    finished_out: Path,
+    image_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     capsys.readouterr()
     changed = _arguments(
         image_folder, out, "--workers", "0", "--method", "riemann_left"
@@ -452,10 +469,12 @@ def test_reader_finds_maps_by_file_path_and_names_missing_ones(
 
 
 def test_another_source_with_the_same_names_is_refused_unless_overwrite(
-    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    finished_out: Path,
+    image_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     other = tmp_path / "other-images"
     _write_images(other, seed=1)  # the same keys, other pixels
     capsys.readouterr()
@@ -490,10 +509,12 @@ def test_a_changed_image_file_is_explained_again(
 
 
 def test_a_run_on_a_folder_another_run_writes_is_refused_and_deletes_nothing(
-    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    finished_out: Path,
+    image_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     before = _snapshot(out)
     capsys.readouterr()
     # Another process holds the documented lock, as a concurrent run does.
@@ -674,10 +695,12 @@ def test_a_linked_shards_folder_keeps_everything_the_job_did_not_write(
 
 
 def test_overwrite_deletes_only_files_proven_to_be_the_jobs(
-    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    finished_out: Path,
+    image_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     first, second, *rest = sorted((out / io.SHARD_FOLDER).glob("*.npz"))
     first.write_bytes(first.read_bytes() + b"edited")  # no longer the job's
     second.unlink()
@@ -790,10 +813,9 @@ def test_an_interrupted_resumed_run_leaves_no_stale_index_to_read(
 
 
 def test_the_reader_checks_the_key_stored_in_the_shard(
-    image_folder: Path, tmp_path: Path
+    finished_out: Path, image_folder: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     path = out / io.MERGED_INDEX_NAME
     index = json.loads(path.read_text())
     images = index["images"]  # swap where two images' maps are said to be
@@ -810,10 +832,13 @@ def test_the_reader_checks_the_key_stored_in_the_shard(
 
 
 def test_a_truncated_shard_is_explained_again_on_resume(
-    image_folder: Path, tmp_path: Path, expected: dict, capsys: pytest.CaptureFixture
+    finished_out: Path,
+    image_folder: Path,
+    tmp_path: Path,
+    expected: dict,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     shard = sorted((out / io.SHARD_FOLDER).glob("*.npz"))[1]
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(IndexFormatError, match=f"shard: '{shard}' is missing or"):
@@ -827,10 +852,9 @@ def test_a_truncated_shard_is_explained_again_on_resume(
 
 
 def test_a_shard_that_is_not_an_npz_file_is_named(
-    image_folder: Path, tmp_path: Path
+    finished_out: Path, image_folder: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     shard = sorted((out / io.SHARD_FOLDER).glob("*.npz"))[0]
     garbage = b"x" * shard.stat().st_size
     shard.write_bytes(garbage)
@@ -873,14 +897,14 @@ def _edit_bool_target(index: dict) -> None:
     ],
 )
 def test_a_hand_edited_index_names_the_file_and_the_field(
+    finished_out: Path,
     image_folder: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
     edit: object,
     field: str,
 ) -> None:
-    out = tmp_path / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0")) == 0
+    out = finished_out
     for path in (out / io.MERGED_INDEX_NAME, out / io.rank_index_name(0)):
         if callable(edit):
             index = json.loads(path.read_text())
@@ -894,6 +918,22 @@ def test_a_hand_edited_index_names_the_file_and_the_field(
     assert main(_arguments(image_folder, out, "--workers", "0")) == 1
     error = _one_error_line(capsys.readouterr().err)
     assert re.search(f"index: '{out}/index.json'.*{field}", error)
+
+
+def test_a_key_listed_by_two_rank_indexes_is_refused_before_any_change(
+    finished_out: Path,
+    image_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    out = finished_out
+    index = io.read_index(out / io.rank_index_name(0))
+    (out / io.rank_index_name(1)).write_text(json.dumps(index))  # a copy
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(_arguments(image_folder, out, "--workers", "0")) == 1
+    assert "both list" in _one_error_line(capsys.readouterr().err)
+    assert _snapshot(out) == before
 
 
 def _one_error_line(err: str) -> str:

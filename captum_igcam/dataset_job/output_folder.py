@@ -183,15 +183,16 @@ def prepare_output(
 
 
 def _check_unique_keys(indexes: Mapping[Path, dict[str, Any]]) -> None:
+    """Refuse an image or a shard listed by two rank indexes (a hand edit)."""
     owner: dict[str, Path] = {}
     for path, index in indexes.items():
-        for key in index["images"]:
-            if key in owner:
+        for name in [*index["images"], *index["shards"], *index["pending"]]:
+            if name in owner:
                 raise IndexFormatError(
-                    f"index: {str(path)!r} and {str(owner[key])!r} both list "
-                    f"{key!r}; one was edited by hand: remove its entry from one"
+                    f"index: {str(path)!r} and {str(owner[name])!r} both list "
+                    f"{name!r}; one was edited by hand: remove its entry from one"
                 )
-            owner[key] = path
+            owner[name] = path
 
 
 def _check_compatible(
