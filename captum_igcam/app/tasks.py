@@ -13,7 +13,9 @@ the photo resized to its square input.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +28,12 @@ from captum_igcam.targets import (
     box_region,
     predicted_region,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from captum_igcam.app.model_bundle import ModelBundle
+    from captum_igcam.app.settings import MethodSettings
 
 #: The first category of torchvision's segmentation and detection weights.
 BACKGROUND = "__background__"
@@ -154,7 +162,7 @@ class Prepared:
 
 
 def prepare(
-    bundle: Any,
+    bundle: ModelBundle,
     inputs: Tensor,
     photo_size: tuple[int, int],
     target: int | None,
@@ -192,13 +200,17 @@ def _photo_to_input(inputs: Tensor, photo_size: tuple[int, int]) -> Tensor:
     return torch.tensor([sx, sy, sx, sy], device=inputs.device)
 
 
-def _label(bundle: Any, index: int) -> str:
+def _label(bundle: ModelBundle, index: int) -> str:
     categories = bundle.categories
     return categories[index] if 0 <= index < len(categories) else f"class {index}"
 
 
 def _prepare_segmentation(
-    bundle: Any, inputs: Tensor, scale: Tensor, target: int | None, choice: TaskTarget
+    bundle: ModelBundle,
+    inputs: Tensor,
+    scale: Tensor,
+    target: int | None,
+    choice: TaskTarget,
 ) -> Prepared:
     scores = SegmentationScores(bundle.model)
     box = parse_box(choice.box)
@@ -239,7 +251,7 @@ def _prepare_segmentation(
     )
 
 
-def _most_predicted_class(bundle: Any, logits: Tensor) -> int:
+def _most_predicted_class(bundle: ModelBundle, logits: Tensor) -> int:
     """The class of most pixels, background only if nothing else is predicted."""
     counts = torch.bincount(logits.argmax(dim=1).flatten(), minlength=logits.shape[1])
     if bundle.categories and bundle.categories[0] == BACKGROUND and counts[1:].any():
@@ -248,7 +260,11 @@ def _most_predicted_class(bundle: Any, logits: Tensor) -> int:
 
 
 def _prepare_detection(
-    bundle: Any, inputs: Tensor, scale: Tensor, target: int | None, choice: TaskTarget
+    bundle: ModelBundle,
+    inputs: Tensor,
+    scale: Tensor,
+    target: int | None,
+    choice: TaskTarget,
 ) -> Prepared:
     scores = DetectionScore(bundle.model, choice.detection_output, choice.min_iou)
     with torch.no_grad():
@@ -314,7 +330,7 @@ def _overlapping_label(found: dict[str, Tensor], box: Tensor) -> int:
     return int(found["labels"][int(overlap.argmax())])
 
 
-def draw(figure: Any, prepared: Prepared, panels: int) -> None:
+def draw(figure: Figure, prepared: Prepared, panels: int) -> None:
     """Outline the region or the box on the photo and on each overlay panel."""
     from matplotlib.patches import Rectangle
 
@@ -331,10 +347,10 @@ def draw(figure: Any, prepared: Prepared, panels: int) -> None:
 
 
 def explain_photo(
-    folder: Any,
-    settings: Any,
-    bundle: Any,
-    methods: Any,
+    folder: Path,
+    settings: MethodSettings,
+    bundle: ModelBundle,
+    methods: Sequence[str],
     target: int | None,
     choice: TaskTarget,
     label: str,
