@@ -351,3 +351,11 @@ def test_user_segmentation_model_gets_its_backbone_layer(tmp_path):
     bundle = models.load_model(str(tmp_path / "segmenter.pt"), task="segmentation")
     assert bundle.layer_name == "backbone.3"  # not the classifier's logits
     assert bundle.categories == ["class 0", "class 1", "class 2"]
+
+
+def test_task_names_agree_across_rooms():
+    from captum_igcam import targets
+    from captum_igcam.app import settings, task_settings
+
+    assert settings.TASKS == models.TASKS
+    assert task_settings.DETECTION_OUTPUTS == targets.DETECTION_OUTPUTS

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from captum_igcam.app.methods import MapFunction
     from captum_igcam.app.models import ModelBundle
-    from captum_igcam.app.tasks import TaskTarget
+    from captum_igcam.app.task_settings import TaskTarget
 
 DEFAULT_METHODS = ("gradcam", "igcam")
 FIGURE_DPI = 90
@@ -145,7 +145,7 @@ def explain_images(
     started = time.perf_counter()
     settings = (settings or MethodSettings()).for_model(bundle)
     if bundle.task != "classification" and task_target is None:
-        from captum_igcam.app.tasks import TaskTarget
+        from captum_igcam.app.task_settings import TaskTarget
 
         task_target = TaskTarget()
     folder = Path(out)

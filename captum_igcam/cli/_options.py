@@ -275,7 +275,7 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
 
 def task_target_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~captum_igcam.app.tasks.TaskTarget` of :func:`add_task_options`."""
-    from captum_igcam.app.tasks import TaskTarget
+    from captum_igcam.app.task_settings import TaskTarget
 
     try:
         return TaskTarget(
