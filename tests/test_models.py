@@ -323,6 +323,7 @@ def test_a_model_file_name_with_a_colon_is_a_file(tiny_module, tmp_path, monkeyp
     [
         ("lraspp_mobilenet_v3_large", "segmentation", "backbone.16", 520),
         ("fasterrcnn_mobilenet_v3_large_320_fpn", "detection", "backbone.body.16", 320),
+        ("ssdlite320_mobilenet_v3_large", "detection", "backbone.features.1", 320),
     ],
 )
 def test_torchvision_task_models_with_random_weights(name, task, layer, size):

@@ -145,15 +145,17 @@ def default_task_layer(
     """The default layer of a classifier, segmentation model or detector.
 
     A classifier's is :func:`default_layer`'s. A segmentation model's or a
-    detector's is the last feature map of its backbone (``backbone.body``
-    where there is one, as in torchvision's detectors with a feature pyramid,
-    else ``backbone``, else the whole model): the layers after it are the
-    task's head, whose last maps are already class scores. A detector is
-    probed with a list of images.
+    detector's is the last feature map of its backbone's feature extractor
+    (``backbone.body`` in torchvision's detectors with a feature pyramid,
+    ``backbone.features`` in its SSDs, whose ``backbone.extra`` layers end at
+    1 or 2 pixels; else ``backbone``, else the whole model): the layers after
+    it are the task's head, whose last maps are already class scores. A
+    detector is probed with a list of images.
     """
     if task == "classification":
         return default_layer(model, input_size)
     names = dict(model.named_modules())
-    within = next((name for name in ("backbone.body", "backbone") if name in names), "")
+    extractors = ("backbone.body", "backbone.features", "backbone")
+    within = next((name for name in extractors if name in names), "")
     run = (lambda net, x: net(list(x))) if task == "detection" else None
     return find_default_layer(model, input_size, within=within, run=run), None
