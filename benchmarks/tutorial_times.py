@@ -31,6 +31,7 @@ BUDGETS_S = {
     "02_steps_method_baseline.ipynb": 120,
     "03_evaluating_explanations.ipynb": 240,
     "04_vision_transformers.ipynb": 240,
+    "05_segmentation_detection.ipynb": 120,
 }
 
 

@@ -303,3 +303,60 @@ def test_find_default_layer_without_feature_map_fails():
     flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
     with pytest.raises(ValueError, match="name the layer to explain"):
         models.find_default_layer(flat, 8)
+
+
+def test_a_model_file_name_with_a_colon_is_a_file(tiny_module, tmp_path, monkeypatch):
+    import tiny_user_model
+
+    monkeypatch.chdir(tmp_path)
+    torch.save(tiny_user_model.build(), "best:v2.pt")
+    bundle = models.load_model("best:v2.pt")
+    assert bundle.name == "best:v2.pt" and bundle.layer_name == "2"
+    with pytest.raises(ValueError, match="tried 'last:v3.pth' as a model file"):
+        models.load_model("last:v3.pth")
+    # Without a model-file suffix, module:callable still imports.
+    assert models.load_model(f"{tiny_module}:build").layer_name == "2"
+
+
+@pytest.mark.parametrize(
+    "name, task, layer, size",
+    [
+        ("lraspp_mobilenet_v3_large", "segmentation", "backbone.16", 520),
+        ("fasterrcnn_mobilenet_v3_large_320_fpn", "detection", "backbone.body.16", 320),
+        ("ssdlite320_mobilenet_v3_large", "detection", "backbone.features.1", 320),
+    ],
+)
+def test_torchvision_task_models_with_random_weights(name, task, layer, size):
+    bundle = models.load_model(name, pretrained=False)
+    assert (bundle.task, bundle.layer_name, bundle.input_size) == (task, layer, size)
+    assert not bundle.model.training
+    assert name in models.known_models()
+    if task == "detection":
+        assert bundle.categories[1] == "person" and bundle.std == (1.0,) * 3
+        with torch.no_grad():
+            found = bundle.model([torch.rand(3, 96, 96)])[0]
+        assert len(found["scores"]) > 0  # random scores pass the zero threshold
+
+
+def test_task_of_a_torchvision_name_is_its_own():
+    with pytest.raises(ValueError, match="task: 'resnet18' is a classification model"):
+        models.load_model("resnet18", pretrained=False, task="detection")
+    with pytest.raises(ValueError, match="task: expected one of classification"):
+        models.load_model("resnet18", pretrained=False, task="captioning")
+
+
+def test_user_segmentation_model_gets_its_backbone_layer(tmp_path):
+    from task_models import TinySegmenter
+
+    torch.save(TinySegmenter(classes=3), tmp_path / "segmenter.pt")
+    bundle = models.load_model(str(tmp_path / "segmenter.pt"), task="segmentation")
+    assert bundle.layer_name == "backbone.3"  # not the classifier's logits
+    assert bundle.categories == ["class 0", "class 1", "class 2"]
+
+
+def test_task_names_agree_across_rooms():
+    from captum_igcam import targets
+    from captum_igcam.app import settings, task_settings
+
+    assert settings.TASKS == models.TASKS
+    assert task_settings.DETECTION_OUTPUTS == targets.DETECTION_OUTPUTS

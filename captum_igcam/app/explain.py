@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from captum_igcam.app.methods import MapFunction
     from captum_igcam.app.models import ModelBundle
+    from captum_igcam.app.task_settings import TaskTarget
 
 DEFAULT_METHODS = ("gradcam", "igcam")
 FIGURE_DPI = 90
@@ -100,6 +101,7 @@ def explain_images(
     target: int | None = None,
     upsampled_maps: bool = True,
     errors: Sequence[dict[str, str]] = (),
+    task_target: TaskTarget | None = None,
 ) -> dict[str, Any]:
     """Explain each photo with each method; write figures, maps and a summary.
 
@@ -127,6 +129,10 @@ def explain_images(
         errors (Sequence[dict[str, str]], optional): Errors found before (by
             :func:`image_sources`), listed first in the summary.
             Default: ()
+        task_target (TaskTarget, optional): For a segmentation model or a
+            detector, the region or box to explain
+            (:mod:`captum_igcam.app.tasks`).
+            Default: None (``TaskTarget()``)
 
     Returns:
         dict[str, Any]: The summary, as written to ``out/summary.json`` (or,
@@ -147,6 +153,10 @@ def explain_images(
 
     started = time.perf_counter()
     settings = (settings or MethodSettings()).for_model(bundle)
+    if bundle.task != "classification" and task_target is None:
+        from captum_igcam.app.task_settings import TaskTarget
+
+        task_target = TaskTarget()
     folder = Path(out)
     layer = bundle.layer()
     explainers = {
@@ -173,6 +183,28 @@ def explain_images(
                 f"{stem}* instead (existing files are left as they are)",
                 file=sys.stderr,
             )
+        if bundle.task != "classification":
+            from captum_igcam.app import tasks
+
+            try:
+                records.append(
+                    tasks.explain_photo(
+                        folder,
+                        settings,
+                        bundle,
+                        methods,
+                        target,
+                        task_target,
+                        label,
+                        stem,
+                        photo,
+                        upsampled_maps,
+                    )
+                )
+            except tasks.NothingToExplainError as error:
+                tqdm.write(f"captum-igcam: error: {label}: {error}", file=sys.stderr)
+                failed.append({"image": label, "error": str(error)})
+            continue
         records.append(
             _explain_photo(
                 folder,
@@ -188,6 +220,8 @@ def explain_images(
         )
     summary = {
         "model": bundle.name,
+        "task": bundle.task,
+        "task_target": task_target and task_target.describe(),
         "random_weights": settings.random_weights,
         "weights": settings.weights,
         "layer": bundle.layer_name,

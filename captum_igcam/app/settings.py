@@ -35,6 +35,9 @@ APPROXIMATION_METHODS = (
 #: Baseline images, see :func:`captum_igcam.app.baselines.baseline_input`.
 BASELINES = ("black", "blur", "mean")
 DEVICES = ("cpu", "cuda")
+#: What the model does (``captum_igcam.app.model_bundle.TASKS``; a test keeps
+#: them equal): ``None`` takes a registered model's own task.
+TASKS = ("classification", "segmentation", "detection")
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -96,6 +99,9 @@ class MethodSettings:
         internal_batch_size (int, optional): Examples x path points per
             forward pass (``None``: all at once).
             Default: None
+        task (str, optional): One of :data:`TASKS`; ``None`` takes a
+            registered model's own task (a user's model is a classifier).
+            Default: None
         reshape_transform (Callable, optional): How the layer's tensor maps to
             ``(N, channels, h, w)`` (see :mod:`captum_igcam.reshapes`); not an
             option of its own but the loaded model's
@@ -118,6 +124,7 @@ class MethodSettings:
     method: str = "gausslegendre"
     baseline: str = "black"
     internal_batch_size: int | None = None
+    task: str | None = None
     reshape_transform: Callable[[Any], Any] | None = dataclasses.field(
         default=None, compare=False
     )
@@ -136,6 +143,10 @@ class MethodSettings:
                     f"{name}: expected one of {', '.join(choices)}, "
                     f"got {getattr(self, name)!r}"
                 )
+        if self.task is not None and self.task not in TASKS:
+            raise ValueError(
+                f"task: expected one of {', '.join(TASKS)}, got {self.task!r}"
+            )
         if self.weights is not None and self.random_weights:
             raise ValueError(
                 "weights: a weights file and random_weights exclude each other"
@@ -169,6 +180,7 @@ class MethodSettings:
             self.device,
             pretrained=not self.random_weights,
             weights=self.weights,
+            task=self.task,
         )
         if self.layer is not None:
             bundle = dataclasses.replace(bundle, layer_name=self.layer)

@@ -21,6 +21,7 @@ from captum_igcam.app.settings import (
     APPROXIMATION_METHODS,
     BASELINES,
     DEVICES,
+    TASKS,
     MethodSettings,
     check_positive_int,
 )
@@ -36,6 +37,7 @@ _SETTINGS_OPTIONS = {
     "method": "method",
     "baseline": "baseline",
     "internal_batch_size": "batch_size",
+    "task": "task",  # only where add_task_options registered it
 }
 
 
@@ -153,7 +155,7 @@ def settings_from_args(args: argparse.Namespace, **defaults: Any) -> MethodSetti
     given = {
         field: getattr(args, option)
         for field, option in _SETTINGS_OPTIONS.items()
-        if getattr(args, option) is not None
+        if getattr(args, option, None) is not None
     }
     return MethodSettings(**{**defaults, **given})
 
@@ -227,6 +229,73 @@ def add_target_option(parser: argparse.ArgumentParser, extra: str = "") -> None:
         default="top1",
         help=f"class to explain: top1 (default), a class index or a class label{extra}",
     )
+
+
+def _unit_interval(text: str) -> float:
+    """An argparse ``type`` accepting numbers in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def add_task_options(parser: argparse.ArgumentParser) -> None:
+    """``--task``, ``--box``, ``--detection-output`` and ``--min-iou``.
+
+    See :class:`captum_igcam.app.tasks.TaskTarget` and ``docs/tasks.md``.
+    """
+    task = parser.add_argument_group(
+        "segmentation and detection",
+        "--target names the class: for segmentation the class whose region "
+        "score is explained (top1: the class on most pixels, background "
+        "last); for detection a label the explained detection must have.",
+    )
+    task.add_argument(
+        "--task",
+        choices=TASKS,
+        help="what the model does (default: a torchvision name's own task; "
+        "classification for a user's model)",
+    )
+    task.add_argument(
+        "--box",
+        metavar="INDEX|x1,y1,x2,y2",
+        help="detection: the detection to explain, by rank at the input (0: "
+        "highest score, the default) or by a box in the photo's pixels; "
+        "segmentation: a box as the region (default: the pixels predicted as "
+        "the class)",
+    )
+    task.add_argument(
+        "--detection-output",
+        choices=("score", "score+iou"),
+        default="score",
+        help="detection: explain the matched detection's score, or its score "
+        "plus its box's IoU with the explained box (default: score)",
+    )
+    task.add_argument(
+        "--min-iou",
+        type=_unit_interval,
+        default=0.5,
+        metavar="IOU",
+        help="detection: smallest IoU that matches the explained box at a path "
+        "point; no match scores 0 there (default: 0.5)",
+    )
+
+
+def task_target_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~captum_igcam.app.tasks.TaskTarget` of :func:`add_task_options`."""
+    from captum_igcam.app.task_settings import TaskTarget
+
+    try:
+        return TaskTarget(
+            box=args.box,
+            detection_output=args.detection_output,
+            min_iou=args.min_iou,
+        )
+    except ValueError as error:
+        raise UsageError(f"--{error}") from None
 
 
 def prepare_output_folder(folder: Any) -> None:

@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _options.add_settings_options(parser)
     _options.add_methods_option(parser, DEFAULT_METHODS)
     _options.add_target_option(parser)
+    _options.add_task_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument(
         "--out",
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from captum_igcam.app import explain
 
     settings = _options.settings_from_args(args)
+    task_target = _options.task_target_from_args(args)
     _options.prepare_output_folder(args.out)
     sources, errors = explain.image_sources(args.images)
     for error in errors:
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         target=_options.parse_target(args.target, bundle.categories),
         upsampled_maps=not args.no_upsampled_maps,
         errors=errors,
+        task_target=task_target,
     )
     print(
         f"explained {len(summary['images'])} of "
