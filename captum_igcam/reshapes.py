@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor
 
@@ -163,16 +162,6 @@ def channels_last_grid() -> ChannelsLast:
     return ChannelsLast()
 
 
-def check_reshape_transform(reshape_transform: Any) -> None:
-    """Raise a TypeError unless ``reshape_transform`` is None or callable."""
-    if reshape_transform is not None and not callable(reshape_transform):
-        raise TypeError(
-            "reshape_transform: expected None or a callable mapping a layer "
-            "tensor to (N, channels, *spatial), got "
-            f"{type(reshape_transform).__name__}"
-        )
-
-
 def to_channel_grid(
     reshape_transform: ReshapeTransform | None, tensor: Tensor
 ) -> Tensor:
@@ -216,5 +205,6 @@ __all__ = [
     "ReshapeTransform",
     "TokenGrid",
     "channels_last_grid",
+    "to_channel_grid",
     "vit_tokens",
 ]

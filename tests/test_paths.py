@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from helpers import TinyCNN
+from helpers import TinyCNN, small_vit
 from reference import (
     naive_integrated_grad_cam,
     naive_layer_path_grad_cam,
     quadrature,
 )
-from test_transformers import small_vit
 from tolerances import assert_close_to
 from torch import nn
 
@@ -157,7 +156,7 @@ def test_layer_space_class_matches_its_naive_reference(method):
     assert_close_to(result, expected)
 
 
-def test_layer_space_prefix_runs_once_per_chunk():
+def test_layer_space_prefix_runs_once_per_example_and_chunk():
     model = TinyCNN().double().eval()
     counter = _ForwardCounter(model.conv1)
     LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
@@ -165,9 +164,9 @@ def test_layer_space_prefix_runs_once_per_chunk():
     )
     counter.handle.remove()
     # The check for a route around the layer on one example, both ends of
-    # the path of both examples in one pass, then one chunk, whose prefix
-    # runs on one example.
-    assert counter.batch_sizes == [1, 4, 1]
+    # the path of both examples in one pass, then one chunk: one pass per
+    # example, whose prefix runs on that example alone.
+    assert counter.batch_sizes == [1, 4, 1, 1]
 
 
 def test_layer_space_maps_differ_from_the_papers():
@@ -413,7 +412,7 @@ def test_channels_last_is_kept_and_gives_the_contiguous_maps(explainer_class):
     "explainer_class", [IntegratedLayerGradCam, LayerSpaceIntegratedGradCam]
 )
 def test_compiled_model_gives_the_eager_maps_after_an_eager_run(explainer_class):
-    """The sequence of issue 13: explain eagerly, then compile and explain with
+    """Explain eagerly, then compile and explain with
     another batch size and a short last chunk (a recompilation)."""
     torch._dynamo.reset()
     model = TinyCNN().eval()
