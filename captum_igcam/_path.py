@@ -31,7 +31,11 @@ from captum_igcam._captum_compat import (
     approximation_parameters,
 )
 from captum_igcam._layer_hook import LayerProbe, Tensors
-from captum_igcam.reshapes import ReshapeTransform, to_channel_grid
+from captum_igcam.reshapes import (
+    ReshapeTransform,
+    check_reshape_transform,
+    to_channel_grid,
+)
 
 # warnings.warn's stacklevel for the caller of ``attribute``: the warning is
 # issued in GradCamPath._attribute_path, called by ``attribute`` under
@@ -230,12 +234,7 @@ class GradCamPath(LayerAttribution, GradientAttribution):
     ) -> Tensor | Tensors:
         """``attribute``'s shared body: checks, chunks, output."""
         _checks.check_options(n_steps, method, internal_batch_size, grad_kwargs)
-        if reshape_transform is not None and not callable(reshape_transform):
-            raise TypeError(
-                "reshape_transform: expected None or a callable mapping a layer "
-                "tensor to (N, channels, *spatial), got "
-                f"{type(reshape_transform).__name__}"
-            )
+        check_reshape_transform(reshape_transform)
         _check_model(owning_model(self.forward_func))
         with ExitStack() as stack:
             # Autograd records nothing in inference mode: off for the call.
@@ -300,9 +299,9 @@ class GradCamPath(LayerAttribution, GradientAttribution):
             step_sizes, alphas = approximation_parameters(method)
             step_sizes_and_alphas = step_sizes(n_steps), alphas(n_steps)
         step_sizes, alphas = step_sizes_and_alphas
-        output, leaves = self._forward(call, alphas)
-        target = _checks.check_target(call.target, output, call.n_examples)
-        with torch.enable_grad():
+        with torch.enable_grad():  # the probe sets grad mode for its passes
+            output, leaves = self._forward(call, alphas)
+            target = _checks.check_target(call.target, output, call.n_examples)
             scores = _select_targets(output, _expand_target(target, len(alphas)))
             gradients = torch.autograd.grad(scores.sum(), leaves, **call.grad_kwargs)
         # The integral is summed in at least float32, also under autocast.

@@ -16,7 +16,11 @@ from captum_igcam._captum_compat import (
     _format_tensor_into_tuples,
     compute_layer_gradients_and_eval,
 )
-from captum_igcam.reshapes import ReshapeTransform, to_channel_grid
+from captum_igcam.reshapes import (
+    ReshapeTransform,
+    check_reshape_transform,
+    to_channel_grid,
+)
 
 
 class ReshapedLayerGradCam(LayerGradCam):
@@ -80,6 +84,7 @@ class ReshapedLayerGradCam(LayerGradCam):
             >>> maps.shape  # one 14 x 14 map per image
             torch.Size([2, 1, 14, 14])
         """
+        check_reshape_transform(reshape_transform)
         gradients, evaluations = compute_layer_gradients_and_eval(
             self.forward_func,
             self.layer,

@@ -162,6 +162,16 @@ def channels_last_grid() -> ChannelsLast:
     return ChannelsLast()
 
 
+def check_reshape_transform(reshape_transform: object) -> None:
+    """Raise a TypeError unless ``reshape_transform`` is None or callable."""
+    if reshape_transform is not None and not callable(reshape_transform):
+        raise TypeError(
+            "reshape_transform: expected None or a callable mapping a layer "
+            "tensor to (N, channels, *spatial), got "
+            f"{type(reshape_transform).__name__}"
+        )
+
+
 def to_channel_grid(
     reshape_transform: ReshapeTransform | None, tensor: Tensor
 ) -> Tensor:

@@ -81,6 +81,13 @@ BAD_CALLS = [
         )
     ],
     BadCall(
+        "n_steps above the Gauss-Legendre limit",
+        ValueError,
+        "n_steps",
+        "at most 1000 for method='gausslegendre'",
+        {"n_steps": 1001},
+    ),
+    BadCall(
         "unknown method",
         ValueError,
         "method",
@@ -547,3 +554,13 @@ def test_eval_mode_does_not_warn():
         IntegratedLayerGradCam(model, model.conv2).attribute(
             inputs, target=0, n_steps=2
         )
+
+
+def test_gauss_legendre_limit_is_inclusive_and_riemann_rules_have_none():
+    model, inputs = make_model(), make_inputs()[:1]
+    explainer = IntegratedLayerGradCam(model, model.conv2)
+    for n_steps, method in ((1000, "gausslegendre"), (1001, "riemann_right")):
+        maps = explainer.attribute(
+            inputs, target=1, n_steps=n_steps, method=method, internal_batch_size=500
+        )
+        assert maps.shape == (1, 1, 8, 8) and torch.isfinite(maps).all()

@@ -52,11 +52,7 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from captum_igcam import (
-    IntegratedLayerGradCam,
-    LayerSpaceIntegratedGradCam,
-    _validation,
-)
+from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
 from captum_igcam.app.images import ImageLoadError, load_image
 from captum_igcam.app.settings import check_positive_int
 from captum_igcam.dataset_job import distributed, maps_io
@@ -362,7 +358,8 @@ def explain_dataset(
         {} if reshape_transform is None else {"reshape_transform": reshape_transform}
     )
     folder = Path(out)
-    model = _validation.owning_model(explainer.forward_func)
+    model = getattr(explainer.forward_func, "__self__", explainer.forward_func)
+    model = model if isinstance(model, torch.nn.Module) else None
     full_settings = json.loads(
         json.dumps(
             {
