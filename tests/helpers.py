@@ -217,3 +217,87 @@ def assert_same_state(before: dict[str, Any], after: dict[str, Any]) -> None:
                 _assert_identical(old, new)
         else:
             assert after[key] == before[key], key
+
+
+# --------------------------------------------------------------------------
+# Captum's test harness. ``captum.testing`` ships from Captum 0.9 on; on 0.7
+# and 0.8 (which kept it in their source tree's tests/) the stand-ins below
+# provide the names tests/test_captum_harness.py uses: a seeded BaseTest, the
+# tensor assertion, and the two models of Captum's Grad-CAM tests with the
+# same layers and weights.
+try:
+    from captum.testing.helpers import BaseTest
+    from captum.testing.helpers.basic import assertTensorAlmostEqual
+    from captum.testing.helpers.basic_models import (
+        BasicModel_ConvNet_One_Conv,
+        BasicModel_MultiLayer,
+    )
+except ImportError:
+    import unittest
+
+    class BaseTest(unittest.TestCase):  # type: ignore[no-redef]
+        def setUp(self) -> None:
+            torch.manual_seed(1234)
+
+    def assertTensorAlmostEqual(  # type: ignore[no-redef]  # noqa: N802
+        test: unittest.TestCase,
+        actual: Tensor,
+        expected: Any,
+        delta: float = 1e-4,
+        mode: str = "sum",
+    ) -> None:
+        expected = torch.as_tensor(expected, dtype=actual.dtype)
+        test.assertEqual(actual.shape, expected.shape)
+        difference = (actual - expected).abs()
+        total = difference.sum() if mode == "sum" else difference.max()
+        test.assertAlmostEqual(total.item(), 0.0, delta=delta)
+
+    def _fixed(linear: nn.Module, weight: Tensor, bias: Tensor) -> None:
+        linear.weight = nn.Parameter(weight)
+        linear.bias = nn.Parameter(bias)
+
+    class _MultiRelu(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+
+        def forward(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+            return self.relu1(a), self.relu2(b)
+
+    class BasicModel_MultiLayer(nn.Module):  # type: ignore[no-redef]  # noqa: N801
+        def __init__(self, multi_input_module: bool = False) -> None:
+            super().__init__()
+            self.multi_input_module = multi_input_module
+            self.linear0 = nn.Linear(3, 3)
+            _fixed(self.linear0, torch.eye(3), torch.zeros(3))
+            self.linear1 = nn.Linear(3, 4)
+            self.linear1_alt = nn.Linear(3, 4)
+            for linear in (self.linear1, self.linear1_alt):
+                _fixed(linear, torch.ones(4, 3), torch.tensor([-10.0, 1, 1, 1]))
+            self.multi_relu = _MultiRelu()
+            self.relu = nn.ReLU()
+            self.linear2 = nn.Linear(4, 2)
+            _fixed(self.linear2, torch.ones(2, 4), torch.tensor([-1.0, 1.0]))
+
+        def forward(self, x: Tensor, add_input: Tensor | None = None) -> Tensor:
+            x = x if add_input is None else x + add_input
+            hidden = self.linear1(self.linear0(x))
+            if self.multi_input_module:
+                first, second = self.multi_relu(hidden, self.linear1_alt(x))
+                return self.linear2(first + second)
+            return self.linear2(self.relu(hidden))
+
+    class BasicModel_ConvNet_One_Conv(nn.Module):  # type: ignore[no-redef]  # noqa: N801
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 2, 3, 1)
+            _fixed(self.conv1, torch.ones(2, 1, 3, 3), torch.tensor([-50.0, -75.0]))
+            self.relu1 = nn.ReLU()
+            self.fc1 = nn.Linear(8, 4)
+            weight = torch.cat([torch.ones(4, 5), -torch.ones(4, 3)], dim=1)
+            _fixed(self.fc1, weight, torch.zeros(4))
+            self.relu2 = nn.ReLU()
+
+        def forward(self, x: Tensor, x2: Tensor | None = None) -> Tensor:
+            x = x if x2 is None else x + x2
+            return self.relu2(self.fc1(self.relu1(self.conv1(x)).view(-1, 8)))
