@@ -19,9 +19,9 @@ from torch.nn import Module
 
 from captum_igcam._captum_compat import SUPPORTED_METHODS
 
-#: Above this many path points, Captum's Gauss-Legendre nodes (an eigenproblem
-#: of size ``n_steps``, cubic time) take longer to build than a forward pass of
-#: a large model; see ``benchmarks/gauss_legendre_nodes.py``.
+#: The most path points for ``gausslegendre``: Captum builds its nodes by an
+#: eigenproblem of size ``n_steps`` (cubic time, twice per call);
+#: ``benchmarks/gauss_legendre_nodes.py`` prints the cost around the limit.
 MAX_GAUSS_LEGENDRE_STEPS = 1000
 
 
