@@ -173,22 +173,9 @@ class IntegratedLayerGradCam(GradCamPath):
             >>> notebook = 50 * igcam.attribute(
             ...     inputs, target=3, n_steps=50, method="riemann_left")
         """
-        return self._attribute_path(
-            inputs,
-            target,
-            additional_forward_args,
-            attribute_to_layer_input,
-            relu_attributions,
-            attr_dim_summation,
-            grad_kwargs,
-            baselines,
-            n_steps,
-            method,
-            internal_batch_size,
-            per_step_relu,
-            reshape_transform,
-            subtract_baseline_activations,
-        )
+        arguments = locals()  # the parameters above, by name
+        del arguments["self"]
+        return self._attribute_path(**arguments)
 
     def _prepare(self, call: PathCall) -> None:
         if call.subtract_baseline_activations:

@@ -149,21 +149,9 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
             >>> # Nx1x7x7 maps of class 281, NOT the paper's Integrated Grad-CAM.
             >>> maps = fast.attribute(images, target=281, internal_batch_size=200)
         """
-        return self._attribute_path(
-            inputs,
-            target,
-            additional_forward_args,
-            attribute_to_layer_input,
-            relu_attributions,
-            attr_dim_summation,
-            grad_kwargs,
-            baselines,
-            n_steps,
-            method,
-            internal_batch_size,
-            per_step_relu,
-            reshape_transform,
-        )
+        arguments = locals()  # the parameters above, by name
+        del arguments["self"]
+        return self._attribute_path(**arguments)
 
     def _prepare(self, call: PathCall) -> None:
         if call.probe.bypasses_layer(*_example(call, 0)):
