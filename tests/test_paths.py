@@ -437,7 +437,7 @@ def test_compiled_model_gives_the_eager_maps_after_an_eager_run(explainer_class)
 
 
 def test_compiled_graph_traced_before_the_hooks_is_reported_clearly():
-    """Issue 13: a compiled model first called with the chunk's shape keeps a
+    """A compiled model first called with the chunk's shape keeps a
     graph without the layer's hook (dynamo skips hook guards by default)."""
     torch._dynamo.reset()
     model = TinyCNN().eval()
