@@ -3,9 +3,8 @@
 :class:`GradCamPath` checks and formats an ``attribute`` call, evaluates the
 Grad-CAM term at the path points in chunks of at most ``internal_batch_size``
 examples x points (Captum's ``_batch_attribution``), and sums the quadrature.
-A subclass says how a chunk's forward pass reaches the layer
-(:meth:`GradCamPath._forward`) and what the integrand is
-(:meth:`GradCamPath._integrate`).
+A subclass says how a chunk's forward pass reaches the layer (``_forward``)
+and what the integrand is (``_integrate``).
 """
 
 from __future__ import annotations
@@ -189,7 +188,14 @@ def integral(
 
 
 class GradCamPath(LayerAttribution, GradientAttribution):
-    """Base of the Integrated Grad-CAM classes (not used directly)."""
+    """Base of the Integrated Grad-CAM classes (not used directly).
+
+    A subclass defines ``_prepare(call)`` (work done once per call before
+    the path points), ``_forward(call, alphas)`` (the output at a chunk's
+    points, point major, and the layer's tensors as autograd leaves) and
+    ``_integrate(call, alphas, step_sizes, leaves, gradients)`` (the chunk's
+    part of the integral, one map per layer tensor).
+    """
 
     def __init__(
         self,
@@ -307,23 +313,3 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         # The integral is summed in at least float32, also under autocast.
         with torch.autocast(output.device.type, enabled=False):
             return self._integrate(call, alphas, step_sizes, leaves, gradients)
-
-    def _prepare(self, call: PathCall) -> None:
-        """Work done once per call before the path points (none by default)."""
-
-    def _forward(
-        self, call: PathCall, alphas: Sequence[float]
-    ) -> tuple[Tensor, Tensors]:
-        """The output at a chunk's points, point major, and the layer's leaves."""
-        raise NotImplementedError
-
-    def _integrate(
-        self,
-        call: PathCall,
-        alphas: Sequence[float],
-        step_sizes: Sequence[float],
-        leaves: Tensors,
-        gradients: Tensors,
-    ) -> Tensors:
-        """The chunk's part of the integral, one map per layer tensor."""
-        raise NotImplementedError
