@@ -57,9 +57,6 @@ from captum.attr._utils.approximation_methods import (
 # (internal_batch_size): only the private helper implements it.
 from captum.attr._utils.batching import _batch_attribution
 
-# Input and baseline formatting shared by Captum's path methods: private.
-from captum.attr._utils.common import _format_input_baseline
-
 _HAS_GRAD_KWARGS = (
     "grad_kwargs" in inspect.signature(_captum_layer_gradients_and_eval).parameters
 )
@@ -99,7 +96,6 @@ __all__ = [
     "_expand_additional_forward_args",
     "_expand_target",
     "_format_additional_forward_args",
-    "_format_input_baseline",
     "_format_output",
     "_format_tensor_into_tuples",
     "_run_forward",

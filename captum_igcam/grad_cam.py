@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from captum.attr import LayerGradCam
 from captum.log import log_usage
 from torch import Tensor
@@ -15,7 +16,6 @@ from captum_igcam._captum_compat import (
     _format_tensor_into_tuples,
     compute_layer_gradients_and_eval,
 )
-from captum_igcam._integrand import GradCamIntegrand
 from captum_igcam.reshapes import (
     ReshapeTransform,
     check_reshape_transform,
@@ -39,12 +39,11 @@ class ReshapedLayerGradCam(LayerGradCam):
 
     ``LayerGradCam`` takes positions to be every dimension after the second,
     which on a ViT block's ``(N, tokens, channels)`` output averages over
-    channels instead. ``attribute`` here accepts a ``reshape_transform`` (see
-    :mod:`captum_igcam.reshapes`) that is applied to the activations and the
-    gradients before the term above, with the same integrand as
-    :class:`~captum_igcam.IntegratedLayerGradCam`, so the two methods stay
-    comparable on any layer. Without a transform it is ``LayerGradCam``,
-    unchanged.
+    channels instead. ``attribute`` here takes a ``reshape_transform`` (see
+    :mod:`captum_igcam.reshapes`), applied to the activations and the
+    gradients before the term above, as
+    :class:`~captum_igcam.IntegratedLayerGradCam` does. Without one it
+    computes exactly what ``LayerGradCam`` computes.
     """
 
     @log_usage()
@@ -66,8 +65,7 @@ class ReshapedLayerGradCam(LayerGradCam):
                         :meth:`captum.attr.LayerGradCam.attribute`.
             reshape_transform (Callable, optional): Maps the layer's tensor
                         (batch first) to ``(N, channels, *spatial)``, e.g.
-                        ``vit_tokens()`` or ``channels_last_grid()``. None
-                        computes exactly what ``LayerGradCam`` computes.
+                        ``vit_tokens()`` or ``channels_last_grid()``.
                         Default: None
 
         Returns:
@@ -75,8 +73,7 @@ class ReshapedLayerGradCam(LayerGradCam):
             - **attributions** (*Tensor* or *tuple[Tensor, ...]*):
                         Grad-CAM maps of shape ``(N, 1, *spatial)`` in the
                         reshaped layout (``(N, channels, *spatial)`` with
-                        ``attr_dim_summation=False``), in the layer's dtype or
-                        float32 if that is narrower when a transform is given.
+                        ``attr_dim_summation=False``).
 
         Examples::
 
@@ -88,19 +85,7 @@ class ReshapedLayerGradCam(LayerGradCam):
             torch.Size([2, 1, 14, 14])
         """
         check_reshape_transform(reshape_transform)
-        if reshape_transform is None:
-            # Captum 0.7's LayerGradCam.attribute has no grad_kwargs (0.8 added it).
-            optional = {} if grad_kwargs is None else {"grad_kwargs": grad_kwargs}
-            return super().attribute(
-                inputs,
-                target,
-                additional_forward_args,
-                attribute_to_layer_input,
-                relu_attributions,
-                attr_dim_summation,
-                **optional,
-            )
-        layer_gradients, layer_evals = compute_layer_gradients_and_eval(
+        gradients, evaluations = compute_layer_gradients_and_eval(
             self.forward_func,
             self.layer,
             _format_tensor_into_tuples(inputs),
@@ -110,21 +95,20 @@ class ReshapedLayerGradCam(LayerGradCam):
             attribute_to_layer_input=attribute_to_layer_input,
             grad_kwargs=grad_kwargs,
         )
-        one_point = GradCamIntegrand(
-            per_step_relu=False, attr_dim_summation=attr_dim_summation
-        )
-        maps = tuple(
-            one_point.along_input_path(
-                to_channel_grid(reshape_transform, activations.detach()),
-                to_channel_grid(reshape_transform, gradients),
-                baseline_activations=None,
-                step_sizes=[1.0],
-            )
-            for gradients, activations in zip(layer_gradients, layer_evals)
-        )
-        if relu_attributions:
-            maps = tuple(attribution.clamp(min=0) for attribution in maps)
-        return _format_output(len(maps) > 1, maps)
+        maps = []
+        for gradient, evaluation in zip(gradients, evaluations):
+            gradient = to_channel_grid(reshape_transform, gradient)
+            evaluation = to_channel_grid(reshape_transform, evaluation.detach())
+            # LayerGradCam's own operations, in its order.
+            if gradient.dim() > 2:
+                gradient = torch.mean(
+                    gradient, dim=tuple(range(2, gradient.dim())), keepdim=True
+                )
+            scaled = gradient * evaluation
+            if attr_dim_summation:
+                scaled = torch.sum(scaled, dim=1, keepdim=True)
+            maps.append(torch.relu(scaled) if relu_attributions else scaled)
+        return _format_output(len(maps) > 1, tuple(maps))
 
 
 __all__ = ["ReshapedLayerGradCam"]

@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_igcam import _call_guards, _validation
-from captum_igcam._captum_compat import BaselineType, TargetType
-from captum_igcam._grad_cam_path import Chunk, GradCamAlongPath, PathCall, Tensors
-from captum_igcam._integrand import GradCamIntegrand
-from captum_igcam._path_points import points_on_line
+from captum_igcam._captum_compat import (
+    BaselineType,
+    TargetType,
+    _expand_additional_forward_args,
+)
+from captum_igcam._path import (
+    GradCamPath,
+    PathCall,
+    Tensors,
+    integral,
+    memory_format,
+    points_on_line,
+)
+from captum_igcam.reshapes import ReshapeTransform
 
 
-class LayerSpaceIntegratedGradCam(GradCamAlongPath):
+class LayerSpaceIntegratedGradCam(GradCamPath):
     r"""
     Grad-CAM integrated along the straight line between the baseline's and
     the input's activations of a layer. **This is not the paper's
     Integrated Grad-CAM** (:class:`~captum_igcam.IntegratedLayerGradCam`
     is): its path runs in the layer's activation space, not through the
-    input, so the part of the network before the layer is evaluated only at
-    the two ends. That makes it several times faster and gives different
+    input, so the part of the network before the layer needs no backward
+    pass and runs on one example per pass. It is faster and gives different
     maps.
 
     With ``A(x)`` the layer's activations for the input and ``A(x')`` for
-    the baseline, the path points are
-    ``A_m = A(x') + a_m (A(x) - A(x'))``. At each point the rest of the
-    network gives the target score ``S`` and the Grad-CAM weights
+    the baseline, the path points are ``A_m = A(x') + a_m (A(x) - A(x'))``.
+    The model runs on the input ``x`` with the layer's output replaced by
+    ``A_m``, which gives the target score ``S`` and the Grad-CAM weights
     ``w_k(m) = mean_{ij} dS/dA_{kij}`` at ``A_m``:
 
     .. math::
@@ -39,133 +49,112 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
         \mathrm{LSIGC}(x) = \sum_m s_m \, \mathrm{ReLU}(D_m(x))
 
     where ``(a_m, s_m)`` are the points and weights of one of Captum's
-    quadrature rules (``method``). It is the path integral of Layer
-    Integrated Gradients with the gradient replaced by its per-channel
-    spatial mean, and a ReLU per path point.
+    quadrature rules (``method``; ``riemann_trapezoid``'s weights sum to
+    ``1 - 1/n_steps``). It is the path integral of Layer Integrated
+    Gradients with the gradient replaced by its per-channel spatial mean,
+    and a ReLU per path point.
 
-    Supported layers: the layer runs once per forward pass; the output
-    depends on the input only through the layer; and the part of the network
-    after the layer follows the layer's batch size (one row per example and
-    path point), as in Sequential CNNs such as torchvision's classifiers.
-    A whole residual block's output (``layer4`` or ``layer4[1]`` of a
-    ResNet) qualifies; a layer inside a residual block (``layer4[1].bn2``, a
-    ViT block's ``ln_1``) does not: the skip connection goes around it and
-    would carry the input's own features, not the path point's, to every
-    path point. ``attribute``
-    raises a ValueError naming the cause for each unsupported case; the
-    route around the layer is found before any path point runs, by one
-    forward and backward pass on one example per call (cutting the layer's
-    tensors out of the graph and asking autograd whether the output still
-    reaches the input).
-
-    The part before the layer runs, per chunk of path points, on a single
-    example (only to reach the layer, whose output is then replaced by the
-    path points). When ``additional_forward_args`` hold tensors, which may
-    be used after the layer, the inputs and those tensors are repeated per
-    path point instead, as in the input-space method, and the speed-up
-    shrinks to that of skipping the backward pass before the layer.
+    Each example's path points run through the model together with that
+    example's own input (one example per forward pass, its path points as
+    the batch), so anything else the rest of the model reads from the input
+    (a mask, a gate, an extra argument) is that example's: a map does not
+    depend on the other examples in the call. Refused with a ValueError
+    naming the cause: a layer called more than once per forward pass; a
+    model whose part after the layer does not follow the layer's batch size
+    (one row per path point); and a layer that a gradient route from the
+    input to the output goes around, such as a layer inside a residual block
+    (``layer4[1].bn2`` of a ResNet, a ViT block's ``ln_1``): the skip
+    connection would carry the input's own features, not the path point's,
+    to every point. A whole block's output (``layer4``) is supported.
     """
 
     @log_usage()
-    @_call_guards.guarded_attribute
     def attribute(
         self,
-        inputs: Tensor | Tensors,
-        *,
-        # What is explained.
+        inputs: Tensor | tuple[Tensor, ...],
         target: TargetType = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
-        # The path and its quadrature.
+        relu_attributions: bool = False,
+        attr_dim_summation: bool = True,
+        grad_kwargs: dict[str, Any] | None = None,
         baselines: BaselineType = None,
         n_steps: int = 50,
         method: str = "gausslegendre",
         internal_batch_size: int | None = None,
-        # The Grad-CAM term and the map.
-        grad_kwargs: dict[str, Any] | None = None,
         per_step_relu: bool = True,
-        attr_dim_summation: bool = True,
-        relu_attributions: bool = False,
-    ) -> Tensor | Tensors:
+        reshape_transform: ReshapeTransform | None = None,
+    ) -> Tensor | tuple[Tensor, ...]:
         r"""
-        The options are keyword-only, grouped as in the signature: what is
-        explained, the path, the Grad-CAM term.
+        Takes the options of ``IntegratedLayerGradCam.attribute`` in the same
+        order, except ``subtract_baseline_activations`` (the
+        layer-space term is always taken from ``A(x')``).
 
         Args:
-            inputs (Tensor or tuple[Tensor, ...]): The examples to explain
-                        (dimension 0), floating point and finite; a tuple for
-                        a model with several input tensors.
-            target (int, tuple, Tensor, or list, optional): The score ``S``:
-                        an output index, or one per example, as in
-                        :class:`captum.attr.LayerGradCam`; None for a model
-                        with one scalar output per example.
+            inputs (Tensor or tuple[Tensor, ...]): The examples (dimension 0),
+                        floating point and finite; a tuple for a model with
+                        several input tensors.
+            target (int, tuple, Tensor, or list, optional): The score ``S``, as
+                        in :class:`captum.attr.LayerGradCam`.
                         Default: None
             additional_forward_args (Any, optional): More arguments of
-                        forward_func after the inputs. Tensors among them are
-                        repeated per path point (and the inputs with them).
+                        forward_func after the inputs; a tensor among them
+                        has one row per example, and each example's pass
+                        gets its row.
                         Default: None
             attribute_to_layer_input (bool, optional): Run the path through
                         the layer's input instead of its output.
                         Default: False
-            baselines (scalar, Tensor, or tuple, optional): Input whose layer
-                        activations ``A(x')`` start the path, given as for
-                        :class:`~captum_igcam.IntegratedLayerGradCam`: a
-                        number, a tensor that broadcasts to the inputs (or to
-                        one example), or one of these per input tensor.
-                        None means zeros.
-                        Default: None
-            n_steps (int, optional): Number of path points ``M`` (the Riemann
-                        rules need at least 2).
-                        Default: 50
-            method (str, optional): Captum's quadrature rule:
-                        ``gausslegendre``, ``riemann_right``,
-                        ``riemann_left``, ``riemann_middle`` or
-                        ``riemann_trapezoid``.
-                        Default: ``gausslegendre``
-            internal_batch_size (int, optional): At most this many examples x
-                        path points go through the part after the layer at
-                        once (at least the N examples: a smaller value is
-                        raised to N with Captum's warning). The maps do not
-                        depend on it. None: all points at once.
-                        Default: None
+            relu_attributions (bool, optional): Clip the final map at zero.
+                        Default: False
+            attr_dim_summation (bool, optional): Sum over channels; False
+                        gives per-channel maps masked by ``D_m > 0``.
+                        Default: True
             grad_kwargs (dict[str, Any], optional): Passed on to
                         ``torch.autograd.grad``.
                         Default: None
-            per_step_relu (bool, optional): ReLU on each ``D_m`` before the
-                        sum; False integrates the signed term.
+            baselines (scalar, Tensor, or tuple, optional): Input whose
+                        activations ``A(x')`` start the path, given as for
+                        ``IntegratedLayerGradCam``. None: zeros.
+                        Default: None
+            n_steps (int, optional): Number of path points ``M`` (at least 2
+                        for the Riemann rules, at most 1000 for
+                        ``gausslegendre``).
+                        Default: 50
+            method (str, optional): Captum's quadrature rule.
+                        Default: ``gausslegendre``
+            internal_batch_size (int, optional): At most this many examples x
+                        path points per chunk; the maps do not depend on it.
+                        Default: None
+            per_step_relu (bool, optional): ReLU on each ``D_m``; False
+                        integrates the signed term.
                         Default: True
-            attr_dim_summation (bool, optional): Sum over channels. False
-                        returns per-channel maps masked by ``D_m > 0``, which
-                        add up to the summed map.
-                        Default: True
-            relu_attributions (bool, optional): Clip the final map at zero.
-                        Default: False
+            reshape_transform (Callable, optional): Maps the layer's tensor to
+                        ``(N, channels, *spatial)`` for the Grad-CAM term (see
+                        :mod:`captum_igcam.reshapes`); the path itself runs in
+                        the layer's own layout.
+                        Default: None
 
         Returns:
             *Tensor* or *tuple[Tensor, ...]* of **attributions**:
             - **attributions** (*Tensor* or *tuple[Tensor, ...]*):
                         One map per example with the layer's shape (one
                         channel when summed), detached, in the layer's dtype
-                        or float32 if that is narrower; a tuple when the
-                        layer's output (or input) is a tuple of tensors.
+                        or float32 if that is narrower.
 
         Examples::
 
             >>> model = torchvision.models.resnet18(weights="DEFAULT").eval()
-            >>> images = torch.randn(4, 3, 224, 224)  # preprocessed images
             >>> fast = LayerSpaceIntegratedGradCam(model, model.layer4)
-            >>> # 4x1x7x7 maps of class 281, NOT the paper's Integrated Grad-CAM
-            >>> # (use IntegratedLayerGradCam for that).
+            >>> # Nx1x7x7 maps of class 281, NOT the paper's Integrated Grad-CAM.
             >>> maps = fast.attribute(images, target=281, internal_batch_size=200)
-            >>> heat = LayerAttribution.interpolate(maps, (224, 224), "bilinear")
         """
-        self._check_path_arguments(method, n_steps, internal_batch_size, grad_kwargs)
-        target = _validation.format_target(target)
-        _validation.warn_if_training(_validation.owning_model(self.forward_func))
-        call = self._prepare(
-            inputs, baselines, additional_forward_args, attribute_to_layer_input
-        )
-        if call.probe.bypasses_layer(*_prefix_inputs(call, n_points=1)):
+        arguments = locals()  # the parameters above, by name
+        del arguments["self"]
+        return self._attribute_path(**arguments)
+
+    def _prepare(self, call: PathCall) -> None:
+        if call.probe.bypasses_layer(*_example(call, 0)):
             raise ValueError(
                 "layer: LayerSpaceIntegratedGradCam needs a model whose output "
                 "depends on the input only through the explained layer, but a "
@@ -175,104 +164,107 @@ class LayerSpaceIntegratedGradCam(GradCamAlongPath):
                 "(e.g. model.layer4 rather than model.layer4[1].bn2), or use "
                 "IntegratedLayerGradCam"
             )
-        integrand = GradCamIntegrand(per_step_relu, attr_dim_summation)
-        path = _LayerSpacePath(call, _path_ends(call), integrand)
-        maps = self._integrate(
-            path, target, n_steps, method, internal_batch_size, grad_kwargs
+        n = call.n_examples
+        ends = call.probe.capture(
+            tuple(
+                torch.cat([base, inp]).contiguous(memory_format=memory_format(inp))
+                for base, inp in zip(call.baselines, call.inputs)
+            ),
+            _expand_additional_forward_args(call.additional_forward_args, 2),
         )
-        return self._output(maps, relu_attributions)
+        call.baseline_activations = tuple(end[:n] for end in ends)
+        call.input_activations = tuple(end[n:] for end in ends)
 
+    def _forward(
+        self, call: PathCall, alphas: Sequence[float]
+    ) -> tuple[Tensor, Tensors]:
+        outputs, leaves = [], []
+        for index in range(call.n_examples):
+            rows = slice(index, index + 1)
 
-@torch.no_grad()
-def _path_ends(call: PathCall) -> tuple[Tensors, Tensors]:
-    """The layer's tensors for the baselines and the inputs, in one pass."""
-    ends = call.probe.capture(call.baselines_then_inputs(), call.repeated_args(2))
-    return (
-        tuple(end[: call.n_examples] for end in ends),
-        tuple(end[call.n_examples :] for end in ends),
-    )
+            def path_points(layer_tensors: Tensors, rows: slice = rows) -> Tensors:
+                return tuple(
+                    points_on_line(base[rows], actual[rows], alphas)
+                    for base, actual in zip(
+                        call.baseline_activations, call.input_activations
+                    )
+                )
 
+            try:
+                output, example_leaves = call.probe.run(
+                    *_example(call, index), replace=path_points
+                )
+            except RuntimeError as error:
+                raise _unsupported(f"the forward pass failed: {error}") from error
+            if call.probe.layer_calls > 1:
+                raise ValueError(
+                    "layer: LayerSpaceIntegratedGradCam needs a layer that runs "
+                    f"once per forward pass, got {call.probe.layer_calls} calls; "
+                    "use IntegratedLayerGradCam"
+                )
+            if output.shape[0] != len(alphas):
+                raise _unsupported(
+                    f"expected {len(alphas)} output rows (one per path point), "
+                    f"got {output.shape[0]}"
+                )
+            outputs.append(output)
+            leaves.extend(example_leaves)
+        return torch.stack(outputs, dim=1).flatten(0, 1), tuple(leaves)
 
-def _prefix_inputs(call: PathCall, n_points: int) -> tuple[Tensors, Any]:
-    """Inputs and extra arguments for the part of the model before the layer.
-
-    That part only has to reach the layer: one example does. Tensors in
-    ``additional_forward_args`` have a row per example and may be used after
-    the layer, where every path point is a row, so then inputs and tensors
-    are repeated per path point, like the path points themselves.
-    """
-    args = call.additional_forward_args
-    if args is None or not any(isinstance(arg, Tensor) for arg in args):
-        return tuple(inp[:1] for inp in call.inputs), args
-    return call.repeated_inputs(n_points), call.repeated_args(n_points)
-
-
-def _unsupported_model(problem: str) -> ValueError:
-    return ValueError(
-        "forward_func: LayerSpaceIntegratedGradCam needs a model whose part after "
-        "the layer follows the layer's batch size (one row per example and path "
-        f"point); {problem}. Use IntegratedLayerGradCam, or a forward that "
-        "reshapes with the features' own batch size (e.g. x.flatten(1) rather "
-        "than x.view(inputs.size(0), -1))."
-    )
-
-
-class _LayerSpacePath:
-    """The path ``A(x') + a (A(x) - A(x'))`` in the layer's activation space."""
-
-    def __init__(
+    def _integrate(
         self,
         call: PathCall,
-        ends: tuple[Tensors, Tensors],
-        integrand: GradCamIntegrand,
-    ) -> None:
-        self.call = call
-        self.baseline_activations, self.input_activations = ends
-        self.activation_changes = tuple(
-            actual - base
-            for actual, base in zip(self.input_activations, self.baseline_activations)
-        )
-        self.integrand = integrand
-
-    def forward(self, chunk: Chunk) -> tuple[Tensor, Tensors]:
-        n_rows = len(chunk.alphas) * self.call.n_examples
-
-        def path_points(layer_tensors: Tensors) -> Tensors:
-            # The layer's own tensors only started the pass; every example's
-            # path points take their place.
-            return tuple(
-                points_on_line(base, actual, chunk.alphas)
-                for base, actual in zip(
-                    self.baseline_activations, self.input_activations
-                )
-            )
-
-        try:
-            output, leaves = self.call.probe.run(
-                *_prefix_inputs(self.call, len(chunk.alphas)), transform=path_points
-            )
-        except RuntimeError as error:
-            raise _unsupported_model(f"the forward pass failed: {error}") from error
-        if self.call.probe.layer_calls > 1:
-            raise ValueError(
-                "layer: LayerSpaceIntegratedGradCam needs a layer that runs once "
-                f"per forward pass, got {self.call.probe.layer_calls} calls; use "
-                "IntegratedLayerGradCam"
-            )
-        if output.shape[0] != n_rows:
-            raise _unsupported_model(
-                f"expected {n_rows} output rows (one per example and path point), "
-                f"got {output.shape[0]}"
-            )
-        return output, leaves
-
-    def integrate(self, chunk: Chunk, leaves: Tensors, gradients: Tensors) -> Tensors:
+        alphas: Sequence[float],
+        step_sizes: Sequence[float],
+        leaves: Tensors,
+        gradients: Tensors,
+    ) -> Tensors:
+        # D_m = a_m sum_k w_k(m) (A_k(x) - A_k(x')), and a_m >= 0.
+        weights = [step * alpha for step, alpha in zip(step_sizes, alphas)]
+        per_tensor = len(call.input_activations)
         return tuple(
-            self.integrand.along_layer_path(
-                change, gradient, chunk.alphas, chunk.step_sizes
+            integral(
+                torch.stack(
+                    [call.grid(g) for g in gradients[tensor::per_tensor]], dim=1
+                ),
+                call.grid(actual - base).unsqueeze(0),
+                weights,
+                call,
             )
-            for change, gradient in zip(self.activation_changes, gradients)
+            for tensor, (base, actual) in enumerate(
+                zip(call.baseline_activations, call.input_activations)
+            )
         )
+
+
+def _example(call: PathCall, index: int) -> tuple[Tensors, Any]:
+    """One example's inputs and additional arguments (tensors: its row)."""
+    rows = slice(index, index + 1)
+    args = call.additional_forward_args
+    for arg in args or ():
+        if isinstance(arg, Tensor) and (
+            arg.dim() == 0 or arg.shape[0] != call.n_examples
+        ):
+            raise ValueError(
+                "additional_forward_args: expected tensors with one row per "
+                f"example ({call.n_examples}), got shape {tuple(arg.shape)}"
+            )
+    return (
+        tuple(inp[rows] for inp in call.inputs),
+        None
+        if args is None
+        else tuple(arg[rows] if isinstance(arg, Tensor) else arg for arg in args),
+    )
+
+
+def _unsupported(problem: str) -> ValueError:
+    return ValueError(
+        "forward_func: LayerSpaceIntegratedGradCam needs a model whose part after "
+        "the layer follows the layer's batch size (one row per path point); "
+        f"{problem}. Use IntegratedLayerGradCam, or a forward that reshapes with "
+        "the features' own batch size (e.g. x.flatten(1) rather than "
+        "x.view(inputs.size(0), -1))."
+    )
 
 
 __all__ = ["LayerSpaceIntegratedGradCam"]

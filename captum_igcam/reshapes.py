@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor
 
@@ -163,7 +162,7 @@ def channels_last_grid() -> ChannelsLast:
     return ChannelsLast()
 
 
-def check_reshape_transform(reshape_transform: Any) -> None:
+def check_reshape_transform(reshape_transform: object) -> None:
     """Raise a TypeError unless ``reshape_transform`` is None or callable."""
     if reshape_transform is not None and not callable(reshape_transform):
         raise TypeError(
@@ -216,5 +215,6 @@ __all__ = [
     "ReshapeTransform",
     "TokenGrid",
     "channels_last_grid",
+    "to_channel_grid",
     "vit_tokens",
 ]

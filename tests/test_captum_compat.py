@@ -8,6 +8,9 @@ declared range, the compatibility module and the imports in step.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import captum
@@ -87,3 +90,100 @@ def test_compat_module_exports_every_name_it_imports() -> None:
     assert imported <= set(_captum_compat.__all__)
     for name in _captum_compat.__all__:
         assert getattr(_captum_compat, name) is not None
+
+
+def _plugin_private_imports(path: Path) -> list[str]:
+    """Private plugin modules (``captum_igcam._x``) imported by ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        modules = (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
+        if isinstance(node, ast.ImportFrom) and node.module == "captum_igcam":
+            modules += [f"captum_igcam.{alias.name}" for alias in node.names]
+        found += [
+            name
+            for name in modules
+            if name.startswith("captum_igcam.")
+            and name.split(".")[1].startswith("_")
+            and not name.split(".")[1].startswith("__")
+        ]
+    return found
+
+
+def test_the_application_uses_only_the_plugins_public_names() -> None:
+    outside = [
+        path
+        for path in PACKAGE.rglob("*.py")
+        if path.parent != PACKAGE  # app, evaluation, dataset_job, cli
+    ]
+    assert outside
+    offenders = {
+        str(path.relative_to(PACKAGE)): imports
+        for path in outside
+        if (imports := _plugin_private_imports(path))
+    }
+    assert offenders == {}
+
+
+def test_importing_and_calling_the_plugin_adds_no_module_beyond_captums() -> None:
+    """In a fresh interpreter: the plugin adds no matplotlib module to those
+    ``import captum`` loads itself (its ``captum.attr`` imports Captum's
+    visualisation), and no module of the application."""
+    script = (
+        "import sys, torch, captum\n"
+        "def matplotlib_modules():\n"
+        "    return sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib')\n"
+        "captums = matplotlib_modules()\n"
+        "from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam\n"
+        "net = torch.nn.Sequential(\n"
+        "    torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),\n"
+        "    torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),\n"
+        "    torch.nn.Linear(4, 2)).eval()\n"
+        "x = torch.randn(2, 3, 8, 8)\n"
+        "for cls in (IntegratedLayerGradCam, LayerSpaceIntegratedGradCam):\n"
+        "    cls(net, net[0]).attribute(x, target=1, n_steps=3)\n"
+        "ours = sorted(m for m in sys.modules if m.startswith('captum_igcam.'))\n"
+        "print([captums, matplotlib_modules(), ours])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+    )
+    captums, after_call, ours = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert after_call == captums
+    assert ours == sorted(
+        f"captum_igcam.{module}"
+        for module in (
+            "_captum_compat",
+            "_checks",
+            "_layer_hook",
+            "_path",
+            "integrated_grad_cam",
+            "layer_space_grad_cam",
+            "reshapes",
+        )
+    )
+
+
+def test_no_plugin_module_imports_matplotlib() -> None:
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = [
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        ] + [
+            node.module or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        ]
+        assert not [name for name in imported if name.startswith("matplotlib")], path

@@ -16,7 +16,8 @@ from PIL import Image
 from skimage import data
 
 import captum_igcam
-from captum_igcam import cli, maps
+from captum_igcam import cli
+from captum_igcam.app import maps
 from captum_igcam.app.settings import MethodSettings
 
 FAST = ["--steps", "4"]

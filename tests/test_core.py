@@ -442,3 +442,27 @@ def test_positional_call_written_for_layer_grad_cam(tiny_cnn):
     )
     assert positional.shape == (2, 4, 8, 8)
     assert_close_to(positional, keywords)
+
+
+@pytest.mark.parametrize("n_steps", [2, 5])
+def test_riemann_trapezoid_is_one_minus_one_over_n_times_the_trapezoid_rule(
+    tiny_cnn, n_steps
+):
+    """Captum's trapezoid weights sum to 1 - 1/n (documented in the class)."""
+    inputs = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    result = IntegratedLayerGradCam(tiny_cnn, tiny_cnn.conv2).attribute(
+        inputs,
+        target=[0, 3],
+        n_steps=n_steps,
+        method="riemann_trapezoid",
+        per_step_relu=False,
+    )
+    # The textbook trapezoid rule on n equally spaced points of [0, 1].
+    grad_cam = LayerGradCam(tiny_cnn, tiny_cnn.conv2)
+    h = 1 / (n_steps - 1)
+    trapezoid = sum(
+        (h / 2 if k in (0, n_steps - 1) else h)
+        * grad_cam.attribute(k * h * inputs, target=[0, 3])
+        for k in range(n_steps)
+    )
+    assert_close_to(result, (1 - 1 / n_steps) * trapezoid)

@@ -1,4 +1,4 @@
-"""Tests for captum_igcam.maps: upsampling, normalisation and rendering."""
+"""Tests for captum_igcam.app.maps: upsampling, normalisation and rendering."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from matplotlib.figure import Figure
 from torch import nn
 
-from captum_igcam import maps
+from captum_igcam.app import maps
 
 
 def test_upsample_is_bilinear_to_the_requested_size():

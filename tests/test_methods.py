@@ -13,6 +13,7 @@ from helpers import TinyCNN
 from reference import naive_integrated_grad_cam, naive_layer_path_grad_cam
 from tolerances import assert_close_to
 
+from captum_igcam import channels_last_grid
 from captum_igcam.app.methods import METHODS, MethodSettings, register_method
 
 TARGETS = [1, 3]
@@ -113,3 +114,30 @@ def test_integrated_gradients_maps_are_complete(model, inputs, name):
 def test_a_name_is_registered_once():
     with pytest.raises(ValueError, match="name: method 'igcam' is already registered"):
         register_method("igcam", "again", "again")
+
+
+class ChannelsLastLayerNet(TinyCNN):
+    """TinyCNN whose explained layer hands on ``(N, H, W, C)``, as Swin's
+    final norm does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.to_channels_last = torch.nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+        hidden = self.to_channels_last(hidden.permute(0, 2, 3, 1))
+        return self.fc(hidden.mean(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("name", sorted(set(METHODS) - {"ig"}))
+def test_every_layer_method_reads_the_layer_through_the_models_reshape(inputs, name):
+    """A (N, H, W, C) layer gives (N, 1, H, W) maps: every layer method gets
+    the settings' reshape_transform."""
+    model = ChannelsLastLayerNet().double().eval()
+    settings = MethodSettings(n_steps=3, reshape_transform=channels_last_grid())
+    maps = METHODS[name].build(model, model.to_channels_last, settings)(
+        inputs, TARGETS, torch.zeros_like(inputs)
+    )
+    assert maps.shape == (2, 1, 8, 8)
+    assert maps.abs().amax() > 0

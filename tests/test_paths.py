@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from helpers import TinyCNN
+from helpers import TinyCNN, small_vit
 from reference import (
     naive_integrated_grad_cam,
     naive_layer_path_grad_cam,
     quadrature,
 )
-from test_transformers import small_vit
 from tolerances import assert_close_to
 from torch import nn
 
@@ -157,7 +156,7 @@ def test_layer_space_class_matches_its_naive_reference(method):
     assert_close_to(result, expected)
 
 
-def test_layer_space_prefix_runs_once_per_chunk():
+def test_layer_space_prefix_runs_once_per_example_and_chunk():
     model = TinyCNN().double().eval()
     counter = _ForwardCounter(model.conv1)
     LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
@@ -165,9 +164,9 @@ def test_layer_space_prefix_runs_once_per_chunk():
     )
     counter.handle.remove()
     # The check for a route around the layer on one example, both ends of
-    # the path of both examples in one pass, then one chunk, whose prefix
-    # runs on one example.
-    assert counter.batch_sizes == [1, 4, 1]
+    # the path of both examples in one pass, then one chunk: one pass per
+    # example, whose prefix runs on that example alone.
+    assert counter.batch_sizes == [1, 4, 1, 1]
 
 
 def test_layer_space_maps_differ_from_the_papers():
@@ -413,7 +412,7 @@ def test_channels_last_is_kept_and_gives_the_contiguous_maps(explainer_class):
     "explainer_class", [IntegratedLayerGradCam, LayerSpaceIntegratedGradCam]
 )
 def test_compiled_model_gives_the_eager_maps_after_an_eager_run(explainer_class):
-    """The sequence of issue 13: explain eagerly, then compile and explain with
+    """Explain eagerly, then compile and explain with
     another batch size and a short last chunk (a recompilation)."""
     torch._dynamo.reset()
     model = TinyCNN().eval()
@@ -438,7 +437,7 @@ def test_compiled_model_gives_the_eager_maps_after_an_eager_run(explainer_class)
 
 
 def test_compiled_graph_traced_before_the_hooks_is_reported_clearly():
-    """Issue 13: a compiled model first called with the chunk's shape keeps a
+    """A compiled model first called with the chunk's shape keeps a
     graph without the layer's hook (dynamo skips hook guards by default)."""
     torch._dynamo.reset()
     model = TinyCNN().eval()
@@ -470,3 +469,79 @@ def test_compiled_model_with_hook_guards_gives_the_eager_maps(explainer_class):
         maps = explainer_class(compiled, model.conv2).attribute(inputs, **kwargs)
     torch._dynamo.reset()
     assert_close_to(maps, eager)
+
+
+class PaddingMaskNet(TinyCNN):
+    """Masks the layer's output with a padding mask computed from the input:
+    positions where every input channel is zero (padding) are cut off."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding = (x != 0).any(dim=1, keepdim=True).to(x.dtype)
+        hidden = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+        return self.fc(self.pool(hidden * padding).flatten(1))
+
+
+class DetachedGateNet(TinyCNN):
+    """Scales the layer's output by a gate on a detached input statistic."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(4 * x.detach().mean(dim=(1, 2, 3)))
+        hidden = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+        return self.fc(self.pool(hidden).flatten(1)) * gate[:, None]
+
+
+def _padded_images() -> torch.Tensor:
+    """Three images, each padded with zeros over a different region."""
+    images = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    images[0, :, :, 5:] = 0
+    images[1, :, 2:, :] = 0
+    images[2] -= 1.5  # no padding, and a low gate
+    return images
+
+
+@pytest.mark.parametrize("model_class", [PaddingMaskNet, DetachedGateNet])
+def test_layer_space_input_read_outside_the_layer_is_each_examples_own(
+    model_class,
+):
+    """Routes around the layer that autograd does not see (a mask, a detached
+    gate) read each example's own input: maps in a batch are the maps alone
+    and the per-example float64 reference."""
+    model = model_class().double().eval()
+    inputs = _padded_images()
+    baselines = torch.full_like(inputs, 0.3)
+    targets = [1, 4, 2]
+    explainer = LayerSpaceIntegratedGradCam(model, model.conv2)
+    options = dict(n_steps=5, method="riemann_middle")
+    batch = explainer.attribute(
+        inputs, target=targets, baselines=baselines, internal_batch_size=6, **options
+    )
+    alone = torch.cat(
+        [
+            explainer.attribute(
+                inputs[i : i + 1],
+                target=targets[i],
+                baselines=baselines[i : i + 1],
+                **options,
+            )
+            for i in range(3)
+        ]
+    )
+    expected = naive_layer_path_grad_cam(
+        model, model.conv2, inputs, baselines, targets, "riemann_middle", 5
+    )
+    assert_close_to(batch, alone)
+    assert_close_to(batch, expected)
+
+
+def test_layer_space_refuses_an_extra_tensor_without_a_row_per_example():
+    model = ScaledLogits().double().eval()
+    inputs = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=r"^additional_forward_args: expected tensors with one row"
+    ):
+        LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
+            inputs,
+            target=0,
+            additional_forward_args=torch.ones(1, 1, dtype=torch.float64),
+            n_steps=2,
+        )

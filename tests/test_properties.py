@@ -1,4 +1,4 @@
-"""Property-based checks over random small CNNs (issue 6, part 4).
+"""Property-based checks over random small CNNs.
 
 Hypothesis draws a CNN (depth, widths, kernels, activations, pooling), the
 explained layer, input size, batch, targets, baseline, quadrature and

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerGradCam
+from helpers import randomise_zero_head, small_vit
 from PIL import Image
 from reference import CHANNELS_LAST, TokenLayout, naive_integrated_grad_cam
 from skimage import data
 from tolerances import assert_close_to
 from torch import nn
-from torchvision.models import SwinTransformer, VisionTransformer, swin_t, vit_b_16
+from torchvision.models import SwinTransformer, swin_t, vit_b_16
 
 from captum_igcam import (
     IntegratedLayerGradCam,
@@ -41,27 +42,6 @@ APPROXIMATION_METHODS = (
 )
 CLASSES = 5
 TARGETS = [1, 3]
-
-
-def small_vit() -> VisionTransformer:
-    """Two blocks on a 4 x 4 grid of 8 x 8 patches of a 32 x 32 image."""
-    vit = VisionTransformer(
-        image_size=32,
-        patch_size=8,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        mlp_dim=32,
-        num_classes=CLASSES,
-    )
-    _randomise_zero_head(vit)
-    return vit.double().eval()
-
-
-def _randomise_zero_head(vit: VisionTransformer) -> None:
-    # torchvision initialises the ViT head to zeros: every score would be
-    # constant and every gradient zero.
-    nn.init.normal_(vit.heads.head.weight, std=0.5)
 
 
 def small_swin() -> SwinTransformer:
@@ -326,7 +306,7 @@ def test_reshape_changes_nothing_for_cnns(tiny_cnn):
 def test_full_size_torchvision_transformers_match_reference(arch):
     if arch == "vit_b_16":
         model = vit_b_16()
-        _randomise_zero_head(model)
+        randomise_zero_head(model)
         layer = model.encoder.layers[-1].ln_1
         reshape, layout = vit_tokens(), TokenLayout(prefix=1, height=14, width=14)
     else:

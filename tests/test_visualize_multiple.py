@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from captum_igcam import IntegratedLayerGradCam, maps
-from captum_igcam.app import images, models
+from captum_igcam import IntegratedLayerGradCam
+from captum_igcam.app import images, maps, models
 
 TUTORIAL_METHODS = [
     "original_image",

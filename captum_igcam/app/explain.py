@@ -275,8 +275,7 @@ def _save_maps(
     upsampled: bool,
 ) -> tuple[list[str], np.ndarray]:
     """Save one method's raw maps; return the file names and the overlay map."""
-    from captum_igcam import maps
-    from captum_igcam.app import _atomic
+    from captum_igcam.app import _atomic, maps
 
     full_map = maps.upsample(layer_map, size)
     saved = [("layer", layer_map)] + ([("upsampled", full_map)] if upsampled else [])
@@ -301,8 +300,7 @@ def _explain_photo(
 ) -> dict[str, Any]:
     import torch
 
-    from captum_igcam import maps
-    from captum_igcam.app import _atomic
+    from captum_igcam.app import _atomic, maps
     from captum_igcam.app.baselines import baseline_input
     from captum_igcam.app.methods import METHODS
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from captum.attr import (
     Attribution,
@@ -30,9 +31,12 @@ from captum_igcam import (
     LayerSpaceIntegratedGradCam,
     ReshapedLayerGradCam,
 )
-from captum_igcam._captum_compat import BaselineType, TargetType
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.reshapes import to_channel_grid
+
+#: What ``maps`` takes as ``target`` and ``baselines`` (Captum's forms).
+TargetType = int | tuple[int, ...] | Tensor | list[Any] | None
+BaselineType = Tensor | float | tuple[Tensor | float, ...] | None
 
 #: The explainer class behind each integration path of the command line's
 #: ``--path``: the paper's input-space path or the layer-space method.
@@ -109,53 +113,72 @@ def _gradcam(model: nn.Module, layer: nn.Module, settings: MethodSettings):
     return maps
 
 
-def _path_method(
-    explainer_class: Callable[..., Attribution],
-    reduce: Callable[[Tensor, MethodSettings], Tensor],
-    reshapes: bool = False,
+def _grad_cam_path(
+    explainer_class: type[IntegratedLayerGradCam | LayerSpaceIntegratedGradCam],
+    steps_summed: bool = False,
     **options: object,
 ) -> MethodBuilder:
-    """A builder for a path method with the settings' path options.
+    """A builder for an Integrated Grad-CAM class with the settings' options.
 
     Args:
-        explainer_class (Callable): Builds the explainer from
-            ``(model, layer)``.
-        reduce (Callable): Turns ``attribute``'s output into one map per
-            example, ``(N, 1, h, w)``.
-        reshapes (bool): Pass the settings' ``reshape_transform`` to
-            ``attribute`` (the classes that take one).
+        explainer_class (type): ``IntegratedLayerGradCam`` or
+            ``LayerSpaceIntegratedGradCam`` (same options, same order).
+        steps_summed (bool): Sum the per-step maps instead of weighting them
+            (the authors' notebook): ``n_steps`` times the map.
         **options: Further ``attribute`` options, fixed for this method.
     """
 
     def build(model: nn.Module, layer: nn.Module, settings: MethodSettings):
         explainer = explainer_class(model, layer)
+        factor = settings.n_steps if steps_summed else 1
         call_options = {
             "n_steps": settings.n_steps,
             "method": settings.method,
             "internal_batch_size": settings.internal_batch_size,
+            "reshape_transform": settings.reshape_transform,
             **options,
         }
-        if reshapes:
-            call_options["reshape_transform"] = settings.reshape_transform
 
         def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
-            attributions = explainer.attribute(
-                inputs, target=target, baselines=baselines, **call_options
+            return factor * explainer.attribute(
+                inputs, target, baselines=baselines, **call_options
             )
-            return reduce(attributions, settings)
 
         return maps
 
     return build
 
 
-def _as_is(maps: Tensor, settings: MethodSettings) -> Tensor:
-    return maps
+def _captum_path(
+    explainer_class: Callable[..., Attribution],
+    reduce: Callable[[Tensor, MethodSettings], Tensor],
+) -> MethodBuilder:
+    """A builder for a Captum path method with the settings' path options.
 
+    Args:
+        explainer_class (Callable): Builds the explainer from
+            ``(model, layer)``.
+        reduce (Callable): Turns ``attribute``'s output into one map per
+            example, ``(N, 1, h, w)``, on the settings' spatial grid.
+    """
 
-def _summed_over_steps(maps: Tensor, settings: MethodSettings) -> Tensor:
-    """The per-step maps summed instead of weighted: ``n_steps`` times the map."""
-    return maps * settings.n_steps
+    def build(model: nn.Module, layer: nn.Module, settings: MethodSettings):
+        explainer = explainer_class(model, layer)
+
+        def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
+            attributions = explainer.attribute(
+                inputs,
+                target=target,
+                baselines=baselines,
+                n_steps=settings.n_steps,
+                method=settings.method,
+                internal_batch_size=settings.internal_batch_size,
+            )
+            return reduce(attributions, settings)
+
+        return maps
+
+    return build
 
 
 def _summed_over_channels(attributions: Tensor, settings: MethodSettings) -> Tensor:
@@ -180,30 +203,22 @@ register_method(
     "Integrated Grad-CAM",
     "Integrated Grad-CAM, the class defaults (the authors' evaluated formula: "
     "no baseline subtraction)",
-)(_path_method(IntegratedLayerGradCam, _as_is, reshapes=True))
+)(_grad_cam_path(IntegratedLayerGradCam))
 register_method(
     "igcam-paper",
     "IG-CAM (paper figure)",
     "Integrated Grad-CAM as the paper's figure draws it (baseline activations "
     "subtracted)",
-)(
-    _path_method(
-        IntegratedLayerGradCam,
-        _as_is,
-        reshapes=True,
-        subtract_baseline_activations=True,
-    )
-)
+)(_grad_cam_path(IntegratedLayerGradCam, subtract_baseline_activations=True))
 register_method(
     "igcam-notebook",
     "IG-CAM (notebook)",
     "Integrated Grad-CAM, authors' notebook (riemann_left, no baseline "
     "subtraction, sum of steps)",
 )(
-    _path_method(
+    _grad_cam_path(
         IntegratedLayerGradCam,
-        _summed_over_steps,
-        reshapes=True,
+        steps_summed=True,
         method="riemann_left",
         subtract_baseline_activations=False,
     )
@@ -213,12 +228,12 @@ register_method(
     "IG-CAM (layer path)",
     "Grad-CAM integrated along the layer-space path "
     "(LayerSpaceIntegratedGradCam; fast, not the paper's method)",
-)(_path_method(LayerSpaceIntegratedGradCam, _as_is))
+)(_grad_cam_path(LayerSpaceIntegratedGradCam))
 register_method(
     "layer-ig", "Layer IG", "Layer Integrated Gradients, summed over channels"
-)(_path_method(LayerIntegratedGradients, _layer_summed_over_channels))
+)(_captum_path(LayerIntegratedGradients, _layer_summed_over_channels))
 register_method(
     "ig",
     "Integrated Gradients",
     "Integrated Gradients on the input, summed over colours",
-)(_path_method(_input_space, _summed_over_channels))
+)(_captum_path(_input_space, _summed_over_channels))

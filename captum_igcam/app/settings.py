@@ -159,7 +159,7 @@ class MethodSettings:
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError("--device: 'cuda' was asked for but CUDA is not available")
+            raise UsageError("device: 'cuda' was asked for but CUDA is not available")
 
     def load_model(self) -> ModelBundle:
         """The model these settings name, on ``device``, with ``layer`` applied.

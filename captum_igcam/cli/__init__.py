@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from captum_igcam import __version__
-from captum_igcam.app.errors import CLIError, UsageError
+from captum_igcam.app.errors import UsageError
 
-__all__ = ["CLIError", "UsageError", "build_parser", "main"]
+__all__ = ["UsageError", "build_parser", "main"]
 
 SUBCOMMAND_MODULES = (
     "captum_igcam.cli.explain",
@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - one-line message for the user
         if args.debug:
             raise
-        message = str(error) or type(error).__name__
-        print(f"captum-igcam: error: {message}", file=sys.stderr)
+        from captum_igcam.cli._options import option_message
+
+        print(f"captum-igcam: error: {option_message(error)}", file=sys.stderr)
         return 1

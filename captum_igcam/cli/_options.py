@@ -41,6 +41,19 @@ _SETTINGS_OPTIONS = {
 }
 
 
+def option_message(error: Exception) -> str:
+    """The error's message, a leading settings field named as its option.
+
+    ``device: ...`` from :class:`MethodSettings` reads ``--device: ...``.
+    """
+    message = str(error) or type(error).__name__
+    field, colon, rest = message.partition(": ")
+    if colon and isinstance(error, UsageError) and field in _SETTINGS_OPTIONS:
+        option = _SETTINGS_OPTIONS[field].replace("_", "-")
+        return f"--{option}: {rest}"
+    return message
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type`` accepting integers >= 1.
 

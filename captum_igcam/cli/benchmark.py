@@ -11,7 +11,7 @@ import argparse
 import math
 from typing import Any
 
-from captum_igcam.app.errors import CLIError
+from captum_igcam.app.errors import UsageError
 from captum_igcam.cli import _options
 
 #: ``--quick``'s values for the options not given. ``--steps`` otherwise has
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         bundle = settings.load_model()
         dataset = load_dataset(args.dataset, n, seed=args.seed, class_map=class_map)
         if len(dataset) == 0:
-            raise CLIError(f"--dataset: no usable images in {args.dataset}")
+            raise UsageError(f"--dataset: no usable images in {args.dataset}")
         result = evaluation.evaluate(
             bundle,
             dataset,
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except ValueError as error:
-        raise CLIError(str(error)) from error
+        raise UsageError(str(error)) from error
     summary = evaluation.summarize(result, seed=args.seed)
     accuracy = evaluation.top1_accuracy(result, seed=args.seed)
     differences = _differences(result, evaluation)

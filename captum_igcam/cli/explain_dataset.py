@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from captum_igcam.app.errors import CLIError
+from captum_igcam.app.errors import UsageError
 from captum_igcam.cli import _options
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         keys = dataset_job.find_images(args.source, exclude=args.out)
     except ValueError as error:
-        raise CLIError(str(error)) from error
+        raise UsageError(str(error)) from error
     with distributed.process_group(settings.device):
         bundle = settings.load_model()  # "cuda" is this rank's GPU here
         options = dataset_job.JobOptions(
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 options=options,
             )
         except dataset_job.OutputMismatchError as error:
-            raise CLIError(f"{error} (--overwrite)") from error
+            raise UsageError(f"{error} (--overwrite)") from error
     # Each unreadable image was reported once, by name, while the job ran.
     who = (
         f"rank {summary.rank} of {summary.world_size}: "
@@ -163,15 +163,15 @@ def _items(
     for key in keys:
         folder, separator, _ = key.partition("/")
         if not separator:
-            raise CLIError(
+            raise UsageError(
                 f"--target {FOLDER_TARGET}: expected every image in a class "
                 f"folder (SOURCE/<class>/...), got {key!r} directly in SOURCE"
             )
         if folder not in classes:
             try:
                 classes[folder] = _options.parse_target(folder, categories)
-            except CLIError as error:
-                raise CLIError(
+            except UsageError as error:
+                raise UsageError(
                     f"--target {FOLDER_TARGET}: class folder {folder!r} names no "
                     f"class of the model ({error})"
                 ) from error

@@ -40,8 +40,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from captum_igcam.app.maps import normalize, upsample
 from captum_igcam.app.settings import check_positive_int
-from captum_igcam.maps import normalize, upsample
 
 ForwardFunc = Callable[[Tensor], Tensor]
 BoxesLike = Tensor | np.ndarray | Sequence[Sequence[float]]
@@ -62,7 +62,7 @@ def to_input_size(maps: Tensor, size: tuple[int, int]) -> Tensor:
 
     Returns:
         Tensor: ``(N, H, W)`` float maps, upsampled bilinearly with
-        :func:`captum_igcam.maps.upsample` when ``(h, w) != (H, W)``.
+        :func:`captum_igcam.app.maps.upsample` when ``(h, w) != (H, W)``.
 
     Raises:
         ValueError: If ``maps`` has another shape.
@@ -327,7 +327,7 @@ def masked_confidence(
     """Class scores of each input and of the input multiplied by its map.
 
     The map is upsampled to the input size, min-max normalised to [0, 1] per
-    image (:func:`captum_igcam.maps.normalize`) and multiplied into every
+    image (:func:`captum_igcam.app.maps.normalize`) and multiplied into every
     channel of the model input (so a map value of 0 sets the model input to
     0, the usual IG baseline).
 

@@ -1,0 +1,207 @@
+"""Forward passes with the explained layer's tensors captured as autograd leaves.
+
+Nothing before the layer needs a gradient, so a pass runs with autograd off
+until the layer is reached; the hook there detaches the layer's tensors, makes
+them leaves that require grad, switches grad mode on and hands a copy on, so
+only the rest of the network is recorded. A model that switches grad mode
+itself, or calls the layer more than once, makes :meth:`LayerProbe.run` fall
+back to recording the whole pass (as Captum's layer methods do): same numbers,
+usual cost.
+
+Hooks are state of the module, seen by every thread that runs it. A hook here
+acts only in the thread of the call that registered it (and on DataParallel's
+replicas, which run in worker threads); in any other thread, such as another
+call explaining the same module at the same time, it does nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import Module
+
+from captum_igcam._captum_compat import _run_forward, _sort_key_list
+
+Tensors = tuple[Tensor, ...]
+
+
+class _Capture:
+    """Records (and may replace) the layer's tensors during one forward pass."""
+
+    def __init__(
+        self,
+        layer: Module,
+        as_leaves: bool,
+        start_graph: bool,
+        replace: Callable[[Tensors], Tensors] | None = None,
+    ) -> None:
+        self.layer, self.as_leaves, self.start_graph = layer, as_leaves, start_graph
+        self.replace = replace
+        self.thread = threading.get_ident()
+        self.calls: Counter[torch.device] = Counter()
+        self.tensors: dict[torch.device, Tensors] = {}
+
+    def _record(self, module: Module, tensors: Any) -> Any:
+        if module is self.layer and threading.get_ident() != self.thread:
+            return None  # another thread's forward pass through the same module
+        is_sequence = isinstance(tensors, (tuple, list))
+        items = tuple(tensors) if is_sequence else (tensors,)
+        if not all(isinstance(item, Tensor) for item in items):
+            raise ValueError(
+                "layer: expected the explained layer's tensors to be a Tensor or "
+                f"a tuple of Tensors, got {[type(item).__name__ for item in items]}"
+            )
+        if self.replace is not None:
+            items = self.replace(items)
+        if self.start_graph:
+            torch.set_grad_enabled(True)
+        # Kept as detached copies (or fresh leaves): in-place operations
+        # downstream change what the forward pass goes on with, not these.
+        if self.as_leaves:
+            leaves = tuple(item.detach().requires_grad_() for item in items)
+        else:
+            leaves = tuple(item.detach().clone() for item in items)
+        self.calls[items[0].device] += 1
+        self.tensors[items[0].device] = leaves
+        if not self.as_leaves:
+            return None
+        forwarded = tuple(leaf.clone() for leaf in leaves)
+        return type(tensors)(forwarded) if is_sequence else forwarded[0]
+
+    # Under torch.compile the hooks run eagerly (a graph break at the layer),
+    # so that their bookkeeping runs on every call.
+    @torch.compiler.disable
+    def output_hook(self, module: Module, args: Any, output: Any) -> Any:
+        return self._record(module, output)
+
+    @torch.compiler.disable
+    def input_hook(self, module: Module, args: Any) -> Any:
+        if not args:
+            raise ValueError(
+                "attribute_to_layer_input: expected the explained layer to receive "
+                "its input as positional arguments, as Captum's layer methods "
+                "define the layer input; it was called with keyword arguments "
+                "only. Call the layer as layer(x), or explain the layer's output "
+                "(attribute_to_layer_input=False)"
+            )
+        return self._record(module, args)
+
+
+class LayerProbe:
+    """Forward passes of ``forward_func`` with a hook on the explained layer.
+
+    One probe serves one ``attribute`` call. ``layer_calls`` is the most calls
+    of the layer seen in one pass.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        layer: Module,
+        attribute_to_layer_input: bool,
+        device_ids: list[int] | None,
+    ) -> None:
+        self.forward_func, self.layer = forward_func, layer
+        self.to_input, self.device_ids = attribute_to_layer_input, device_ids
+        self.start_graph_at_layer = True
+        self.layer_calls = 0
+
+    def capture(self, inputs: Tensors, additional_forward_args: Any) -> Tensors:
+        """The layer's tensors in one forward pass without autograd."""
+        capture = _Capture(self.layer, as_leaves=False, start_graph=False)
+        self._forward(capture, inputs, additional_forward_args, grad_enabled=False)
+        return self._gathered(capture)
+
+    def run(
+        self,
+        inputs: Tensors,
+        additional_forward_args: Any,
+        replace: Callable[[Tensors], Tensors] | None = None,
+    ) -> tuple[Tensor, Tensors]:
+        """The model's output and the layer's tensors as autograd leaves (the
+        ``replace`` ment of the layer's tensors, if given, and the rest of the
+        pass runs on it)."""
+        while True:
+            start = self.start_graph_at_layer
+            capture = _Capture(self.layer, True, start, replace)
+            output = self._forward(
+                capture, inputs, additional_forward_args, grad_enabled=not start
+            )
+            has_graph = isinstance(output, Tensor) and output.requires_grad
+            if start and (max(capture.calls.values()) > 1 or not has_graph):
+                self.start_graph_at_layer = False
+                continue
+            break
+        self.layer_calls = max(self.layer_calls, *capture.calls.values())
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                "forward_func: expected it to return a Tensor, got "
+                f"{type(output).__name__}"
+            )
+        if not has_graph:
+            raise ValueError(
+                "forward_func: its output does not depend on the explained layer "
+                "through operations that record gradients; expected a Tensor "
+                "computed from the layer's output with grad mode left on"
+            )
+        return output, self._gathered(capture)
+
+    def bypasses_layer(self, inputs: Tensors, additional_forward_args: Any) -> bool:
+        """Whether a gradient route from ``inputs`` to the output goes around
+        the layer: one pass with the layer's tensors cut out of the graph."""
+        inputs = tuple(inp.detach().requires_grad_() for inp in inputs)
+        capture = _Capture(self.layer, as_leaves=True, start_graph=False)
+        output = self._forward(capture, inputs, additional_forward_args, True)
+        if not (isinstance(output, Tensor) and output.requires_grad):
+            return False
+        with torch.enable_grad():
+            total = output.sum()
+        gradients = torch.autograd.grad(total, inputs, allow_unused=True)
+        return any(gradient is not None for gradient in gradients)
+
+    def _gathered(self, capture: _Capture) -> Tensors:
+        """The last call's tensors, concatenated over devices in batch order."""
+        devices = _sort_key_list(list(capture.tensors), self.device_ids)
+        parts = [capture.tensors[device] for device in devices]
+        return parts[0] if len(parts) == 1 else tuple(map(torch.cat, zip(*parts)))
+
+    def _forward(
+        self,
+        capture: _Capture,
+        inputs: Tensors,
+        additional_forward_args: Any,
+        grad_enabled: bool,
+    ) -> Any:
+        if self.to_input:
+            handle = self.layer.register_forward_pre_hook(capture.input_hook)
+        else:
+            handle = self.layer.register_forward_hook(capture.output_hook)
+        try:
+            with torch.set_grad_enabled(grad_enabled):
+                output = _run_forward(
+                    self.forward_func, inputs, None, additional_forward_args
+                )
+        finally:
+            handle.remove()
+        if capture.calls:
+            return output
+        if hasattr(self.forward_func, "_orig_mod") or getattr(
+            self.forward_func, "_compiled_call_impl", None
+        ):
+            raise ValueError(
+                "layer: the explained layer's hook never ran: forward_func is a "
+                "torch.compile'd model that reused a graph traced before the hook "
+                "existed (by default dynamo does not guard on module hooks). Set "
+                "torch._dynamo.config.skip_nnmodule_hook_guards = False before "
+                "the compiled model's first call, or explain the model before "
+                "compiling it"
+            )
+        raise ValueError(
+            "layer: the forward pass never called the explained layer; expected "
+            "a submodule that forward_func runs on every call"
+        )
