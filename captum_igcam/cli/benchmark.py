@@ -235,4 +235,33 @@ def _to_json(
         if accuracy is None
         else {"mean": accuracy.mean, "ci95": interval(accuracy)},
         "methods": methods,
+        **_per_image_json(result),
+    }
+
+
+def _per_image_json(result: Any) -> dict[str, Any]:
+    """What ``captum-igcam report`` plots: per-image values, objects, curves.
+
+    ``values``: method -> metric -> one value per image (per object, in the
+    order of ``objects``, for the localisation metrics; NaN written as null);
+    ``curves``: method -> ``deletion``/``insertion`` -> the mean curve.
+    """
+
+    def finite(values: list[float]) -> list[float | None]:
+        return [value if math.isfinite(value) else None for value in values]
+
+    return {
+        "images": result.image_names,
+        "objects": result.objects,
+        "values": {
+            name: {metric: finite(column) for metric, column in record.values.items()}
+            for name, record in result.records.items()
+        },
+        "curves": {
+            name: {
+                mode: [sum(point) / len(point) for point in zip(*curves)]
+                for mode, curves in record.curves.items()
+            }
+            for name, record in result.records.items()
+        },
     }
