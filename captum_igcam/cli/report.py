@@ -21,7 +21,7 @@ DESCRIPTION = (
     "each method's overlay, with the prediction and its probability, paged "
     "and sortable by class, confidence and disagreement between methods; "
     "written into the first folder's report/ subfolder. Given a benchmark "
-    "--json file: the metric table with 95%% intervals, the deletion and "
+    "--json file: the metric table with 95% intervals, the deletion and "
     "insertion curves, breakdowns by object size and class, and the images "
     "where the methods differ most; written into FILE-report/ beside it. "
     "Thumbnails are written once and reused when the report is made again."
