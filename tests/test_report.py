@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from captum_igcam.dataset_job.explainer import (
     explain_dataset,
     find_images,
 )
-from captum_igcam.report import files, gallery
+from captum_igcam.report import browser, files, gallery
 
 CLASSES = 3
 PER_CLASS = 3
@@ -282,46 +281,14 @@ def test_an_older_benchmark_file_gives_the_table_and_says_what_is_missing(
     assert page.count("Not in this result") == 3
 
 
-# Real browser. CI installs Debian's chromium (.ci/run).
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--enable-logging=stderr",
-    "--v=0",
-    "--window-size=1280,900",
-]
+# Real browser: CI installs Debian's chromium (.ci/run).
 
 
 def render(page: Path, tmp_path: Path) -> tuple[str, Image.Image, list[str]]:
-    """DOM after the scripts ran, a screenshot, and the page's console lines."""
-    chromium = shutil.which("chromium")
-    assert chromium, (
-        "the browser tests need Debian's chromium (apt-get install chromium)"
-    )
-    url = page.resolve().as_uri()
-    common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run(
-        [*common, "--dump-dom", url], capture_output=True, text=True, check=True
-    )
+    """DOM after the scripts ran, a grey screenshot, and the console lines."""
     shot = tmp_path / "shot.png"
-    taken = subprocess.run(
-        [*common, f"--screenshot={shot}", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    console = [
-        line
-        for text in (dom.stderr, taken.stderr)
-        for line in text.splitlines()
-        if ":CONSOLE" in line
-    ]
-    return dom.stdout, Image.open(shot).convert("L"), console
+    rendered = browser.render(page, shot)
+    return rendered.dom, Image.open(shot).convert("L"), rendered.console
 
 
 @pytest.mark.slow
