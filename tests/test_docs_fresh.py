@@ -271,3 +271,33 @@ def test_the_tutorials_open_with_the_documented_command() -> None:
     (extra,) = re.findall(pattern, readme, re.M)
     assert re.findall(pattern, README.read_text(), re.M) == [extra]
     assert "jupyterlab" in extra_packages(extras, extra)
+
+
+def numbers_not_in(text: str, source: str) -> list[str]:
+    """Numbers of ``text`` (0.xxx, signed or not) that no number of ``source``
+    rounds to, at the quoted number's decimals and in absolute value."""
+    found = [abs(float(n)) for n in re.findall(r"[+-]?\d+\.\d+", source)]
+    missing = []
+    for quoted in re.findall(r"[+-]?\b0\.\d{2,4}\b", text):
+        decimals = len(quoted.split(".")[1])
+        value = abs(float(quoted))
+        if not any(abs(round(n, decimals) - value) < 1e-9 for n in found):
+            missing.append(quoted)
+    return missing
+
+
+def test_variant_study_numbers_are_the_studys() -> None:
+    """README's and tutorial 3's summaries quote benchmarks/variant_study.md."""
+    study = (ROOT / "benchmarks" / "variant_study.md").read_text()
+    readme = README.read_text().split("## Does it beat Grad-CAM?")[1].split("\n## ")[0]
+    notebook = json.loads(
+        (ROOT / "tutorials" / "03_evaluating_explanations.ipynb").read_text()
+    )
+    summary = next(
+        "".join(cell["source"])
+        for cell in notebook["cells"]
+        if "".join(cell["source"]).startswith("## Which variant")
+    )
+    assert numbers_not_in(readme, study) == []
+    assert numbers_not_in(summary, study) == []
+    assert numbers_not_in("EBPG +0.0751", study) == ["+0.0751"]  # the check can fail

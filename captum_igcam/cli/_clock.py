@@ -2,12 +2,14 @@
 
 The commands' final lines report this total beside the time of their main
 loop, so that the start-up (importing torch and torchvision, loading the
-model) is not left out.
+model) is not left out; :func:`announce_start_up` says at once that it has
+begun, so that the first seconds are not silent.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 #: When this module was imported: the fallback start where /proc is missing.
@@ -37,3 +39,18 @@ def seconds_since_start() -> float:
         return time.clock_gettime(time.CLOCK_BOOTTIME) - started
     except (OSError, ValueError, IndexError, AttributeError):
         return time.monotonic() - _IMPORTED
+
+
+def announce_start_up(model: str | None) -> None:
+    """Tell the user, on stderr, that torch and the model are being loaded.
+
+    Only the first process of a ``torchrun`` job (``RANK`` 0 or unset) prints.
+
+    Args:
+        model (str, optional): The ``--model`` value (None: the default).
+    """
+    if os.environ.get("RANK", "0") == "0":
+        name = model or "the default model"
+        print(
+            f"captum-igcam: loading torch and {name} ...", file=sys.stderr, flush=True
+        )

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from captum_igcam.app.errors import CLIError
-from captum_igcam.cli import _options
+from captum_igcam.cli import _clock, _options
 
 #: ``--quick``'s values for the options not given. ``--steps`` otherwise has
 #: the default of every command (``MethodSettings.n_steps``).
@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         preset["curve_steps"] if args.curve_steps is None else args.curve_steps
     )
 
+    _clock.announce_start_up(settings.model)
     from captum_igcam import evaluation
     from captum_igcam.evaluation.datasets import load_dataset, read_class_map
 

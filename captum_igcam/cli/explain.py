@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"captum-igcam: error: {error['error']}", file=sys.stderr)
     if not sources:
         raise UsageError("no image to explain")
+    _clock.announce_start_up(settings.model)
     bundle = settings.load_model()  # checks --device first
     summary = explain.explain_images(
         bundle,

@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _options.settings_from_args(args)
     settings.check_device()
     _options.prepare_output_folder(args.out)
+    _clock.announce_start_up(settings.model)
 
     from captum_igcam.app.baselines import InputAndBaseline
     from captum_igcam.app.methods import EXPLAINER_BY_PATH

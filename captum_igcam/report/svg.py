@@ -11,9 +11,12 @@ PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
-WIDTH = 420
 ROW = 18
-LABELS = 170
+#: Width of the interval charts' plotting area, and least width of their labels.
+PLOT = 230
+LABELS = 120
+#: Approximate width of one character of the charts' 11 px text.
+CHARACTER = 6
 
 
 def colour(index: int) -> str:
@@ -55,16 +58,17 @@ def interval_chart(
     low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
     if high == low:
         low, high = low - 0.5, high + 0.5
-    plot = WIDTH - LABELS - 20
+    labels = max(LABELS, 12 + CHARACTER * max((len(row[0]) for row in rows), default=0))
+    width = labels + PLOT + 20
 
     def x(value: float) -> str:
-        return f"{LABELS + plot * (value - low) / (high - low):.1f}"
+        return f"{labels + PLOT * (value - low) / (high - low):.1f}"
 
     height = 40 + ROW * len(rows)
-    parts = [_header(title, WIDTH, height)]
+    parts = [_header(title, width, height)]
     for i, (label, mean, lo, hi, fill) in enumerate(rows):
         y = 30 + ROW * i
-        parts.append(element("text", label, x=LABELS - 6, y=y + 4, text_anchor="end"))
+        parts.append(element("text", label, x=labels - 6, y=y + 4, text_anchor="end"))
         if math.isfinite(lo) and math.isfinite(hi):
             parts.append(
                 element(
@@ -78,8 +82,8 @@ def interval_chart(
             )
     axis = 30 + ROW * len(rows) + 6
     parts += [
-        element("text", f"{low:.3g}", x=LABELS, y=axis),
-        element("text", f"{high:.3g}", x=LABELS + plot, y=axis, text_anchor="end"),
+        element("text", f"{low:.3g}", x=labels, y=axis),
+        element("text", f"{high:.3g}", x=labels + PLOT, y=axis, text_anchor="end"),
         "</svg>",
     ]
     return "".join(parts)
