@@ -301,3 +301,22 @@ def test_variant_study_numbers_are_the_studys() -> None:
     assert numbers_not_in(readme, study) == []
     assert numbers_not_in(summary, study) == []
     assert numbers_not_in("EBPG +0.0751", study) == ["+0.0751"]  # the check can fail
+
+
+def test_cli_md_quotes_the_models_probability_on_chelsea() -> None:
+    from captum_igcam.app.images import bundled_images
+
+    text = " ".join((DOCS / "cli.md").read_text().split())
+    quoted = re.search(
+        r'predicts "([^"]+)" with probability (\d\.\d+) on `chelsea`', text
+    )
+    assert quoted
+    bundle = models.load_model()
+    x = bundle.preprocess(bundled_images()["chelsea"]).unsqueeze(0)
+    import torch
+
+    with torch.no_grad():
+        probabilities = bundle.model(x).softmax(dim=1)[0]
+    top = int(probabilities.argmax())
+    assert bundle.categories[top] == quoted.group(1)
+    assert f"{float(probabilities[top]):.2f}" == quoted.group(2)
