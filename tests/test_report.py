@@ -328,3 +328,30 @@ def test_a_script_error_is_seen(tmp_path: Path) -> None:
     )
     _, _, console = render(tmp_path / "bad.html", tmp_path)
     assert any("missing is not defined" in line for line in console)
+
+
+@pytest.mark.slow
+def test_ten_thousand_images_open_one_page_at_a_time(tmp_path: Path) -> None:
+    """The page renders 48 cards of a 10,000-image gallery, not 10,000."""
+    from captum_igcam.report import page
+
+    report = files.open_report_folder(tmp_path / "report")
+    Image.new("RGB", (16, 16), (200, 80, 40)).save(report / "thumb.jpg")
+    rows = [
+        [f"{i:05d}.jpg", "thumb.jpg", ["thumb.jpg"], i % 3, 0.5, i % 3, 0.5, None, None]
+        for i in range(10_000)
+    ]
+    data = {
+        "kind": "gallery",
+        "title": "10,000 images",
+        "methods": ["m"],
+        "settings": [{}],
+        "truth": False,
+        "classes": {"0": "a", "1": "b", "2": "c"},
+        "columns": list(gallery.GALLERY_COLUMNS),
+        "rows": rows,
+    }
+    dom, _, console = render(page.write_page(report, "gallery", data), tmp_path)
+    assert console == []
+    assert dom.count('class="card') == 48
+    assert "10000 of 10000 images" in dom and "page 1 of 209" in dom
