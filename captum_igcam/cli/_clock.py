@@ -51,6 +51,4 @@ def announce_start_up(model: str | None) -> None:
     """
     if os.environ.get("RANK", "0") == "0":
         name = model or "the default model"
-        print(
-            f"captum-igcam: loading torch and {name} ...", file=sys.stderr, flush=True
-        )
+        print(f"loading torch and {name} ...", file=sys.stderr, flush=True)

@@ -100,11 +100,8 @@ def _metrics(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 
 def _number(value: Any) -> float:
-    return (
-        float(value)
-        if isinstance(value, (int, float)) and value is not None
-        else math.nan
-    )
+    """A JSON number as a float; NaN for null or anything else."""
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def _interval(row: dict[str, Any], metric: str) -> tuple[float, float, float]:

@@ -86,7 +86,11 @@ def build_gallery(
         _row(key, opened, report, truth)
         for key in tqdm(first, unit="image", desc="report", disable=not progress)
     ]
-    used = sorted({row[3] for row in rows} | {row[5] for row in rows})
+    predicted, target = (
+        GALLERY_COLUMNS.index("predicted"),
+        GALLERY_COLUMNS.index("target"),
+    )
+    used = sorted({row[predicted] for row in rows} | {row[target] for row in rows})
     data = {
         "kind": "gallery",
         "title": f"{Path(folders[0]).resolve().name}: {len(rows)} images",
@@ -156,7 +160,12 @@ def disagreement(maps: Sequence[torch.Tensor]) -> float | None:
     return float(np.mean(values))
 
 
-def _row(key: str, opened: list, report: Path, truth: bool) -> list[Any]:
+def _row(key: str, opened: list[Any], report: Path, truth: bool) -> list[Any]:
+    """One image's row of :data:`GALLERY_COLUMNS`, writing missing thumbnails.
+
+    ``opened`` are the folders' :func:`open_maps` readers, the first one's
+    images shown.
+    """
     first = opened[0]
     record = first.record(key)
     stamp = [key, record.file_size, record.file_mtime_ns]
