@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "captum_igcam.cli.explain",
     "captum_igcam.cli.benchmark",
     "captum_igcam.cli.explain_dataset",
+    "captum_igcam.cli.report",
 )
 
 

@@ -12,13 +12,24 @@ import math
 from typing import Any
 
 from captum_igcam.app.errors import UsageError
-from captum_igcam.cli import _options
+from captum_igcam.cli import _clock, _options
 
 #: ``--quick``'s values for the options not given. ``--steps`` otherwise has
 #: the default of every command (``MethodSettings.n_steps``).
 QUICK = {"n": 4, "steps": 10, "curve_steps": 10}
 DEFAULTS = {"n": 20, "curve_steps": 20}
 REFERENCE_METHOD = "gradcam"
+#: ``--help``'s copy of :data:`captum_igcam.evaluation.DEFAULT_METHODS` (that
+#: module imports torch, which ``--help`` does not wait for); a test checks
+#: that the two agree.
+SHOWN_DEFAULT_METHODS = (
+    "gradcam",
+    "igcam",
+    "igcam-paper",
+    "igcam-layer",
+    "layer-ig",
+    "ig",
+)
 
 
 NAME = "benchmark"
@@ -27,7 +38,7 @@ DESCRIPTION = (
     "Compare attribution methods on a data set. Localisation metrics "
     "(pointing game, energy-based pointing game, pixel AUROC) need boxes "
     "and explain the annotated class; "
-    "faithfulness metrics (Average Drop %%, Increase in Confidence %%, "
+    "faithfulness metrics (Average Drop %, Increase in Confidence %, "
     "deletion/insertion AUC) explain the model's prediction. The model "
     "and attribution options mean what they mean for explain (the "
     "baseline of the integrated methods is black by default)."
@@ -37,7 +48,7 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the arguments of ``benchmark``."""
     _options.add_settings_options(parser)
-    _options.add_methods_option(parser, None, "captum_igcam.evaluation.DEFAULT_METHODS")
+    _options.add_methods_option(parser, None, ",".join(SHOWN_DEFAULT_METHODS))
     parser.add_argument(
         "--dataset",
         default="composites",
@@ -99,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         preset["curve_steps"] if args.curve_steps is None else args.curve_steps
     )
 
+    _clock.announce_start_up(settings.model)
     from captum_igcam import evaluation
     from captum_igcam.evaluation.datasets import load_dataset, read_class_map
 
@@ -235,4 +247,33 @@ def _to_json(
         if accuracy is None
         else {"mean": accuracy.mean, "ci95": interval(accuracy)},
         "methods": methods,
+        **_per_image_json(result),
+    }
+
+
+def _per_image_json(result: Any) -> dict[str, Any]:
+    """What ``captum-igcam report`` plots: per-image values, objects, curves.
+
+    ``values``: method -> metric -> one value per image (per object, in the
+    order of ``objects``, for the localisation metrics; NaN written as null);
+    ``curves``: method -> ``deletion``/``insertion`` -> the mean curve.
+    """
+
+    def finite(values: list[float]) -> list[float | None]:
+        return [value if math.isfinite(value) else None for value in values]
+
+    return {
+        "images": result.image_names,
+        "objects": result.objects,
+        "values": {
+            name: {metric: finite(column) for metric, column in record.values.items()}
+            for name, record in result.records.items()
+        },
+        "curves": {
+            name: {
+                mode: [sum(point) / len(point) for point in zip(*curves)]
+                for mode, curves in record.curves.items()
+            }
+            for name, record in result.records.items()
+        },
     }

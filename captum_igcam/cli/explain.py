@@ -13,7 +13,7 @@ from pathlib import Path
 
 from captum_igcam.app.errors import UsageError
 from captum_igcam.app.explain import DEFAULT_METHODS
-from captum_igcam.cli import _options
+from captum_igcam.cli import _clock, _options
 
 NAME = "explain"
 HELP = "explain a model's predictions on a few images"
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"captum-igcam: error: {error['error']}", file=sys.stderr)
     if not sources:
         raise UsageError("no image to explain")
+    _clock.announce_start_up(settings.model)
     bundle = settings.load_model()  # checks --device first
     summary = explain.explain_images(
         bundle,
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"explained {len(summary['images'])} of "
         f"{len(summary['images']) + len(summary['errors'])} image(s) with "
-        f"{len(args.methods)} method(s) in {summary['seconds']:.1f} s; "
+        f"{len(args.methods)} method(s) in {summary['seconds']:.1f} s "
+        f"({_clock.seconds_since_start():.1f} s in all, start-up included); "
         f"results in {args.out} (summary: {summary['summary']})"
     )
     return 1 if summary["errors"] else 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from captum_igcam.app.errors import UsageError
-from captum_igcam.cli import _options
+from captum_igcam.cli import _clock, _options
 
 if TYPE_CHECKING:
     from captum_igcam.dataset_job import explainer as dataset_job
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _options.settings_from_args(args)
     settings.check_device()
     _options.prepare_output_folder(args.out)
+    _clock.announce_start_up(settings.model)
 
     from captum_igcam.dataset_job import distributed
     from captum_igcam.dataset_job import explainer as dataset_job
@@ -142,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"{who}explained {summary.explained} image(s) in {summary.seconds:.1f} s "
-        f"({summary.images_per_second:.2f} images/s), skipped {summary.skipped} "
+        f"({summary.images_per_second:.2f} images/s; "
+        f"{_clock.seconds_since_start():.1f} s in all, start-up included), "
+        f"skipped {summary.skipped} "
         f"already in {args.out}, {len(summary.failed)} failed"
     )
     return 1 if summary.failed else 0

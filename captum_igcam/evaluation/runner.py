@@ -95,11 +95,14 @@ class MethodRecord:
         labels (list[str]): Class label of each localisation value.
         seconds (list[float]): Seconds spent computing each image's map
             (a batch's time divided among its images).
+        curves (dict[str, list[list[float]]]): ``"deletion"`` and
+            ``"insertion"`` -> each image's perturbation curve.
     """
 
     values: dict[str, list[float]] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def add(self, metric: str, value: float) -> None:
         self.values.setdefault(metric, []).append(float(value))
@@ -119,6 +122,10 @@ class EvaluationResult:
         records (dict[str, MethodRecord]): Method name -> per-image results.
         top1_correct (list[bool]): Per annotated image, whether the model's
             top-1 class is one of the annotated classes.
+        image_names (list[str]): Name of each image, in sample order.
+        objects (list[dict]): Per annotated object, in the order of the
+            localisation values: ``image`` (index into ``image_names``),
+            ``label`` and ``box_fraction`` (share of the image its boxes cover).
     """
 
     dataset: str
@@ -129,6 +136,8 @@ class EvaluationResult:
     notes: list[str]
     records: dict[str, MethodRecord]
     top1_correct: list[bool] = field(default_factory=list)
+    image_names: list[str] = field(default_factory=list)
+    objects: list[dict[str, object]] = field(default_factory=list)
 
 
 def evaluate(
@@ -269,6 +278,17 @@ def _evaluate_batch(
         for index, sample in enumerate(batch)
         for annotation in sample.annotations
     ]
+    first = len(result.image_names)
+    result.image_names.extend(sample.name for sample in batch)
+    for index, annotation, _ in objects:
+        size = batch[index].image.shape[:2]
+        result.objects.append(
+            {
+                "image": first + index,
+                "label": annotation.label,
+                "box_fraction": metrics.box_area_fraction(annotation.boxes, size),
+            }
+        )
     for index, sample in enumerate(batch):
         if sample.annotations:
             classes = frozenset().union(*(a.classes for a in sample.annotations))
@@ -338,15 +358,22 @@ def _faithfulness(
     target = predicted.repeat(len(names))
     original, masked = metrics.masked_confidence(model, repeated, stacked, target)
     curve = {"target": target, "n_steps": curve_steps, "batch_size": CURVE_BATCH_SIZE}
+    curves = {
+        mode: metrics.perturbation_curve(model, repeated, stacked, mode, **curve)
+        for mode in ("deletion", "insertion")
+    }
     values = {
         "avg_drop": metrics.average_drop(original, masked),
         "increase_in_confidence": metrics.increase_in_confidence(original, masked),
-        "deletion_auc": metrics.deletion_auc(model, repeated, stacked, **curve),
-        "insertion_auc": metrics.insertion_auc(model, repeated, stacked, **curve),
+        "deletion_auc": metrics.curve_auc(curves["deletion"]),
+        "insertion_auc": metrics.curve_auc(curves["insertion"]),
     }
     for metric, column in values.items():
         for name, part in zip(names, column.split(len(inputs))):
             records[name].values.setdefault(metric, []).extend(part.tolist())
+    for mode, column in curves.items():
+        for name, part in zip(names, column.split(len(inputs))):
+            records[name].curves.setdefault(mode, []).extend(part.tolist())
 
 
 def _captum_metrics(
