@@ -16,6 +16,7 @@ from torch import nn
 from captum_igcam.app.methods import METHODS, Method
 from captum_igcam.app.models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
 from captum_igcam.app.settings import MethodSettings
+from captum_igcam.cli import main
 from captum_igcam.evaluation import sanity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -354,3 +355,49 @@ def test_cascading_spearman_equals_quantus_mprt_where_definitions_match(
         np.testing.assert_allclose(
             ours.values[method]["spearman"][k], theirs[name], rtol=1e-5, atol=1e-6
         )
+
+
+def tiny_imagenet_bundle() -> ModelBundle:
+    """A 32 px, 1000-class TinyCNN for the command line (``--model`` callable)."""
+    torch.manual_seed(0)
+    categories = [f"class {i}" for i in range(1000)]
+    model = TinyCNN(classes=1000).eval()
+    return ModelBundle(
+        "tiny", model, "conv2", 32, IMAGENET_MEAN, IMAGENET_STD, categories
+    )
+
+
+def test_benchmark_runs_sanity_checks_and_road_by_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "result.json"
+    argv = ["benchmark", "--model", f"{__name__}:tiny_imagenet_bundle", "--n", "2"]
+    argv += ["--methods", "gradcam,igcam", "--steps", "2", "--curve-steps", "2"]
+    argv += ["--sanity", "cascading,independent", "--sanity-stages", "2", "--road"]
+    assert main([*argv, "--json", str(out), "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["road"] is True
+    for row in result["methods"].values():
+        assert 0.0 <= row["road_morf"] <= 1.0 and 0.0 <= row["road_lerf"] <= 1.0
+    assert set(result["sanity"]) == {"cascading", "independent"}
+    cascading = result["sanity"]["cascading"]
+    assert cascading["stages"] == [["fc"], ["conv2", "conv1"]]
+    assert cascading["n_images"] == 2
+    assert set(cascading["methods"]) == {"gradcam", "igcam"}
+    assert len(cascading["methods"]["igcam"]["ssim"]["values"][1]) == 2
+    table = capsys.readouterr().out
+    assert "ROAD MoRF" in table and "Model randomisation (independent)" in table
+    assert "| igcam | up to conv2..conv1 |" in table
+
+
+def test_benchmark_refuses_an_unknown_sanity_mode(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["benchmark", "--sanity", "cascading,bottom-up"])
+    assert raised.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(
+        "argument --sanity: expected a comma-separated list from cascading, "
+        "independent, got 'cascading,bottom-up'"
+    )
