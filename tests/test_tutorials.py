@@ -30,6 +30,7 @@ NOTEBOOKS = {
     "02_steps_method_baseline.ipynb": 5,
     "03_evaluating_explanations.ipynb": 3,
     "04_vision_transformers.ipynb": 4,
+    "06_sanity_checks.ipynb": 2,
 }
 
 
