@@ -209,10 +209,12 @@ def sanity_block(entry: dict[str, Any]) -> str:
     lines = [
         f"*{entry['model']}, layer `{entry['layer']}`, {entry['mode']} "
         f"randomisation, {entry['n_images']} photos.* Similarity to the trained "
-        "model's map, mean [95% CI]; near 0 passes the check.",
+        "model's map, mean [95% CI]; near 0 passes the check. *Constant*: "
+        "photos whose randomised map is constant (all zero after Grad-CAM's "
+        "ReLU), where the correlations are undefined and left out.",
         "",
-        "| method | randomised | Spearman | Spearman abs | SSIM | HOG |",
-        "|---|---|---|---|---|---|",
+        "| method | randomised | Spearman | Spearman abs | SSIM | HOG | constant |",
+        "|---|---|---|---|---|---|---|",
     ]
     prefix = "up to " if entry["mode"] == "cascading" else ""
     for method, table in entry["methods"].items():
@@ -221,6 +223,7 @@ def sanity_block(entry: dict[str, Any]) -> str:
                 _cell(table[m]["mean"][k], *_none(table[m]["ci95"][k]))
                 for m in MEASURES
             ]
+            cells.append(str(table["spearman"]["values"][k].count(None)))
             label = f"{prefix}`{_short(stage)}`"
             lines.append(f"| {method} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -233,8 +236,9 @@ def _none(pair: list) -> tuple[float, float]:
 def verdict_block(data: dict[str, Any]) -> str:
     """Per model: the similarity after full cascading randomisation, vs Grad-CAM."""
     lines = [
-        "| model | method | Spearman abs, all randomised | HOG, all randomised "
-        "| Spearman abs minus Grad-CAM's, after the logits only |",
+        "| model | method | Spearman abs, all randomised (constant maps) "
+        "| HOG, all randomised | Spearman abs minus Grad-CAM's, after the "
+        "logits only |",
         "|---|---|---|---|---|",
     ]
     for part, entry in data["parts"].items():
@@ -249,8 +253,10 @@ def verdict_block(data: dict[str, Any]) -> str:
                 if difference
                 else "(reference)"
             )
+            constant = table["spearman"]["values"][-1].count(None)
             lines.append(
                 f"| {entry['model']} | {method} | {_cell(last[0], *ci[0])} "
+                f"({constant} of {entry['n_images']}) "
                 f"| {_cell(last[1], *ci[1])} | {first} |"
             )
     return "\n".join(lines)

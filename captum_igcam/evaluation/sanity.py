@@ -555,15 +555,21 @@ def sanity_table(result: SanityResult, summary: dict | None = None) -> str:
         f"Model randomisation ({result.mode}): {result.model}, layer "
         f"{result.layer}, {result.n_images} images; similarity of each map "
         "to the trained model's, mean [95% CI] (lower: the map depends more "
-        "on the weights)",
+        "on the weights); constant: images whose randomised map is constant "
+        "(correlations undefined, left out)",
         "",
-        "| method | randomised | " + " | ".join(SIMILARITIES.values()) + " |",
-        "|---|---|" + "---|" * len(SIMILARITIES),
+        "| method | randomised | "
+        + " | ".join(SIMILARITIES.values())
+        + " | constant |",
+        "|---|---|" + "---|" * (len(SIMILARITIES) + 1),
     ]
     prefix = "up to " if result.mode == "cascading" else ""
     for name, table in summary.items():
         for index, stage in enumerate(result.stages):
             cells = [_interval(table[m][index]) for m in SIMILARITIES]
+            cells.append(
+                str(int(np.isnan(result.values[name]["spearman"][index]).sum()))
+            )
             label = prefix + stage_label(stage)
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
