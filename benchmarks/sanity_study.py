@@ -193,11 +193,13 @@ def run_study(args: argparse.Namespace) -> None:
     write_report(data)
 
 
-def _cell(mean: float, low: float, high: float, signed: bool = False) -> str:
-    sign = "+" if signed else ""
+def _cell(
+    mean: float, low: float, high: float, signed: bool = False, digits: int = 2
+) -> str:
+    form = f"{'+' if signed else ''}.{digits}f"
     if low is None or np.isnan(low):
-        return f"{mean:{sign}.2f}"
-    return f"{mean:{sign}.2f} [{low:{sign}.2f}, {high:{sign}.2f}]"
+        return f"{mean:{form}}"
+    return f"{mean:{form}} [{low:{form}}, {high:{form}}]"
 
 
 def _short(stage: list[str]) -> str:
@@ -275,9 +277,23 @@ def road_block(data: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         for method, row in entry["methods"].items():
-            cells = [_cell(row[m]["mean"], *_none(row[m]["ci95"])) for m in RANKED]
-            cells = [cells[0], cells[1], cells[2], cells[3]]
+            cells = [
+                _cell(row[m]["mean"], *_none(row[m]["ci95"]), digits=3) for m in RANKED
+            ]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Paired difference against Grad-CAM on the same photos, mean [95% CI]:",
+            "",
+            "| method | deletion AUC | ROAD MoRF | insertion AUC | ROAD LeRF |",
+            "|---|---|---|---|---|",
+        ]
+        for method, row in entry["methods"].items():
+            if "difference_vs_gradcam" in row:
+                cells = [
+                    _cell(*row["difference_vs_gradcam"][m], signed=True) for m in RANKED
+                ]
+                lines.append(f"| {method} - gradcam | " + " | ".join(cells) + " |")
         lines += ["", "Order of the methods, best first:", ""]
         for metric, order in entry["orders"].items():
             lines.append(f"- {metric}: {', '.join(order)}")
