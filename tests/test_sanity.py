@@ -401,3 +401,78 @@ def test_benchmark_refuses_an_unknown_sanity_mode(
         "argument --sanity: expected a comma-separated list from cascading, "
         "independent, got 'cascading,bottom-up'"
     )
+
+
+@pytest.fixture
+def study(monkeypatch: pytest.MonkeyPatch):
+    """benchmarks/sanity_study.py and benchmarks/imagenet_time.py, imported."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import imagenet_time
+    import sanity_study
+
+    return sanity_study, imagenet_time
+
+
+def test_docs_numbers_are_the_committed_study_outputs(study) -> None:
+    sanity_study, imagenet_time = study
+    data = json.loads((ROOT / "benchmarks" / "sanity_study.json").read_text())
+    page = (ROOT / "docs" / "sanity.md").read_text()
+    assert page == sanity_study.render(page, sanity_study.blocks(data))
+    assert "(not run)" not in page
+    for part in data["parts"]:
+        if not part.endswith("/road"):
+            short = part.replace("efficientnet-", "").replace("/", "_")
+            assert f"images/sanity_{short}.png" in page
+            assert (ROOT / "docs" / "images" / f"sanity_{short}.png").is_file()
+    timing = json.loads((ROOT / "benchmarks" / "imagenet_time.json").read_text())
+    variants = (ROOT / "docs" / "variants.md").read_text()
+    assert variants == sanity_study.render(
+        variants, {"imagenet-time": imagenet_time.block(timing)}
+    )
+    assert all(option in variants for option in imagenet_time.OPTIONS)
+
+
+def test_docs_conclusions_hold_in_the_committed_study() -> None:
+    """The claims docs/sanity.md makes in words, against the study's numbers."""
+    data = json.loads((ROOT / "benchmarks" / "sanity_study.json").read_text())
+    cascades = [e for p, e in data["parts"].items() if p.endswith("/cascading")]
+    assert len(cascades) == 3
+    excluding = []
+    for entry in cascades:
+        methods = entry["methods"]
+        # Integrated Grad-CAM changes like Grad-CAM: its |map| rank
+        # correlation stays below 0.6, and the paired difference to
+        # Grad-CAM's excludes 0 at one stage of one model only.
+        assert max(methods["igcam"]["spearman_abs"]["mean"]) < 0.6
+        differences = entry["differences_vs_gradcam"]["igcam"]["spearman_abs"]
+        excluding.extend(low > 0.0 or high < 0.0 for _, low, high in differences)
+        # Both layer CAMs move well away from their trained map after the
+        # logits alone.
+        for name in ("gradcam", "igcam"):
+            assert methods[name]["spearman_abs"]["ci95"][0][1] < 0.85
+        # Input-space IG keeps the most HOG structure at every stage.
+        for k in range(len(entry["stages"])):
+            hog = {name: table["hog"]["mean"][k] for name, table in methods.items()}
+            assert max(hog, key=hog.get) == "ig"
+    assert sum(excluding) == 1
+    road = data["parts"]["efficientnet-lite0/road"]
+    # Deletion ranks input-space IG first, ROAD's MoRF order ranks it last.
+    assert road["orders"]["deletion_auc"][0] == "ig"
+    assert road["orders"]["road_morf"][-1] == "ig"
+    assert road["orders"]["insertion_auc"][-1] == "ig"
+    assert road["agreement"]["deletion_auc~road_morf"] <= 0.0
+    differences = road["methods"]["igcam"]["difference_vs_gradcam"]
+    assert differences["road_morf"][2] < 0.0 and differences["insertion_auc"][2] < 0.0
+    for name in ("gradcam", "igcam", "layer-ig"):
+        for metric in ("deletion_auc", "road_morf", "insertion_auc", "road_lerf"):
+            assert (
+                abs(
+                    road["methods"][name][metric]["mean"]
+                    - (road["methods"]["gradcam"][metric]["mean"])
+                )
+                < 0.05
+            )
+    independent = data["parts"]["efficientnet-lite0/independent"]["methods"]
+    for name in ("gradcam", "igcam"):
+        low, high = independent[name]["spearman_abs"]["ci95"][-1]
+        assert low <= 0.0 <= high
