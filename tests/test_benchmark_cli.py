@@ -15,8 +15,13 @@ from captum_igcam.app import methods
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.cli import _options, build_parser, main
 
-# What a benchmark without Captum's metrics reports.
-METRIC_KEYS = set(evaluation.runner.METRIC_NAMES) - {"infidelity", "sensitivity"}
+# What a benchmark without Captum's metrics and ROAD reports.
+METRIC_KEYS = set(evaluation.runner.METRIC_NAMES) - {
+    "infidelity",
+    "sensitivity",
+    "road_morf",
+    "road_lerf",
+}
 
 
 def make_result(**records: evaluation.MethodRecord) -> evaluation.EvaluationResult:

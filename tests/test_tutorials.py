@@ -31,6 +31,7 @@ NOTEBOOKS = {
     "03_evaluating_explanations.ipynb": 3,
     "04_vision_transformers.ipynb": 4,
     "05_segmentation_detection.ipynb": 3,
+    "06_sanity_checks.ipynb": 2,
 }
 
 

@@ -92,6 +92,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also compute Captum's infidelity and sensitivity_max (slow)",
     )
+    parser.add_argument(
+        "--road",
+        action="store_true",
+        help="also score ROAD (noisy linear imputation), most and least "
+        "relevant first, beside deletion and insertion",
+    )
+    parser.add_argument(
+        "--sanity",
+        type=_sanity_modes,
+        metavar="MODES",
+        help="also run the model-randomisation sanity checks on the same "
+        "images: cascading, independent or both, comma-separated",
+    )
+    parser.add_argument(
+        "--sanity-stages",
+        type=_options.positive_int,
+        metavar="K",
+        help="randomise in K stages: the output layer, then the other units "
+        "in K-1 groups (default: one stage per unit)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument(
@@ -130,18 +150,67 @@ def run(args: argparse.Namespace) -> int:
             captum_metrics=args.captum_metrics,
             batch_size=args.batch_images,
             progress=not args.no_progress,
+            road=args.road,
         )
+        checks = _sanity_checks(args, bundle, dataset, methods, settings)
     except ValueError as error:
         raise UsageError(str(error)) from error
     summary = evaluation.summarize(result, seed=args.seed)
     accuracy = evaluation.top1_accuracy(result, seed=args.seed)
     differences = _differences(result, evaluation)
     print(_report(result, summary, differences, accuracy))
+    from captum_igcam.evaluation import sanity
+
+    for check in checks.values():
+        print("\n" + sanity.sanity_table(check))
     if args.json:
         from captum_igcam.app._atomic import atomic_write_json
 
-        atomic_write_json(args.json, _to_json(result, summary, differences, accuracy))
+        data = _to_json(result, summary, differences, accuracy)
+        if checks:
+            data["sanity"] = {mode: sanity.sanity_json(c) for mode, c in checks.items()}
+        atomic_write_json(args.json, data)
     return 0
+
+
+def _sanity_modes(text: str) -> list[str]:
+    """An argparse ``type``: comma-separated sanity-check modes."""
+    from captum_igcam.evaluation.sanity import MODES
+
+    modes = [mode.strip() for mode in text.split(",") if mode.strip()]
+    if not modes or any(mode not in MODES for mode in modes):
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list from {', '.join(MODES)}, got {text!r}"
+        )
+    return list(dict.fromkeys(modes))
+
+
+def _sanity_checks(
+    args: argparse.Namespace, bundle: Any, dataset: Any, methods: list, settings: Any
+) -> dict[str, Any]:
+    """The sanity checks ``--sanity`` asks for, on the benchmark's images."""
+    if not args.sanity:
+        return {}
+    from captum_igcam.evaluation import sanity
+
+    stages = sanity.default_stages(bundle.model)
+    if args.sanity_stages:
+        stages = sanity.group_stages(stages, args.sanity_stages)
+    images = [sample.image for sample in dataset]
+    return {
+        mode: sanity.model_randomisation(
+            bundle,
+            images,
+            methods,
+            settings,
+            mode,
+            stages,
+            seed=args.seed,
+            batch_size=args.batch_images,
+            progress=not args.no_progress,
+        )
+        for mode in args.sanity
+    }
 
 
 def _differences(result: Any, evaluation: Any) -> dict[str, dict[str, Any]]:

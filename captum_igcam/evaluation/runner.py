@@ -26,6 +26,7 @@ from captum_igcam.app.models import ModelBundle, resolve_layer
 from captum_igcam.app.settings import MethodSettings, check_positive_int
 from captum_igcam.evaluation import metrics
 from captum_igcam.evaluation.datasets import Dataset, Sample
+from captum_igcam.evaluation.road import road_scores
 from captum_igcam.evaluation.statistics import (
     N_RESAMPLES,
     Estimate,
@@ -61,6 +62,8 @@ METRICS = (
     Metric("increase_in_confidence", "Increase %", True),
     Metric("deletion_auc", "deletion AUC", False),
     Metric("insertion_auc", "insertion AUC", True),
+    Metric("road_morf", "ROAD MoRF", False),
+    Metric("road_lerf", "ROAD LeRF", True),
     Metric("infidelity", "infidelity", False),
     Metric("sensitivity", "sensitivity", False),
     Metric("seconds_per_image", "s / image", False),
@@ -149,6 +152,7 @@ def evaluate(
     captum_metrics: bool = False,
     batch_size: int = 8,
     progress: bool = True,
+    road: bool = False,
 ) -> EvaluationResult:
     """Run methods on every sample and record per-image metric values.
 
@@ -187,6 +191,10 @@ def evaluate(
             Default: 8
         progress (bool, optional): Show a tqdm progress bar over images.
             Default: True
+        road (bool, optional): Also score ROAD's MoRF and LeRF orders
+            (:func:`captum_igcam.evaluation.road.road_scores`, default
+            percentages) on the same maps and passes.
+            Default: False
 
     Returns:
         EvaluationResult: Per-image values for :func:`summarize`.
@@ -224,6 +232,7 @@ def evaluate(
             **settings.describe(),
             "curve_steps": curve_steps,
             "captum_metrics": captum_metrics,
+            "road": road,
         },
         notes=list(dataset.notes),
         records={name: MethodRecord() for name in methods},
@@ -235,7 +244,7 @@ def evaluate(
         bar = tqdm(total=len(dataset), unit="image", desc="benchmark")
     for batch in _batches(dataset, batch_size):
         _evaluate_batch(
-            bundle, batch, functions, result, curve_steps, settings.baseline
+            bundle, batch, functions, result, curve_steps, settings.baseline, road
         )
         if captum_metrics:
             _captum_metrics(bundle, batch, functions, result)
@@ -264,6 +273,7 @@ def _evaluate_batch(
     result: EvaluationResult,
     curve_steps: int,
     baseline: str,
+    road: bool = False,
 ) -> None:
     model = bundle.model
     inputs = torch.stack([bundle.preprocess(sample.image) for sample in batch])
@@ -303,7 +313,7 @@ def _evaluate_batch(
         _localise(
             batch, objects, predicted, inputs, function, maps[name], record, baselines
         )
-    _faithfulness(model, inputs, predicted, maps, result.records, curve_steps)
+    _faithfulness(model, inputs, predicted, maps, result.records, curve_steps, road)
 
 
 def _class_target(logits: Tensor, classes: frozenset[int]) -> int:
@@ -347,8 +357,9 @@ def _faithfulness(
     maps: dict[str, Tensor],
     records: dict[str, MethodRecord],
     curve_steps: int,
+    road: bool = False,
 ) -> None:
-    """Average Drop, Increase and deletion/insertion AUC of all methods at once."""
+    """Average Drop, Increase, deletion/insertion AUC (and ROAD) of all methods."""
     names = list(maps)
     size = (int(inputs.shape[2]), int(inputs.shape[3]))
     # Methods differ in resolution (layer maps, input-space IG): bring all to
@@ -368,6 +379,10 @@ def _faithfulness(
         "deletion_auc": metrics.curve_auc(curves["deletion"]),
         "insertion_auc": metrics.curve_auc(curves["insertion"]),
     }
+    if road:
+        values.update(
+            road_scores(model, repeated, stacked, target, batch_size=CURVE_BATCH_SIZE)
+        )
     for metric, column in values.items():
         for name, part in zip(names, column.split(len(inputs))):
             records[name].values.setdefault(metric, []).extend(part.tolist())
