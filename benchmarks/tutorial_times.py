@@ -34,6 +34,7 @@ BUDGETS_S = {
     "03_evaluating_explanations.ipynb": 240,
     "04_vision_transformers.ipynb": 240,
     "05_segmentation_detection.ipynb": 120,
+    "06_sanity_checks.ipynb": 240,
 }
 
 
