@@ -86,7 +86,9 @@ class ImageItem:
 
     Args:
         key (str): Path relative to the source folder, ``/``-separated.
-        target (int): Class to explain, or :data:`PREDICTED` for the top-1.
+        target (int): Class to explain, or :data:`PREDICTED` for the top-1
+            (a segmentation model's class on most pixels; a detector's
+            detection of any label).
     """
 
     key: str
@@ -349,8 +351,9 @@ def explain_dataset(
     ``method``, built with ``settings`` for the bundle's model and layer,
     computes the maps of each image's target class. For a segmentation
     model or a detector (``bundle.task``), each image is explained as
-    ``captum-igcam explain --task`` explains it: :func:`captum_igcam.app.tasks.prepare`
-    binds its region or box to the model, the method is built for that
+    ``captum-igcam explain --task`` explains it:
+    :func:`captum_igcam.app.tasks.prepare` binds its region or box to the
+    model, the method is built for that
     bound model, and the index records what was explained; an image with
     nothing to explain (no pixel of the class, no such detection) is
     reported, listed under ``unexplained`` and not tried again while its
