@@ -84,3 +84,40 @@ def tiny_one_stage(kind: str, size: int = 48, classes: int = 4) -> nn.Module:
         return RetinaNet(backbone, classes, anchor_generator=anchors, **options)
     anchors = AnchorGenerator(((16,),), ((1.0,),))
     return FCOS(backbone, classes, anchor_generator=anchors, **options)
+
+
+def _bundle(model: nn.Module, layer: str, task: str, categories: list[str]):
+    from captum_igcam.app.model_bundle import ModelBundle
+
+    return ModelBundle(
+        name=f"tiny-{task}",
+        model=model.eval(),
+        layer_name=layer,
+        input_size=48,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        categories=categories,
+        task=task,
+    )
+
+
+def segmenter_bundle():
+    """:class:`TinySegmenter` (seed 1: its maps of photos are not 0) as a model
+    the command line loads (``--model task_models:segmenter_bundle``),
+    explaining ``backbone.2``."""
+    torch.manual_seed(1)
+    return _bundle(
+        TinySegmenter(), "backbone.2", "segmentation", ["__background__", "cat", "dog"]
+    )
+
+
+def detector_bundle():
+    """:func:`tiny_faster_rcnn` (seed 0) as a model the command line loads
+    (``--model task_models:detector_bundle``), explaining ``backbone.2``."""
+    torch.manual_seed(0)
+    return _bundle(
+        tiny_faster_rcnn(),
+        "backbone.2",
+        "detection",
+        ["__background__", "cat", "dog", "bird"],
+    )

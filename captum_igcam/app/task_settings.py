@@ -85,6 +85,19 @@ class TaskTarget:
                 f"min_iou: expected a number in [0, 1], got {self.min_iou}"
             )
 
+    def check_task(self, task: str) -> None:
+        """Raise ValueError if these options do not fit ``task``.
+
+        A segmentation region is a box ``x1,y1,x2,y2``, not a detection
+        index.
+        """
+        box = parse_box(self.box)
+        if task == "segmentation" and isinstance(box, int):
+            raise ValueError(
+                "box: a segmentation region is a box x1,y1,x2,y2 in the photo's "
+                f"pixels, not a detection index ({box})"
+            )
+
     def describe(self) -> dict[str, Any]:
         """The options as a JSON-ready dict."""
         return dataclasses.asdict(self)

@@ -137,12 +137,8 @@ def _prepare_segmentation(
     choice: TaskTarget,
 ) -> Prepared:
     scores = SegmentationScores(bundle.model)
+    choice.check_task("segmentation")
     box = parse_box(choice.box)
-    if isinstance(box, int):
-        raise ValueError(
-            "box: a segmentation region is a box x1,y1,x2,y2 in the photo's "
-            f"pixels, not a detection index ({box})"
-        )
     with torch.no_grad():
         logits = scores.logits(inputs)
     if target is None:

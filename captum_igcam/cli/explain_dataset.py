@@ -39,6 +39,8 @@ DESCRIPTION = (
     f"Besides explain's values, --target accepts {FOLDER_TARGET!r}: the "
     "class named by each image's top folder (torchvision ImageFolder "
     "layout SOURCE/<class>/...), a class label or index of the model. "
+    "For a segmentation model or a detector, --task, --target, --box, "
+    "--detection-output and --min-iou are those of explain. "
     "Run it under torchrun to split the images between processes."
 )
 
@@ -53,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _options.add_target_option(
         parser, extra=f", or {FOLDER_TARGET!r} (each image's class folder)"
     )
+    _options.add_task_options(parser)
     parser.add_argument(
         "--path",
         choices=tuple(METHOD_BY_PATH),
@@ -103,6 +106,7 @@ def _worker_count(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run ``captum-igcam explain-dataset``; return 1 if any image failed, else 0."""
     settings = _options.settings_from_args(args)
+    task_target = _options.task_target_from_args(args)
     settings.check_device()
     _options.prepare_output_folder(args.out)
     _clock.announce_start_up(settings.model)
@@ -116,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     with distributed.process_group(settings.device):
         bundle = settings.load_model()  # "cuda" is this rank's GPU here
+        if bundle.task == "classification":
+            _refuse_task_options(task_target)
+            task_target = None
+        elif args.path == "layer":
+            raise CLIError(
+                "--path layer is for classifiers: the layer-space method does not "
+                f"run a {bundle.task} model's region or box target; use --path input"
+            )
         options = dataset_job.JobOptions(
             images_per_batch=args.images_per_batch,
             workers=args.workers,
@@ -132,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
                 items=_items(keys, args.target, bundle.categories),
                 method=METHOD_BY_PATH[args.path],
                 options=options,
+                task_target=task_target,
             )
         except dataset_job.OutputMismatchError as error:
             raise UsageError(f"{error} (--overwrite)") from error
@@ -147,8 +160,25 @@ def run(args: argparse.Namespace) -> int:
         f"{_clock.seconds_since_start():.1f} s in all, start-up included), "
         f"skipped {summary.skipped} "
         f"already in {args.out}, {len(summary.failed)} failed"
+        + (
+            f", {len(summary.unexplained)} with nothing to explain (listed in "
+            "the index)"
+            if summary.unexplained
+            else ""
+        )
     )
     return 1 if summary.failed else 0
+
+
+def _refuse_task_options(task_target: object) -> None:
+    """A classifier takes no region or box: refuse options given for one."""
+    from captum_igcam.app.task_settings import TaskTarget
+
+    if task_target != TaskTarget():
+        raise CLIError(
+            "--box, --detection-output and --min-iou are for --task segmentation "
+            "or detection; the model is a classifier"
+        )
 
 
 def _items(

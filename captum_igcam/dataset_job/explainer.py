@@ -35,12 +35,13 @@ shared by all ranks (a network file system when there are several nodes).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -61,8 +62,9 @@ from captum_igcam.dataset_job.output_folder import (
 from captum_igcam.dataset_job.shard_writer import ShardWriter
 
 if TYPE_CHECKING:
-    from captum_igcam.app.methods import MapFunction
+    from captum_igcam.app.methods import MapFunction, Method
     from captum_igcam.app.models import ModelBundle
+    from captum_igcam.app.task_settings import TaskTarget
 
 __all__ = [
     "PREDICTED",
@@ -84,7 +86,9 @@ class ImageItem:
 
     Args:
         key (str): Path relative to the source folder, ``/``-separated.
-        target (int): Class to explain, or :data:`PREDICTED` for the top-1.
+        target (int): Class to explain, or :data:`PREDICTED` for the top-1
+            (a segmentation model's class on most pixels; a detector's
+            detection of any label).
     """
 
     key: str
@@ -160,6 +164,7 @@ def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 class _Example(NamedTuple):
     key: str
     stamp: FileStamp | None
+    size: tuple[int, int] | None  # the photo's (H, W)
     inputs: torch.Tensor | None
     baseline: torch.Tensor | None
     target: int
@@ -169,6 +174,7 @@ class _Example(NamedTuple):
 class _Batch(NamedTuple):
     keys: list[str]
     stamps: list[FileStamp]
+    sizes: list[tuple[int, int]]  # the photos' (H, W)
     inputs: torch.Tensor | None  # (B, C, S, S), None when every image failed
     baselines: torch.Tensor | None
     targets: torch.Tensor
@@ -211,11 +217,12 @@ class ImageFileDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, position: int) -> _Example:
-        """Item ``position`` as ``(key, stamp, inputs, baseline, target, error)``.
+        """Item ``position`` as ``(key, stamp, size, inputs, baseline, target,
+        error)``.
 
         ``stamp`` is the file's size and modification time, read before the
-        file. When the image cannot be read, ``inputs`` and ``baseline`` are
-        None and ``error`` says why.
+        file; ``size`` the photo's ``(H, W)``. When the image cannot be read,
+        ``size``, ``inputs`` and ``baseline`` are None and ``error`` says why.
         """
         item = self.items[position]
         path = self.root / item.key
@@ -223,9 +230,10 @@ class ImageFileDataset(Dataset):
         try:
             image = load_image(path)
         except ImageLoadError as error:
-            return _Example(item.key, stamp, None, None, item.target, str(error))
+            return _Example(item.key, stamp, None, None, None, item.target, str(error))
         inputs, baseline = self.transform(image)
-        return _Example(item.key, stamp, inputs, baseline, item.target, None)
+        size = (image.height, image.width)
+        return _Example(item.key, stamp, size, inputs, baseline, item.target, None)
 
 
 def _collate(examples: list[_Example]) -> _Batch:
@@ -234,6 +242,7 @@ def _collate(examples: list[_Example]) -> _Batch:
     return _Batch(
         keys=[example.key for example in loaded],
         stamps=[example.stamp for example in loaded],
+        sizes=[example.size for example in loaded],
         inputs=torch.stack([e.inputs for e in loaded]) if loaded else None,
         baselines=torch.stack([e.baseline for e in loaded]) if loaded else None,
         targets=torch.tensor([example.target for example in loaded]),
@@ -253,6 +262,10 @@ class RunSummary:
         seconds (float): Wall time of the explaining loop on this rank.
         rank (int): This process's rank.
         world_size (int): Number of processes.
+        unexplained (list[tuple[str, str]], optional): ``(key, reason)`` of
+            the images this rank found nothing to explain on (segmentation
+            and detection), recorded in the index.
+            Default: []
     """
 
     explained: int
@@ -261,6 +274,7 @@ class RunSummary:
     seconds: float
     rank: int
     world_size: int
+    unexplained: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -328,14 +342,23 @@ def explain_dataset(
     items: Sequence[ImageItem] | None = None,
     method: str = "igcam",
     options: JobOptions | None = None,
+    task_target: TaskTarget | None = None,
 ) -> RunSummary:
     r"""Explain every image of a folder and store the maps in shards.
 
-    For each batch, one forward pass gives the softmax probabilities (the
-    model must return logits), then the registry's ``method``, built with
-    ``settings`` for the bundle's model and layer, computes the maps of
-    each image's target class. Call it on every rank when
-    ``torch.distributed`` is initialised; see the module's description.
+    For a classifier, one forward pass per batch gives the softmax
+    probabilities (the model must return logits), then the registry's
+    ``method``, built with ``settings`` for the bundle's model and layer,
+    computes the maps of each image's target class. For a segmentation
+    model or a detector (``bundle.task``), each image is explained as
+    ``captum-igcam explain --task`` explains it:
+    :func:`captum_igcam.app.tasks.prepare` binds its region or box to the
+    model, the method is built for that
+    bound model, and the index records what was explained; an image with
+    nothing to explain (no pixel of the class, no such detection) is
+    reported, listed under ``unexplained`` and not tried again while its
+    file is unchanged. Call it on every rank when ``torch.distributed`` is
+    initialised; see the module's description.
 
     Args:
         bundle (ModelBundle): The model (in eval mode, on the device the
@@ -365,6 +388,10 @@ def explain_dataset(
         options (JobOptions, optional): Batching, workers, shard size,
                     overwrite and progress.
                     Default: None (``JobOptions()``)
+        task_target (TaskTarget, optional): For a segmentation model or a
+                    detector, the region or box to explain (stored with the
+                    settings); refused for a classifier.
+                    Default: None (``TaskTarget()`` for those models)
 
     Returns:
         RunSummary: What this rank did.
@@ -374,6 +401,8 @@ def explain_dataset(
                     from another source folder or for other classes, and
                     ``options.overwrite`` is False.
         OutputLockedError: If another run is writing to ``out``.
+        ValueError: A ``task_target`` for a classifier, or one that does not
+                    fit the model's task (the message names the option).
         IndexFormatError: If an index in ``out`` is damaged, edited by hand
                     or of an older format (the message names the file).
 
@@ -398,6 +427,7 @@ def explain_dataset(
             f"out: {os.fspath(out)!r} is the source folder; choose another folder "
             "(a new subfolder of it works: it is not scanned for images)"
         )
+    task_target = _checked_task_target(bundle, task_target)
     if items is None:
         items = [ImageItem(key) for key in find_images(source, exclude=folder)]
     targets = _checked_targets(items, source, folder)
@@ -410,6 +440,8 @@ def explain_dataset(
         "method": settings.method,
         "baseline": settings.baseline,
         "model_sha256": model_digest(bundle.model),
+        "task": bundle.task,
+        "task_target": task_target and task_target.describe(),
     }
     with contextlib.ExitStack() as lock:
         opened: tuple[Exception | None, str, list[str]] = (None, "", [])
@@ -432,13 +464,23 @@ def explain_dataset(
         dataset = ImageFileDataset(
             source, items, InputAndBaseline.for_model(bundle, settings.baseline)
         )
-        failed, seconds = _explain_into_shards(
-            bundle.model,
-            METHODS[method].build(bundle.model, bundle.layer(), settings),
+        if task_target is None:
+            explain_batch = functools.partial(
+                _explain_batch,
+                bundle.model,
+                METHODS[method].build(bundle.model, bundle.layer(), settings),
+                bundle.device,
+            )
+        else:
+            explain_batch = functools.partial(
+                _explain_task_batch, bundle, METHODS[method], settings, task_target
+            )
+        failed, unexplained, seconds = _explain_into_shards(
+            explain_batch,
             Subset(dataset, pending),
             ShardWriter(folder, rank, run_id, stored, source, options.shard_size),
-            bundle.device,
             options=options,
+            pin_memory=bundle.device.type == "cuda",
             progress=f"rank 0 of {world_size}" if world_size > 1 else "explaining",
             show_progress=options.progress and rank == 0,
         )
@@ -446,13 +488,32 @@ def explain_dataset(
         if rank == 0:
             output_folder.merge_indexes(folder, stored, source)
     return RunSummary(
-        explained=len(pending) - len(failed),
+        explained=len(pending) - len(failed) - len(unexplained),
         skipped=len(items) - len(remaining),
         failed=failed,
         seconds=seconds,
         rank=rank,
         world_size=world_size,
+        unexplained=unexplained,
     )
+
+
+def _checked_task_target(
+    bundle: ModelBundle, task_target: TaskTarget | None
+) -> TaskTarget | None:
+    """The task options to use: None for a classifier, checked otherwise."""
+    from captum_igcam.app.task_settings import TaskTarget
+
+    if bundle.task == "classification":
+        if task_target is not None:
+            raise ValueError(
+                f"task_target: {bundle.name!r} is a classifier; a region or box "
+                "is for segmentation models and detectors"
+            )
+        return None
+    task_target = task_target or TaskTarget()
+    task_target.check_task(bundle.task)
+    return task_target
 
 
 def _checked_targets(
@@ -497,18 +558,23 @@ def _open_output(
     return None, output_folder.new_run_id(), notes
 
 
+#: ``explain(batch, writer)``: explains a batch, hands it to the writer and
+#: returns the ``(key, reason)`` of the images with nothing to explain.
+BatchExplainer = Callable[[_Batch, ShardWriter], list[tuple[str, str]]]
+
+
 def _explain_into_shards(
-    model: torch.nn.Module,
-    maps: MapFunction,
+    explain_batch: BatchExplainer,
     dataset: Dataset,
     writer: ShardWriter,
-    device: torch.device,
     *,
     options: JobOptions,
+    pin_memory: bool,
     progress: str,
     show_progress: bool,
-) -> tuple[list[tuple[str, str]], float]:
-    """The loop: returns the unreadable images and its wall time."""
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], float]:
+    """The loop: returns the unreadable images, those with nothing to
+    explain, and its wall time."""
     from tqdm import tqdm
 
     loader = DataLoader(
@@ -516,9 +582,10 @@ def _explain_into_shards(
         batch_size=options.images_per_batch,
         num_workers=options.workers,
         collate_fn=_collate,
-        pin_memory=device.type == "cuda",
+        pin_memory=pin_memory,
     )
     failed: list[tuple[str, str]] = []
+    unexplained: list[tuple[str, str]] = []
     started = time.perf_counter()
     with (
         writer,
@@ -531,23 +598,26 @@ def _explain_into_shards(
                 failed.append((key, error))
                 bar.write(f"captum-igcam: error: {error}", file=sys.stderr)
             if batch.inputs is not None:
-                writer.add(
-                    batch.keys,
-                    batch.stamps,
-                    *_explain_batch(model, maps, batch, device),
-                )
+                for key, reason in explain_batch(batch, writer):
+                    unexplained.append((key, reason))
+                    bar.write(
+                        f"captum-igcam: note: {key}: nothing to explain: {reason}",
+                        file=sys.stderr,
+                    )
             bar.update(len(batch.keys) + len(batch.failed))
-    return failed, time.perf_counter() - started
+    return failed, unexplained, time.perf_counter() - started
 
 
 def _explain_batch(
     model: torch.nn.Module,
     maps: MapFunction,
-    batch: _Batch,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
-    """Maps, (predicted, target) and their probabilities, copied to the CPU
-    without waiting; the event (on CUDA) marks the end of the copies."""
+    batch: _Batch,
+    writer: ShardWriter,
+) -> list[tuple[str, str]]:
+    """A classifier's batch: maps, (predicted, target) and their
+    probabilities, handed to the writer while their copy to the CPU runs
+    (the event, on CUDA, marks its end); every image has a map."""
     inputs = batch.inputs.to(device, non_blocking=True)
     baselines = batch.baselines.to(device, non_blocking=True)
     requested = batch.targets.to(device, non_blocking=True)
@@ -574,4 +644,59 @@ def _explain_batch(
     if device.type == "cuda":
         ready = torch.cuda.Event()
         ready.record()
-    return (*copies, ready)
+    writer.add(batch.keys, batch.stamps, *copies, ready)
+    return []
+
+
+def _explain_task_batch(
+    bundle: ModelBundle,
+    method: Method,
+    settings: MethodSettings,
+    choice: TaskTarget,
+    batch: _Batch,
+    writer: ShardWriter,
+) -> list[tuple[str, str]]:
+    """A segmentation or detection batch, image by image as ``explain``
+    explains a photo: the region or box bound to the model, the method built
+    for that bound model, the record of what was explained."""
+    from captum_igcam.app import tasks
+
+    device = bundle.device
+    inputs = batch.inputs.to(device, non_blocking=True)
+    baselines = batch.baselines.to(device, non_blocking=True)
+    layer = bundle.layer()
+    kept, layer_maps, records, unexplained = [], [], [], []
+    for row, key in enumerate(batch.keys):
+        requested = int(batch.targets[row])
+        one = slice(row, row + 1)
+        try:
+            prepared = tasks.prepare(
+                bundle,
+                inputs[one],
+                batch.sizes[row],
+                None if requested == PREDICTED else requested,
+                choice,
+            )
+        except tasks.NothingToExplainError as error:
+            writer.add_unexplained(key, batch.stamps[row], str(error), requested)
+            unexplained.append((key, str(error)))
+            continue
+        explain_maps = method.build(prepared.forward, layer, settings)
+        layer_map = explain_maps(inputs[one], prepared.target, baselines[one])
+        layer_maps.append(layer_map.detach().float().cpu())
+        kept.append(row)
+        records.append(
+            {
+                "target": prepared.record["target_index"],
+                "requested": requested,
+                "explained": prepared.record,
+            }
+        )
+    if kept:
+        writer.add_explained(
+            [batch.keys[row] for row in kept],
+            [batch.stamps[row] for row in kept],
+            torch.cat(layer_maps),
+            records,
+        )
+    return unexplained

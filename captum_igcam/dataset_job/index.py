@@ -23,7 +23,17 @@ Each index is a JSON object::
      "images": {"cats/a.png": {"shard": ..., "row": 0, "predicted": 285,
                                "probability": 0.8, "target": 285,
                                "target_probability": 0.8,
-                               "file_size": 4821, "file_mtime_ns": ...}}}
+                               "file_size": 4821, "file_mtime_ns": ...}},
+     "unexplained": {}}
+
+A segmentation model's or a detector's image record has, in place of the
+softmax fields, ``"requested"`` (the class asked for, ``-1`` for the
+default) and ``"explained"`` (what was explained: class, region or box,
+matched detection; see :func:`captum_igcam.app.tasks.prepare`), with
+``"target"`` the class or label explained. ``"unexplained"`` lists the
+images with nothing to explain (no pixel of the class, no such detection),
+``{"reason": ..., "requested": ..., "file_size": ..., "file_mtime_ns": ...}``
+each: they are not explained again while their file is unchanged.
 
 A file is **proven** to be one the job wrote when an index records its name
 and its content (size and SHA-256) and the file is a regular file with that
@@ -52,6 +62,8 @@ LOCK_NAME = ".explain-dataset.lock"
 #: Shard names an index may hold: one plain file name in ``shards/``.
 _SHARD_NAME = re.compile(r"shards/[0-9A-Za-z][0-9A-Za-z_-]*\.npz")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: The tasks whose image records say what was explained (``"explained"``).
+TASK_RECORDS = ("segmentation", "detection")
 
 
 class IndexFormatError(ValueError):
@@ -144,6 +156,7 @@ def new_index(settings: Mapping[str, Any], source: Path) -> dict[str, Any]:
         "shards": {},
         "pending": {},
         "images": {},
+        "unexplained": {},
     }
 
 
@@ -225,6 +238,7 @@ def _check_index(index: Any, name: str) -> None:
         ("shards", dict),
         ("pending", dict),
         ("images", dict),
+        ("unexplained", dict),
     ):
         if not isinstance(index.get(field), kind):
             fail(
@@ -248,10 +262,7 @@ def _check_index(index: Any, name: str) -> None:
                 _check_count(entry, "rows", where, 1, fail)
     for key, record in index["images"].items():
         where = f"images[{key!r}]"
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            fail(where, "a path relative to the source folder", key)
-        if not isinstance(record, dict):
-            fail(where, "a JSON object", record)
+        _check_image_entry(key, record, where, fail)
         shard = index["shards"].get(record.get("shard"))
         if shard is None:
             fail(f"{where}.shard", "a name listed in shards", record.get("shard"))
@@ -261,14 +272,52 @@ def _check_index(index: Any, name: str) -> None:
                 f"an integer in 0..{shard['rows'] - 1}",
                 record.get("row"),
             )
-        for field in ("predicted", "target", "file_size"):
-            _check_count(record, field, where, 0, fail)
-        if not _is_int(record.get("file_mtime_ns")):
-            fail(f"{where}.file_mtime_ns", "an integer", record.get("file_mtime_ns"))
+        _check_count(record, "target", where, 0, fail)
+        if "explained" in record:
+            _check_task_fields(record, where, fail)
+            continue
+        _check_count(record, "predicted", where, 0, fail)
         for field in ("probability", "target_probability"):
             value = record.get(field)
             if not (_is_number(value) and 0 <= value <= 1):
                 fail(f"{where}.{field}", "a number in [0, 1]", value)
+    for key, record in index["unexplained"].items():
+        where = f"unexplained[{key!r}]"
+        _check_image_entry(key, record, where, fail)
+        if key in index["images"]:
+            fail(where, "an image without a map (it is in images)", key)
+        if not isinstance(record.get("reason"), str):
+            fail(f"{where}.reason", "a string", record.get("reason"))
+        _check_count(record, "requested", where, -1, fail)
+
+
+def _check_image_entry(key: str, record: Any, where: str, fail: Any) -> None:
+    """The checks common to ``images`` and ``unexplained`` entries."""
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        fail(where, "a path relative to the source folder", key)
+    if not isinstance(record, dict):
+        fail(where, "a JSON object", record)
+    _check_count(record, "file_size", where, 0, fail)
+    if not _is_int(record.get("file_mtime_ns")):
+        fail(f"{where}.file_mtime_ns", "an integer", record.get("file_mtime_ns"))
+
+
+def _check_task_fields(record: dict, where: str, fail: Any) -> None:
+    """A segmentation or detection record: ``requested`` and ``explained``."""
+    _check_count(record, "requested", where, -1, fail)
+    explained = record["explained"]
+    if not isinstance(explained, dict) or explained.get("task") not in TASK_RECORDS:
+        fail(
+            f"{where}.explained",
+            f"a JSON object with task one of {', '.join(TASK_RECORDS)}",
+            explained,
+        )
+    if explained.get("target_index") != record["target"]:
+        fail(
+            f"{where}.explained.target_index",
+            f"the record's target {record['target']}",
+            explained.get("target_index"),
+        )
 
 
 def _is_int(value: Any) -> bool:

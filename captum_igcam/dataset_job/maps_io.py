@@ -36,25 +36,36 @@ from captum_igcam.dataset_job.index import (
 class MapRecord:
     """Where one image's map is stored, and what the model said about it.
 
+    A classifier's record has ``predicted``, ``probability`` and
+    ``target_probability``; a segmentation model's or detector's has
+    ``requested`` and ``explained`` instead (None otherwise).
+
     Args:
         shard (str): Shard file, relative to the output folder.
         row (int): Row of the image in the shard's ``maps`` array.
-        predicted (int): The model's top-1 class.
-        probability (float): Softmax probability of ``predicted``.
-        target (int): The class the map explains.
-        target_probability (float): Softmax probability of ``target``.
+        target (int): The class the map explains (a detection's label).
         file_size (int): Size in bytes of the image file that was explained.
         file_mtime_ns (int): Its modification time, in nanoseconds.
+        predicted (int, optional): The classifier's top-1 class.
+        probability (float, optional): Softmax probability of ``predicted``.
+        target_probability (float, optional): Softmax probability of ``target``.
+        requested (int, optional): The class asked for (``-1``: the default,
+            see ``docs/tasks.md``).
+        explained (dict, optional): What was explained: the class, the
+            region or the box (photo pixels), the matched detection
+            (:func:`captum_igcam.app.tasks.prepare`'s record).
     """
 
     shard: str
     row: int
-    predicted: int
-    probability: float
     target: int
-    target_probability: float
     file_size: int
     file_mtime_ns: int
+    predicted: int | None = None
+    probability: float | None = None
+    target_probability: float | None = None
+    requested: int | None = None
+    explained: dict[str, Any] | None = None
 
 
 class ExplanationMaps(Mapping[str, torch.Tensor]):
@@ -102,6 +113,10 @@ class ExplanationMaps(Mapping[str, torch.Tensor]):
         self._shards: dict[str, dict[str, Any]] = index["shards"]
         self._records = {
             key: MapRecord(**fields) for key, fields in index["images"].items()
+        }
+        #: Image key -> why it has no map (nothing to explain on it).
+        self.unexplained: dict[str, str] = {
+            key: fields["reason"] for key, fields in index["unexplained"].items()
         }
         self._cached_shard: tuple[str, np.ndarray, np.ndarray] | None = None
 
@@ -175,9 +190,15 @@ class ExplanationMaps(Mapping[str, torch.Tensor]):
             MapRecord: Its shard, row, prediction and explained class.
 
         Raises:
-            KeyError: If the image has no map in this folder.
+            KeyError: If the image has no map in this folder (the message
+                says why when it had nothing to explain).
         """
         key = self._key(path)
+        if key in self.unexplained:
+            raise KeyError(
+                f"path: {os.fspath(path)!r} has no map in {str(self.folder)!r}: "
+                f"nothing to explain ({self.unexplained[key]})"
+            )
         if key not in self._records:
             raise KeyError(
                 f"path: no map for {os.fspath(path)!r} in {str(self.folder)!r} "

@@ -141,7 +141,8 @@ def prepare_output(
         settings (Mapping[str, Any]): What the maps of this run depend on.
         source (Path): The image folder.
         targets (Mapping[str, int]): Image key -> class to explain, or
-            :data:`PREDICTED` for the top-1 class.
+            :data:`PREDICTED` for the top-1 class (a segmentation model's or
+            detector's default class).
         overwrite (bool): Delete the job's files (only those proven to be
             its own) and start afresh instead of resuming.
 
@@ -186,7 +187,8 @@ def _check_unique_keys(indexes: Mapping[Path, dict[str, Any]]) -> None:
     """Refuse an image or a shard listed by two rank indexes (a hand edit)."""
     owner: dict[str, Path] = {}
     for path, index in indexes.items():
-        for name in [*index["images"], *index["shards"], *index["pending"]]:
+        names = [*index["images"], *index["unexplained"]]
+        for name in [*names, *index["shards"], *index["pending"]]:
             if name in owner:
                 raise IndexFormatError(
                     f"index: {str(path)!r} and {str(owner[name])!r} both list "
@@ -224,19 +226,27 @@ def _check_targets(
 ) -> None:
     """Refuse a folder whose maps explain other classes than asked for now."""
     for index in indexes.values():
-        for key, record in index["images"].items():
+        records = [*index["images"].items(), *index["unexplained"].items()]
+        for key, record in records:
             wanted = targets.get(key)
             if wanted is None:
                 continue
-            there = record["target"]
-            if wanted == PREDICTED and there != record["predicted"]:
-                now = "the predicted class"
-            elif wanted not in (PREDICTED, there):
-                now = f"class {wanted}"
+            default = "the predicted class"
+            if "requested" in record:  # a segmentation or detection image
+                if wanted == record["requested"]:
+                    continue
+                default = "the default class"
+                asked = record["requested"]
+                there = default if asked == PREDICTED else f"class {asked}"
+            elif wanted == PREDICTED and record["target"] != record["predicted"]:
+                there = f"class {record['target']}"
+            elif wanted not in (PREDICTED, record["target"]):
+                there = f"class {record['target']}"
             else:
                 continue
+            now = default if wanted == PREDICTED else f"class {wanted}"
             raise OutputMismatchError(
-                f"out: {str(folder)!r} holds maps for other classes ({key!r}: class "
+                f"out: {str(folder)!r} holds maps for other classes ({key!r}: "
                 f"{there} there, {now} now); choose another folder or overwrite it"
             )
 
@@ -283,15 +293,18 @@ def _drop_damaged_shards(folder: Path, index: dict[str, Any], notes: list[str]) 
 
 
 def _forget_changed_images(index: dict[str, Any], source: Path) -> bool:
-    """Drop the records of images whose file changed or vanished since."""
-    kept = {
-        key: record
-        for key, record in index["images"].items()
-        if file_stamp(source / key)
-        == FileStamp(record["file_size"], record["file_mtime_ns"])
-    }
-    changed = len(kept) < len(index["images"])
-    index["images"] = kept
+    """Drop the records (maps and unexplained) of images whose file changed
+    or vanished since."""
+    changed = False
+    for group in ("images", "unexplained"):
+        kept = {
+            key: record
+            for key, record in index[group].items()
+            if file_stamp(source / key)
+            == FileStamp(record["file_size"], record["file_mtime_ns"])
+        }
+        changed |= len(kept) < len(index[group])
+        index[group] = kept
     return changed
 
 
@@ -308,10 +321,11 @@ def _remove_unused_shards(
 
 
 def done_keys(folder: Path) -> set[str]:
-    """The image keys any rank index of ``folder`` lists."""
+    """The image keys any rank index of ``folder`` lists (unexplained too)."""
     done: set[str] = set()
     for path in rank_index_paths(folder):
-        done.update(read_index(path)["images"])
+        index = read_index(path)
+        done.update(index["images"], index["unexplained"])
     return done
 
 
@@ -326,5 +340,7 @@ def merge_indexes(folder: Path, settings: Mapping[str, Any], source: Path) -> No
         index = read_index(path)
         merged["shards"].update(index["shards"])
         merged["images"].update(index["images"])
-    merged["images"] = dict(sorted(merged["images"].items()))
+        merged["unexplained"].update(index["unexplained"])
+    for group in ("images", "unexplained"):
+        merged[group] = dict(sorted(merged[group].items()))
     _atomic.atomic_write_json(folder / MERGED_INDEX_NAME, merged)

@@ -19,9 +19,10 @@ shard name, unique to its run, is never written twice.
 from __future__ import annotations
 
 import io
+import math
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,9 +44,13 @@ class _Pending(NamedTuple):
     keys: Sequence[str]
     stamps: Sequence[FileStamp]
     maps: torch.Tensor  # (n, 1, h, w) float32 on the CPU, maybe still being copied
-    classes: torch.Tensor  # (n, 2) int64: predicted, target
-    probabilities: torch.Tensor  # (n, 2) float32: of predicted, of target
+    fields: Callable[[], list[dict[str, Any]]]  # each row's record, once ready
     ready: torch.cuda.Event | None  # recorded after the copies to the CPU
+
+
+class _Unexplained(NamedTuple):
+    key: str
+    record: dict[str, Any]
 
 
 class ShardWriter:
@@ -98,7 +103,10 @@ class ShardWriter:
         self._keys: list[str] = []
         self._maps: list[np.ndarray] = []
         self._records: list[dict[str, Any]] = []
-        self._queue: queue.Queue[_Pending | None] = queue.Queue(max_pending)
+        self._unexplained: dict[str, dict[str, Any]] = {}
+        self._queue: queue.Queue[_Pending | _Unexplained | None] = queue.Queue(
+            max_pending
+        )
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"igcam-shard-writer-{rank}", daemon=True
@@ -118,7 +126,62 @@ class ShardWriter:
         and target, ``probabilities`` (n, 2) of those classes, all on the CPU
         once ``ready`` (if given) has completed."""
         self._raise_error()
-        self._queue.put(_Pending(keys, stamps, maps, classes, probabilities, ready))
+
+        def fields() -> list[dict[str, Any]]:
+            if not torch.isfinite(probabilities).all():
+                raise ValueError(
+                    "model: expected finite logits, got NaN or infinity for one of "
+                    f"{', '.join(map(repr, keys))}"
+                )
+            return [
+                {
+                    "predicted": predicted,
+                    "probability": p_top,
+                    "target": target,
+                    "target_probability": p_target,
+                }
+                for (predicted, target), (p_top, p_target) in zip(
+                    classes.tolist(), probabilities.tolist()
+                )
+            ]
+
+        self._queue.put(_Pending(keys, stamps, maps, fields, ready))
+
+    def add_explained(
+        self,
+        keys: Sequence[str],
+        stamps: Sequence[FileStamp],
+        maps: torch.Tensor,
+        records: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Queue a segmentation or detection batch: ``maps`` (n, 1, h, w) on
+        the CPU and each image's record (``target``, ``requested``,
+        ``explained``; JSON values, finite numbers)."""
+        self._raise_error()
+
+        def fields() -> list[dict[str, Any]]:
+            for key, record in zip(keys, records):
+                if not _finite(record):
+                    raise ValueError(
+                        f"model: expected finite outputs, got NaN or infinity for "
+                        f"{key!r} ({record})"
+                    )
+            return [dict(record) for record in records]
+
+        self._queue.put(_Pending(keys, stamps, maps, fields, None))
+
+    def add_unexplained(
+        self, key: str, stamp: FileStamp, reason: str, requested: int
+    ) -> None:
+        """Queue an image with nothing to explain, ``reason`` saying why."""
+        self._raise_error()
+        record = {
+            "reason": reason,
+            "requested": requested,
+            "file_size": stamp.size,
+            "file_mtime_ns": stamp.mtime_ns,
+        }
+        self._queue.put(_Unexplained(key, record))
 
     def close(self) -> None:
         """Write what is queued and buffered, stop the thread, raise its error."""
@@ -144,41 +207,35 @@ class ShardWriter:
                     self._buffer(pending)
                 except BaseException as error:  # noqa: BLE001 - re-raised by close()
                     self._error = error
-        if self._error is None and self._keys:
+        if self._error is None and (self._keys or self._unexplained):
             try:
                 self._write(len(self._keys))
             except BaseException as error:  # noqa: BLE001 - re-raised by close()
                 self._error = error
 
-    def _buffer(self, pending: _Pending) -> None:
+    def _buffer(self, pending: _Pending | _Unexplained) -> None:
+        if isinstance(pending, _Unexplained):
+            self._unexplained[pending.key] = pending.record
+            return
         if pending.ready is not None:
             pending.ready.synchronize()
-        if not torch.isfinite(pending.probabilities).all():
-            raise ValueError(
-                "model: expected finite logits, got NaN or infinity for one of "
-                f"{', '.join(map(repr, pending.keys))}"
-            )
-        classes = pending.classes.tolist()
-        probabilities = pending.probabilities.tolist()
+        fields = pending.fields()
         self._keys.extend(pending.keys)
         self._maps.extend(pending.maps.numpy())
-        for (predicted, target), (p_top, p_target), stamp in zip(
-            classes, probabilities, pending.stamps
-        ):
+        for record, stamp in zip(fields, pending.stamps):
             self._records.append(
-                {
-                    "predicted": predicted,
-                    "probability": p_top,
-                    "target": target,
-                    "target_probability": p_target,
-                    "file_size": stamp.size,
-                    "file_mtime_ns": stamp.mtime_ns,
-                }
+                {**record, "file_size": stamp.size, "file_mtime_ns": stamp.mtime_ns}
             )
         while len(self._keys) >= self.shard_size:
             self._write(self.shard_size)
 
     def _write(self, count: int) -> None:
+        """Commit a shard of ``count`` rows (none: only the unexplained images)."""
+        self.index["unexplained"].update(self._unexplained)
+        self._unexplained = {}
+        if not count:
+            _atomic.atomic_write_json(self.index_path, self.index, replace=True)
+            return
         name = shard_name(self.run_id, self.rank, self.next_shard)
         keys, self._keys = self._keys[:count], self._keys[count:]
         maps, self._maps = self._maps[:count], self._maps[count:]
@@ -196,3 +253,14 @@ class ShardWriter:
             self.index["images"][key] = {"shard": name, "row": row, **record}
         _atomic.atomic_write_json(self.index_path, self.index, replace=True)
         self.next_shard += 1
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in a JSON-like value is finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(item) for item in value)
+    return True
