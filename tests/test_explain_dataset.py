@@ -46,6 +46,7 @@ CLASSES = ("0", "1", "2")
 IMAGES_PER_CLASS = 3
 
 MODEL_SOURCE = f'''
+import json
 import os
 import shutil
 import signal
@@ -55,13 +56,15 @@ from torch import nn
 
 
 class TinyNet(nn.Sequential):
-    """Sequential CNN that kills its own process once a given file exists,
+    """Sequential CNN that kills its own process once a given index lists images,
     or raises KeyboardInterrupt (as Ctrl-C would) once another is missing."""
 
     def forward(self, x):
         trigger = os.environ.get("{KILL_SWITCH}")
         if trigger and os.path.exists(trigger):
-            os.kill(os.getpid(), signal.SIGKILL)
+            with open(trigger) as index:  # replaced atomically: always whole
+                if json.load(index).get("images"):
+                    os.kill(os.getpid(), signal.SIGKILL)
         missing = os.environ.get("{INTERRUPT_SWITCH}")
         if missing and not os.path.exists(missing):
             raise KeyboardInterrupt
@@ -278,8 +281,8 @@ def test_killed_run_loses_at_most_one_shard_and_resumes(
 ) -> None:
     out = tmp_path / "maps"
     rank_index = out / io.rank_index_name(0)
-    # The model kills the process at its first forward pass after the first
-    # shard's index is written, i.e. in the middle of the second shard.
+    # The model kills the process at its first forward pass after an index
+    # lists the first shard's images, i.e. in the middle of the second shard.
     killed = subprocess.run(
         [sys.executable, "-m", "captum_igcam"]
         + _arguments(image_folder, out, "--workers", "0", "--no-progress"),
