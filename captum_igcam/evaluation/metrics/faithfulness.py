@@ -10,7 +10,7 @@ The target is the model's prediction unless given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -26,6 +26,8 @@ ForwardFunc = Callable[[Tensor], Tensor]
 #: RISE's blur for the insertion canvas: kernel size and standard deviation.
 RISE_BLUR_SIZE = 11
 RISE_BLUR_SIGMA = 5.0
+#: The perturbation curves, in the order :func:`perturbation_curves` returns.
+MODES = ("deletion", "insertion")
 
 
 def predicted_target(forward_func: ForwardFunc, inputs: Tensor) -> Tensor:
@@ -70,14 +72,61 @@ def masked_confidence(
         tuple[Tensor, Tensor]: ``(Y, O)``, each ``(N,)``: the score of the
         target on the inputs and on the masked inputs.
     """
-    saliency = normalize(to_input_size(maps, spatial_size(inputs)))
-    masked = inputs * saliency.unsqueeze(1)
+    masked = masked_inputs(inputs, maps)
     scores = _scores(forward_func, torch.cat([inputs, masked]), apply_softmax)
     original, on_masked = scores.split(len(inputs))
     if target is None:
         target = original.argmax(dim=1)
     target = _resolve_target(forward_func, inputs, target)
-    return _pick(original, target), _pick(on_masked, target)
+    return pick(original, target), pick(on_masked, target)
+
+
+def masked_inputs(inputs: Tensor, maps: Tensor) -> Tensor:
+    """The inputs multiplied by their maps, as Grad-CAM++'s confidence metrics do.
+
+    Args:
+        inputs (Tensor): ``(N, C, H, W)`` model inputs.
+        maps (Tensor): ``(N, 1, h, w)`` or ``(N, h, w)`` saliency maps,
+            upsampled to the input size and min-max normalised to [0, 1] per
+            image (:func:`captum_igcam.maps.normalize`).
+
+    Returns:
+        Tensor: ``(N, C, H, W)``; a map value of 0 sets the input to 0.
+    """
+    saliency = normalize(to_input_size(maps, spatial_size(inputs)))
+    return inputs * saliency.unsqueeze(1).to(inputs.dtype)
+
+
+def class_scores(
+    forward_func: ForwardFunc,
+    inputs: Tensor,
+    target: Tensor,
+    apply_softmax: bool = True,
+    batch_size: int = 64,
+) -> Tensor:
+    """The target's score on each input, in no-grad passes of ``batch_size``.
+
+    Args:
+        forward_func (Callable): Model, ``(N, C, H, W) -> (N, classes)``.
+        inputs (Tensor): ``(N, C, H, W)`` model inputs.
+        target (Tensor): ``(N,)`` classes to score.
+        apply_softmax (bool, optional): Score with softmax probabilities.
+            Default: True
+        batch_size (int, optional): Most inputs per forward pass.
+            Default: 64
+
+    Returns:
+        Tensor: ``(N,)`` scores.
+    """
+    check_positive_int("batch_size", batch_size)
+    return torch.cat(
+        [
+            pick(_scores(forward_func, chunk, apply_softmax), chunk_target)
+            for chunk, chunk_target in zip(
+                inputs.split(batch_size), target.split(batch_size), strict=True
+            )
+        ]
+    )
 
 
 def average_drop(original: Tensor, masked: Tensor) -> Tensor:
@@ -178,34 +227,165 @@ def perturbation_curve(
         ValueError: For an unknown ``mode`` or a non-positive ``n_steps`` or
             ``batch_size``.
     """
-    if mode not in ("deletion", "insertion"):
+    if mode not in MODES:
         raise ValueError(f"mode: expected 'deletion' or 'insertion', got {mode!r}")
+    baselines_of = None if baselines is None else {mode: baselines}
+    curves = perturbation_curves(
+        forward_func,
+        inputs,
+        [maps],
+        (mode,),
+        target,
+        n_steps,
+        baselines_of,
+        batch_size,
+        apply_softmax,
+        seed,
+    )
+    return curves[mode][0]
+
+
+def perturbation_curves(
+    forward_func: ForwardFunc,
+    inputs: Tensor,
+    maps: Sequence[Tensor],
+    modes: Sequence[str] = MODES,
+    target: Tensor | None = None,
+    n_steps: int = 50,
+    baselines: Mapping[str, Tensor | float] | None = None,
+    batch_size: int = 64,
+    apply_softmax: bool = True,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    r"""Deletion and insertion curves of several maps of the same inputs at once.
+
+    The values are those of :func:`perturbation_curve` for each map and
+    mode; the model passes are shared. A curve's first and last points do not
+    depend on the map (the input, the baseline, the insertion canvas), so
+    each is scored once per image for all maps and modes (the input once for
+    deletion's first and insertion's last point), and every other point once:
+    ``N * (3 + len(maps) * len(modes) * (n_steps - 1))`` perturbed images in
+    passes of ``batch_size``, instead of
+    ``N * len(maps) * len(modes) * (n_steps + 1)``.
+
+    Args:
+        forward_func (Callable): Model, ``(N, C, H, W) -> (N, classes)``.
+        inputs (Tensor): ``(N, C, H, W)`` model inputs.
+        maps (sequence of Tensor): One ``(N, 1, h, w)`` or ``(N, h, w)`` map
+            batch per method.
+        modes (sequence of str, optional): Curves to compute, from
+            ``("deletion", "insertion")``.
+            Default: both
+        target (Tensor, optional): ``(N,)`` classes to score.
+            Default: None (the model's prediction on ``inputs``)
+        n_steps (int, optional): Number of steps; each curve has
+            ``n_steps + 1`` points.
+            Default: 50
+        baselines (Mapping, optional): Mode -> what deleted pixels become or
+            insertion starts from (see :func:`perturbation_curve`); a mode
+            left out gets RISE's (zeros, the blurred input).
+            Default: None
+        batch_size (int, optional): Most perturbed inputs per forward pass.
+            Default: 64
+        apply_softmax (bool, optional): Score with softmax probabilities.
+            Default: True
+        seed (int, optional): Seed of the order among equal map values.
+            Default: 0
+
+    Returns:
+        dict[str, Tensor]: Mode -> ``(len(maps), N, n_steps + 1)`` scores.
+
+    Raises:
+        ValueError: For an unknown mode, no maps, or a non-positive
+            ``n_steps`` or ``batch_size``.
+
+    Example::
+
+        >>> curves = perturbation_curves(model, inputs, [gradcam_maps, igcam_maps])
+        >>> curve_auc(curves["deletion"][1])  # the second method's deletion AUCs
+    """
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"modes: expected names from {MODES}, got {tuple(modes)!r}")
+    if not maps:
+        raise ValueError("maps: expected at least one map batch")
     check_positive_int("n_steps", n_steps)
     check_positive_int("batch_size", batch_size)
     target = _resolve_target(forward_func, inputs, target)
     size = spatial_size(inputs)
+    n_images, n_pixels = len(inputs), size[0] * size[1]
+    rank = torch.stack([_pixel_rank(m, size, seed) for m in maps])
+    counts = torch.round(torch.arange(n_steps + 1) * (n_pixels / n_steps)).long()
+    # Canvases: 0 the inputs, then each mode's baseline; a mode's curve runs
+    # from its start canvas to its end canvas.
+    canvases = [inputs]
+    ends = {}
+    for mode in modes:
+        given = (baselines or {}).get(mode)
+        if given is None:
+            given = 0.0 if mode == "deletion" else blurred_canvas(inputs)
+        canvases.append(_as_canvas(given, inputs))
+        ends[mode] = (0, len(canvases) - 1)[:: 1 if mode == "deletion" else -1]
+    canvases = torch.stack(canvases)
+    # One row per distinct perturbed image: (start, end, map, image, count).
+    rows = [(c, c, 0, i, 0) for c in range(len(canvases)) for i in range(n_images)]
+    interior = [
+        (*ends[mode], m, i, int(counts[step]))
+        for mode in modes
+        for m in range(len(maps))
+        for i in range(n_images)
+        for step in range(1, n_steps)
+    ]
+    spec = torch.tensor(rows + interior, dtype=torch.long).view(-1, 5)
+    scores = torch.cat(
+        [
+            pick(
+                _scores(forward_func, _perturbed(canvases, rank, chunk), apply_softmax),
+                target[chunk[:, 3].to(target.device)],
+            )
+            for chunk in spec.split(batch_size)
+        ]
+    )
+    first_scores = scores[: len(rows)].view(len(canvases), 1, n_images).cpu()
+    middle = scores[len(rows) :].view(len(modes), len(maps), n_images, n_steps - 1)
+    curves = {}
+    for index, mode in enumerate(modes):
+        start, end = ends[mode]
+        curves[mode] = torch.cat(
+            [
+                first_scores[start].expand(len(maps), -1).unsqueeze(2),
+                middle[index].cpu(),
+                first_scores[end].expand(len(maps), -1).unsqueeze(2),
+            ],
+            dim=2,
+        )
+    return curves
+
+
+def _pixel_rank(maps: Tensor, size: tuple[int, int], seed: int) -> Tensor:
+    """``(N, P)`` rank of each pixel in the map's order, ties in a seeded order."""
     n_pixels = size[0] * size[1]
     shuffle = torch.randperm(n_pixels, generator=torch.Generator().manual_seed(seed))
     shuffled = to_input_size(maps, size).flatten(1).cpu()[:, shuffle]
     order = shuffle[shuffled.argsort(dim=1, descending=True, stable=True)]
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(n_pixels).expand_as(order).contiguous())
-    counts = torch.round(torch.arange(n_steps + 1) * (n_pixels / n_steps)).long()
-    if baselines is None:
-        baselines = 0.0 if mode == "deletion" else blurred_canvas(inputs)
-    baselines = torch.as_tensor(baselines, dtype=inputs.dtype, device=inputs.device)
-    baselines = baselines.expand_as(inputs)
-    start, end = (inputs, baselines) if mode == "deletion" else (baselines, inputs)
+    return rank
 
-    points = n_steps + 1
-    scores = []
-    for first in range(0, len(inputs) * points, batch_size):
-        flat = torch.arange(first, min(first + batch_size, len(inputs) * points))
-        image, step = flat // points, flat % points
-        changed = (rank[image] < counts[step].unsqueeze(1)).view(-1, 1, *size)
-        batch = torch.where(changed.to(inputs.device), end[image], start[image])
-        scores.append(_pick(_scores(forward_func, batch, apply_softmax), target[image]))
-    return torch.cat(scores).view(len(inputs), points)
+
+def _as_canvas(baselines: Tensor | float, inputs: Tensor) -> Tensor:
+    baselines = torch.as_tensor(baselines, dtype=inputs.dtype, device=inputs.device)
+    return baselines.expand_as(inputs)
+
+
+def _perturbed(canvases: Tensor, rank: Tensor, rows: Tensor) -> Tensor:
+    """The perturbed images of ``rows`` of ``(start, end, map, image, count)``."""
+    changed = rank[rows[:, 2], rows[:, 3]] < rows[:, 4].unsqueeze(1)
+    changed = changed.view(len(rows), 1, *canvases.shape[-2:])
+    start, end, _, image, _ = rows.to(canvases.device).unbind(1)
+    return torch.where(
+        changed.to(canvases.device), canvases[end, image], canvases[start, image]
+    )
 
 
 def blurred_canvas(inputs: Tensor) -> Tensor:
@@ -308,5 +488,14 @@ def _resolve_target(
     return target
 
 
-def _pick(scores: Tensor, target: Tensor) -> Tensor:
+def pick(scores: Tensor, target: Tensor) -> Tensor:
+    """Each row's score of its target class: ``scores[i, target[i]]``.
+
+    Args:
+        scores (Tensor): ``(N, classes)`` scores.
+        target (Tensor): ``(N,)`` class indices.
+
+    Returns:
+        Tensor: ``(N,)`` scores.
+    """
     return scores.gather(1, target.view(-1, 1)).squeeze(1)
