@@ -155,7 +155,8 @@ def test_benchmark_cost_replays_the_loops_attribution_calls() -> None:
     assert [name for name, *_ in calls].count("igcam") == 2 + misses
     assert [name for name, *_ in calls].count("gradcam") == 2 + misses
     assert all(inputs.shape == (1, 3, 32, 32) for _, inputs, _, _ in calls)
-    assert benchmark_cost.replay_seconds(bundle, settings, calls) > 0
+    spent = benchmark_cost.replay_seconds(bundle, settings, calls)
+    assert spent["wall"] > 0 and spent["cpu"] > 0
 
 
 def test_benchmark_cost_floor_runs_one_row_per_curve_point() -> None:
