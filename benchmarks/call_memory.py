@@ -43,6 +43,7 @@ def measure(case: Case, repeats: int) -> dict[str, object]:
     for _ in range(repeats):  # interleaved, so that load changes hit both
         for name in VARIANTS:
             runs[name].append(measure_memory(case, name))
+            print(f"  {name}: {runs[name][-1]:.0f} MiB", file=sys.stderr, flush=True)
     medians = {name: statistics.median(values) for name, values in runs.items()}
     return {
         "peak_mb": medians,
