@@ -3,7 +3,7 @@
 Runs, on a few scikit-image photos, the model-randomisation checks of
 :mod:`captum_igcam.evaluation.sanity` (cascading on Lite0, Lite1 and Lite2,
 independent on Lite0) and the benchmark loop with ROAD beside deletion and
-insertion (:func:`captum_igcam.evaluation.evaluate` with ``road=True``), and
+insertion (:func:`captum_igcam.evaluation.evaluate` with ``families=["road"]``), and
 writes every number to a JSON file, each part as soon as it is done (a rerun
 skips the parts already there). The figures go to ``docs/images/sanity_*.png``.
 ``--report`` rewrites the generated blocks of ``docs/sanity.md`` from the
@@ -132,7 +132,7 @@ def _road(bundle: Any, images: list, settings: Any, config: dict) -> dict[str, A
         settings,
         curve_steps=config["curve_steps"],
         batch_size=len(images),
-        road=True,
+        families=["road"],
     )
     summary = evaluation.summarize(result)
     entry: dict[str, Any] = {"methods": {}, "orders": {}, "agreement": {}}

@@ -287,7 +287,7 @@ def _measure_memory_here(case: Case, variant: str) -> float:
     return _status_mb("VmHWM") - before
 
 
-def _measure_memory(case: Case, variant: str) -> float:
+def measure_memory(case: Case, variant: str) -> float:
     command = [
         sys.executable,
         __file__,
@@ -319,7 +319,7 @@ def run_case(case: Case) -> dict[str, object]:
     memory = (
         {}
         if case.compiled
-        else {name: _measure_memory(case, name) for name in variants_of(case)}
+        else {name: measure_memory(case, name) for name in variants_of(case)}
     )
     measured = {**times, **{f"mem:{name}": mb for name, mb in memory.items()}}
     ratios = {

@@ -243,19 +243,24 @@ class TinyCam(torch.nn.Module):
         return self.head(self.features(inputs).relu().mean(dim=(2, 3)))
 
 
-def test_batched_loop_equals_one_image_at_a_time() -> None:
+def tiny_bundle(model: torch.nn.Module | None = None):
     from captum_igcam.app.models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
-    from captum_igcam.evaluation.datasets import composites
 
-    bundle = ModelBundle(
+    return ModelBundle(
         "tiny",
-        TinyCam().eval(),
+        (model or TinyCam()).eval(),
         "features.2",
         32,
         IMAGENET_MEAN,
         IMAGENET_STD,
         [str(i) for i in range(1000)],
     )
+
+
+def test_batched_loop_equals_one_image_at_a_time() -> None:
+    from captum_igcam.evaluation.datasets import composites
+
+    bundle = tiny_bundle()
     dataset = composites(n=5, seed=2)
     kwargs = {
         "methods": ["gradcam", "igcam", "igcam-paper"],
@@ -281,3 +286,253 @@ def test_batched_loop_equals_one_image_at_a_time() -> None:
             )
     # The methods differ, so equality above is not a constant.
     assert one.records["igcam"].values["ebpg"] != one.records["gradcam"].values["ebpg"]
+
+
+def test_loop_scores_equal_the_metric_functions_alone() -> None:
+    """The loop's shared passes give what each metric function gives alone."""
+    from captum_igcam.app.baselines import baseline_input
+    from captum_igcam.evaluation import metrics
+    from captum_igcam.evaluation.datasets import composites
+
+    bundle = tiny_bundle()
+    samples = list(composites(n=3, seed=4))
+    result = evaluation.evaluate(
+        bundle,
+        composites(n=3, seed=4),
+        ["gradcam", "igcam"],
+        MethodSettings(n_steps=3),
+        curve_steps=4,
+        batch_size=2,
+        progress=False,
+    )
+    inputs = torch.stack([bundle.preprocess(s.image) for s in samples])
+    target = metrics.predicted_target(bundle.model, inputs)
+    settings = MethodSettings(n_steps=3).for_model(bundle)
+    for name in ("gradcam", "igcam"):
+        baselines = torch.cat(
+            [baseline_input(bundle, s.image, "black") for s in samples]
+        )
+        function = methods.METHODS[name].build(bundle.model, bundle.layer(), settings)
+        maps = function(inputs, target, baselines)
+        original, masked = metrics.masked_confidence(bundle.model, inputs, maps)
+        curve = {"target": target, "n_steps": 4}
+        expected = {
+            "avg_drop": metrics.average_drop(original, masked),
+            "deletion_auc": metrics.deletion_auc(bundle.model, inputs, maps, **curve),
+            "insertion_auc": metrics.insertion_auc(bundle.model, inputs, maps, **curve),
+        }
+        for metric, values in expected.items():
+            np.testing.assert_allclose(
+                result.records[name].values[metric],
+                values.tolist(),
+                rtol=1e-4,
+                atol=1e-6,
+                err_msg=f"{name} {metric}",
+            )
+
+
+class BatchSizes(TinyCam):
+    """TinyCam recording the size of every pass, with and without gradients."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes: dict[bool, list[int]] = {True: [], False: []}
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.passes[torch.is_grad_enabled()].append(len(inputs))
+        return super().forward(inputs)
+
+
+def test_every_pass_of_the_default_loop_stays_within_the_memory_budget() -> None:
+    from captum_igcam.evaluation.datasets import composites
+    from captum_igcam.evaluation.memory import chunk_sizes
+
+    model = BatchSizes()
+    bundle = tiny_bundle(model)
+    example = bundle.preprocess(next(iter(composites(n=1))).image)[None]
+    sizes = chunk_sizes(model, example, budget_mb=1)
+    model.passes = {True: [], False: []}
+    # A budget so small that a pass holds a few rows of this 32 px model.
+    assert 1 <= sizes.path_rows < 40 and 1 <= sizes.curve_rows < 64
+    result = evaluation.evaluate(
+        bundle,
+        composites(n=2),
+        evaluation.DEFAULT_METHODS,
+        MethodSettings(n_steps=40),
+        curve_steps=20,
+        progress=False,
+        memory_budget_mb=1,
+    )
+    assert result.settings["internal_batch_size"] == sizes.path_rows
+    assert result.settings["curve_batch_size"] == sizes.curve_rows
+    # Every path method's gradient passes are cut to the budget's rows...
+    assert max(model.passes[True]) == sizes.path_rows
+    # ...and the curves' no-grad passes to the curve rows.
+    assert max(model.passes[False]) == sizes.curve_rows
+    chosen = evaluation.evaluate(
+        bundle,
+        composites(n=1),
+        ["igcam"],
+        MethodSettings(n_steps=12, internal_batch_size=12),
+        curve_steps=2,
+        progress=False,
+        memory_budget_mb=1,
+    )
+    assert chosen.settings["internal_batch_size"] == 12  # the user's choice wins
+
+
+def test_chunk_sizes_divide_the_budget_by_what_one_example_holds() -> None:
+    from captum_igcam.evaluation import memory
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
+    example = torch.rand(1, 3, 32, 32)
+    sizes = memory.chunk_sizes(model, example, budget_mb=1)
+    # The conv saves its input (3 x 32 x 32 floats) for the weight gradient,
+    # the ReLU its output (8 x 30 x 30 floats); the weights are not counted.
+    saved = 4 * (3 * 32 * 32 + 8 * 30 * 30)
+    assert sizes.saved_bytes == saved
+    assert sizes.activation_bytes == 4 * 8 * 30 * 30
+    assert sizes.path_rows == int(2**20 / (memory.BACKWARD_FACTOR * saved))
+    double = memory.chunk_sizes(model, example, budget_mb=2)
+    assert double.path_rows in (2 * sizes.path_rows, 2 * sizes.path_rows + 1)
+    with pytest.raises(ValueError, match="^budget_mb:"):
+        memory.chunk_sizes(model, example, budget_mb=0)
+
+
+def test_progress_bar_moves_once_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tqdm.auto
+
+    from captum_igcam.evaluation.datasets import composites
+
+    updates = []
+
+    class Bar:
+        def __init__(self, total: int, **kwargs: object) -> None:
+            updates.append(("total", total))
+
+        def update(self, count: int) -> None:
+            updates.append(("update", count))
+
+        def close(self) -> None:
+            updates.append(("close", 0))
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    evaluation.evaluate(
+        tiny_bundle(),
+        composites(n=3),
+        ["gradcam"],
+        curve_steps=2,
+    )
+    assert updates == [("total", 3), *[("update", 1)] * 3, ("close", 0)]
+
+
+def test_class_index_beyond_the_model_names_class_map_file_and_key(
+    tmp_path: Path,
+) -> None:
+    from captum_igcam.evaluation.datasets import load_dataset
+
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "Annotations").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "JPEGImages" / "a.jpg")
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><object><name>cat</name><bndbox>"
+        "<xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+        "</object></annotation>"
+    )
+    class_map = tmp_path / "classes.json"
+    class_map.write_text('{"cat": [3, 1000]}')
+    dataset = load_dataset(f"voc:{tmp_path}", n=1, class_map=class_map)
+    with pytest.raises(ValueError) as raised:
+        evaluation.evaluate(tiny_bundle(), dataset, ["gradcam"], progress=False)
+    message = str(raised.value)
+    assert f"class_map {str(class_map)!r}, key 'cat'" in message
+    assert "output 1000 is out of range for a model with 1000 outputs" in message
+
+
+def test_image_whose_only_box_is_unusable_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "Annotations").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "JPEGImages" / "a.jpg")
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><object><name>cat</name><bndbox>"
+        "<xmin>50</xmin><ymin>1</ymin><xmax>60</xmax><ymax>9</ymax></bndbox>"
+        "</object></annotation>"
+    )
+    class_map = tmp_path / "classes.json"
+    class_map.write_text('{"cat": 281}')
+    argv = ["benchmark", "--dataset", f"voc:{tmp_path}", "--class-map"]
+    argv += [str(class_map), "--model", "resnet18", "--random-weights"]
+    assert main([*argv, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "left out" in err and "a.xml', object 1 (cat)" in err
+    assert "no area inside the 40x30 image" in err
+    assert "--dataset: no usable images" in err and "1 objects left out" in err
+
+
+def test_help_shows_default_methods_and_plain_percent_signs(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Average Drop %," in text and "%%" not in text
+    assert f"(default: {','.join(evaluation.DEFAULT_METHODS)})" in text
+    assert "DEFAULT_METHODS" not in text
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def documented_default_mismatches(doc: str) -> list[str]:
+    """Rows of the doc's defaults table that differ from the command's defaults.
+
+    The table follows the ``<!-- benchmark defaults -->`` marker: option,
+    default and ``--quick`` value, each in backticks.
+    """
+    from captum_igcam.cli import benchmark
+
+    parsed = vars(build_parser().parse_args(["benchmark"]))
+    settings = MethodSettings()
+    quick, defaults = benchmark.QUICK, benchmark.DEFAULTS
+    actual = {
+        "--dataset": (parsed["dataset"], ""),
+        "--n": (defaults["n"], quick["n"]),
+        "--steps": (settings.n_steps, quick["steps"]),
+        "--curve-steps": (defaults["curve_steps"], quick["curve_steps"]),
+        "--method": (settings.method, ""),
+        "--baseline": (settings.baseline, ""),
+        "--methods": (",".join(parsed["methods"]), ""),
+        "--batch-images": (parsed["batch_images"], ""),
+        "--memory-budget": (parsed["memory_budget"], ""),
+        "--seed": (parsed["seed"], ""),
+    }
+    table = doc.split("<!-- benchmark defaults -->")[1].strip().splitlines()[2:]
+    documented = {}
+    for line in table:
+        if not line.startswith("|"):
+            break
+        option, default, quick_value = (
+            cell.strip().strip("`") for cell in line.strip("|").split("|")
+        )
+        documented[option] = (default, quick_value)
+    mismatches = [
+        f"{name} is not documented" for name in actual if name not in documented
+    ]
+    for option, values in documented.items():
+        expected = tuple(str(value) for value in actual.get(option, ("?", "?")))
+        if values != expected:
+            mismatches.append(f"{option}: documented {values}, actual {expected}")
+    return mismatches
+
+
+def test_documented_defaults_are_the_commands_defaults() -> None:
+    doc = (DOCS / "evaluation.md").read_text()
+    assert documented_default_mismatches(doc) == []
+    # The check can fail: the stale "--steps 20" of an earlier version.
+    stale = doc.replace("| `--steps` | `50` |", "| `--steps` | `20` |")
+    assert stale != doc
+    assert documented_default_mismatches(stale) == [
+        "--steps: documented ('20', '10'), actual ('50', '10')"
+    ]

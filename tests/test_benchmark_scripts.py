@@ -115,3 +115,76 @@ def test_gpu_check_tf32_switch_restores_the_flags() -> None:
     assert gpu_check.relative_error(
         torch.tensor([1.0, 2.1]), torch.tensor([1.0, 2.0])
     ) == (pytest.approx(0.05))
+
+
+def tiny_imagenet_bundle():
+    from helpers import TinyCNN
+
+    from captum_igcam.app.models import IMAGENET_MEAN, IMAGENET_STD, ModelBundle
+
+    return ModelBundle(
+        "tiny",
+        TinyCNN(classes=1000).eval(),
+        "conv2",
+        32,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        [str(i) for i in range(1000)],
+    )
+
+
+def test_benchmark_cost_replays_the_loops_attribution_calls() -> None:
+    import benchmark_cost
+
+    from captum_igcam import evaluation
+    from captum_igcam.app.methods import METHODS
+    from captum_igcam.app.settings import MethodSettings
+    from captum_igcam.evaluation.datasets import composites
+
+    bundle = tiny_imagenet_bundle()
+    before = dict(METHODS)
+    settings = MethodSettings(n_steps=2)
+    with benchmark_cost.recorded_calls(["gradcam", "igcam"]) as calls:
+        result = evaluation.evaluate(
+            bundle, composites(2), ["gradcam", "igcam"], settings, progress=False
+        )
+    assert METHODS == before  # the registry is restored
+    # One call per method and image, and one more per image whose annotated
+    # class is not the prediction (4 composites' classes vs random weights).
+    misses = result.top1_correct.count(False)
+    assert [name for name, *_ in calls].count("igcam") == 2 + misses
+    assert [name for name, *_ in calls].count("gradcam") == 2 + misses
+    assert all(inputs.shape == (1, 3, 32, 32) for _, inputs, _, _ in calls)
+    spent = benchmark_cost.replay_seconds(bundle, settings, calls)
+    assert spent["wall"] > 0 and spent["cpu"] > 0
+
+
+def test_benchmark_cost_floor_runs_one_row_per_curve_point() -> None:
+    import benchmark_cost
+
+    bundle = tiny_imagenet_bundle()
+    passes = []
+    bundle.model.register_forward_hook(
+        lambda module, args, output: passes.append(len(args[0]))
+    )
+    benchmark_cost.forward_seconds(bundle, torch.rand(3, 3, 32, 32), 10, 4)
+    assert passes == [4, 4, 2]
+
+
+def test_call_memory_reports_the_median_of_interleaved_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import call_memory
+
+    measured = iter([100.0, 130.0, 300.0, 110.0, 90.0, 120.0])
+    order = []
+
+    def fake(case, variant: str) -> float:
+        order.append(variant)
+        return next(measured)
+
+    monkeypatch.setattr(call_memory, "measure_memory", fake)
+    result = call_memory.measure(call_memory.CASES[0], repeats=3)
+    assert order == ["floor", "igcam"] * 3
+    assert result["peak_mb"] == {"floor": 100.0, "igcam": 120.0}
+    assert result["igcam_over_floor"] == pytest.approx(1.2)

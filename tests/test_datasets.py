@@ -138,3 +138,70 @@ def test_composites_take_the_four_objects_in_turn_deterministically() -> None:
         photo = spec.pixels().reshape(-1, 3).mean(0)
         pasted = sample.image[y0:y1, x0:x1].reshape(-1, 3).mean(0)
         assert np.abs(pasted - photo).max() < 4
+
+
+def test_voc_boxes_are_clipped_to_the_image_or_left_out_and_named(
+    voc_root: Path,
+) -> None:
+    write_voc_image(
+        voc_root,
+        "000004",
+        [
+            ("cat", 0, 61, 41, 100, 90),  # reaches past the 80x60 image: clipped
+            ("cat", 0, 85, 5, 120, 30),  # wholly right of the image
+            ("dog", 0, 30, 10, 29, 20),  # xmax before xmin: no area
+        ],
+    )
+    # Only a box without ymax: the image has nothing usable left.
+    (voc_root / "JPEGImages" / "000005.jpg").write_bytes(
+        (voc_root / "JPEGImages" / "000001.jpg").read_bytes()
+    )
+    (voc_root / "Annotations" / "000005.xml").write_text(
+        "<annotation><filename>000005.jpg</filename><object><name>cat</name>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax></bndbox>"
+        "</object></annotation>"
+    )
+    dataset = datasets.load_dataset(f"voc:{voc_root}", n=10, class_map=CLASS_MAP)
+    samples = {sample.name: sample for sample in dataset}
+    assert set(samples) == {"000001", "000003", "000004"}
+    (cats,) = samples["000004"].annotations
+    assert cats.boxes.tolist() == [[60, 40, 80, 60]]
+    assert len(dataset.skipped) == 3
+    outside, no_area, missing = dataset.skipped
+    assert "000004.xml'" in outside and "object 2 (cat)" in outside
+    assert "no area inside the 80x60 image" in outside
+    assert "000004.xml'" in no_area and "object 3 (dog)" in no_area
+    assert "000005.xml'" in missing and "missing or non-finite ymax" in missing
+    assert "1 boxes reaching outside their image clipped" in dataset.notes
+    assert any(
+        note.startswith("3 annotated objects left out") for note in dataset.notes
+    )
+
+
+def test_voc_corner_that_is_not_a_number_names_file_and_object(voc_root: Path) -> None:
+    (voc_root / "Annotations" / "000001.xml").write_text(
+        "<annotation><object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+        "<xmax>abc</xmax><ymax>9</ymax></bndbox></object></annotation>"
+    )
+    with pytest.raises(ValueError) as raised:
+        datasets.load_dataset(f"voc:{voc_root}", n=10, class_map=CLASS_MAP)
+    message = str(raised.value)
+    assert "000001.xml', object 1: expected a number for a box corner" in message
+    assert "'abc'" in message
+
+
+@pytest.mark.parametrize("value", ["true", "281.0", "-1", "[281, 2.5]", '{"a": 1}'])
+def test_class_map_values_must_be_integer_indices(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "map.json"
+    path.write_text(f'{{"cat": 281, "dog": {value}}}')
+    with pytest.raises(ValueError) as raised:
+        datasets.read_class_map(path)
+    assert str(raised.value).startswith(f"class_map: {str(path)!r}, key 'dog': ")
+    with pytest.raises(ValueError, match="^class_map: key 'dog': "):
+        datasets.check_class_map(json.loads(f'{{"dog": {value}}}'))
+
+
+def test_class_map_file_with_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "map.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"cat": 7}).encode())
+    assert datasets.read_class_map(path) == {"cat": [7]}

@@ -227,3 +227,67 @@ def test_benchmark_reports_top1_accuracy_on_imagenet_fixture(tmp_path: Path) -> 
     accuracy = evaluation.top1_accuracy(result)
     assert accuracy.mean == pytest.approx(0.5)
     assert np.isfinite(accuracy.low) and accuracy.low < 0.5 < accuracy.high
+
+
+def solution_layout(root: Path, rows: list[str]) -> Path:
+    write_images(root)
+    write_mapping(root)
+    path = root / "LOC_val_solution.csv"
+    path.write_text("\n".join(["ImageId,PredictionString", *rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            f"ILSVRC2012_val_00000001,{SYNSETS[65]} 5 abc 30 20",
+            "line 2 (ILSVRC2012_val_00000001): expected numbers for "
+            "'synset xmin ymin xmax ymax'",
+        ),
+        ("ILSVRC2012_val_00000001", "line 2: expected 2 fields"),
+        (
+            f"ILSVRC2012_val_00000001,{SYNSETS[65]} 5 6 30 20,extra",
+            "line 2: expected 2 fields",
+        ),
+    ],
+)
+def test_solution_rows_that_cannot_be_read_name_file_and_line(
+    tmp_path: Path, row: str, message: str
+) -> None:
+    path = solution_layout(tmp_path, [row])
+    with pytest.raises(ValueError) as raised:
+        datasets.load_dataset(f"imagenet-loc:{tmp_path}", n=10)
+    assert str(raised.value).startswith(f"dataset: {str(path)!r} {message}")
+
+
+def test_solution_with_byte_order_mark_is_read(tmp_path: Path) -> None:
+    write_images(tmp_path)
+    write_mapping(tmp_path)
+    write_solution(tmp_path)
+    path = tmp_path / "LOC_val_solution.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    check_common(datasets.load_dataset(f"imagenet-loc:{tmp_path}", n=10))
+
+
+def test_solution_boxes_are_clipped_or_left_out(tmp_path: Path) -> None:
+    # Image 1 is 50x40, image 2 60x30: one box reaches out, one lies outside,
+    # one has no area, one is "nan".
+    solution_layout(
+        tmp_path,
+        [
+            f"ILSVRC2012_val_00000001,{SYNSETS[65]} 5 6 90 20",
+            f"ILSVRC2012_val_00000002,{SYNSETS[970]} 70 1 90 10 {SYNSETS[970]} 5 5 4 9",
+            f"ILSVRC2012_val_00000003,{SYNSETS[230]} 1 1 nan 9",
+        ],
+    )
+    dataset = datasets.load_dataset(f"imagenet-loc:{tmp_path}", n=10)
+    (sample,) = list(dataset)
+    assert sample.name == "ILSVRC2012_val_00000001"
+    assert sample.annotations[0].boxes.tolist() == [[4, 5, 50, 20]]
+    assert len(dataset.skipped) == 3
+    assert "line 3 (ILSVRC2012_val_00000002), object 1" in dataset.skipped[0]
+    assert "no area inside the 60x30 image" in dataset.skipped[0]
+    assert "line 3 (ILSVRC2012_val_00000002), object 2" in dataset.skipped[1]
+    assert "line 4 (ILSVRC2012_val_00000003), object 1" in dataset.skipped[2]
+    assert "missing or non-finite xmax" in dataset.skipped[2]

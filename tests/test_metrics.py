@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from captum.metrics import infidelity, sensitivity_max
+from helpers import TinyCNN
 
 from captum_igcam.evaluation import metrics
 
@@ -437,3 +438,71 @@ def test_infidelity_adapter_zero_for_the_model_own_map() -> None:
 def test_bad_arguments_name_the_parameter(call, parameter: str) -> None:
     with pytest.raises(ValueError, match=f"^{parameter}:"):
         call()
+
+
+def step_by_step_curve(model, image, saliency, mode, target, n_steps, canvas):
+    """One curve by its definition: one model call per point, nothing shared."""
+    order = saliency.flatten().argsort(descending=True)  # no ties: rand maps
+    n_pixels = order.numel()
+    points = []
+    for step in range(n_steps + 1):
+        changed = torch.zeros(n_pixels, dtype=torch.bool)
+        changed[order[: round(step * n_pixels / n_steps)]] = True
+        changed = changed.view(1, *image.shape[-2:])
+        start, end = (image, canvas) if mode == "deletion" else (canvas, image)
+        with torch.no_grad():
+            probabilities = model(torch.where(changed, end, start)[None]).softmax(1)
+        points.append(float(probabilities[0, target]))
+    return points
+
+
+def test_shared_curves_equal_step_by_step_curves_with_fewer_passes() -> None:
+    torch.manual_seed(0)
+    model = TinyCNN(classes=5).eval()
+    seen = []
+    model.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    inputs = torch.rand(3, 3, 6, 7)
+    maps = [torch.rand(3, 1, 6, 7) for _ in range(3)]
+    target = torch.tensor([0, 3, 4])
+    n_steps = 5
+    curves = metrics.perturbation_curves(
+        model, inputs, maps, target=target, n_steps=n_steps, batch_size=4
+    )
+    passes = list(seen)
+    canvases = {"deletion": torch.zeros_like(inputs)}
+    canvases["insertion"] = metrics.blurred_canvas(inputs)
+    for mode, canvas in canvases.items():
+        assert curves[mode].shape == (3, 3, n_steps + 1)
+        for m, saliency in enumerate(maps):
+            for i in range(3):
+                expected = step_by_step_curve(
+                    model, inputs[i], saliency[i], mode, target[i], n_steps, canvas[i]
+                )
+                torch.testing.assert_close(
+                    curves[mode][m, i], torch.tensor(expected), atol=1e-6, rtol=0
+                )
+    # Endpoints once per image (input, zeros, blur), interior points once per
+    # map, mode and image; a curve at a time needs 2 * 3 * 3 * 6 = 108.
+    assert sum(passes) == 3 * 3 + 2 * 3 * 3 * (n_steps - 1) == 81
+    assert max(passes) == 4
+
+
+def test_masked_inputs_and_class_scores_make_masked_confidence() -> None:
+    torch.manual_seed(1)
+    model = TinyCNN(classes=5).eval()
+    inputs, maps = torch.rand(5, 3, 8, 8), torch.rand(5, 1, 4, 4)
+    target = torch.tensor([1, 0, 2, 4, 3])
+    original, masked = metrics.masked_confidence(model, inputs, maps, target)
+    masked_inputs = metrics.masked_inputs(inputs, maps)
+    # A map's minimum sets the input to 0, its maximum keeps it.
+    upsampled = metrics.to_input_size(maps, (8, 8)).flatten(1)
+    lowest, highest = upsampled.argmin(1), upsampled.argmax(1)
+    flat = masked_inputs.flatten(2)
+    for i in range(5):
+        assert flat[i, :, lowest[i]].abs().max() == 0
+        torch.testing.assert_close(
+            flat[i, :, highest[i]], inputs.flatten(2)[i, :, highest[i]]
+        )
+    scores = metrics.class_scores(model, masked_inputs, target, batch_size=2)
+    torch.testing.assert_close(scores, masked)
+    torch.testing.assert_close(metrics.class_scores(model, inputs, target), original)

@@ -182,9 +182,9 @@ def test_benchmark_loop_scores_road_on_the_same_maps() -> None:
         MethodSettings(n_steps=2),
         curve_steps=2,
         progress=False,
-        road=True,
+        families=["road"],
     )
-    assert result.settings["road"] is True
+    assert result.settings["metric_families"] == ["road"]
     for record in result.records.values():
         for metric in ("road_morf", "road_lerf"):
             values = record.values[metric]

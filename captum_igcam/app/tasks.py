@@ -284,8 +284,7 @@ def explain_photo(
     with the region or the box outlined on every panel and the record saying
     what was explained.
     """
-    from captum_igcam.app import maps
-    from captum_igcam.app import _atomic
+    from captum_igcam.app import _atomic, maps
     from captum_igcam.app.baselines import baseline_input
     from captum_igcam.app.explain import FIGURE_DPI, _save_maps
     from captum_igcam.app.methods import METHODS

@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 from typing import Any
 
 from captum_igcam.app.errors import UsageError
 from captum_igcam.cli import _clock, _options
+from captum_igcam.evaluation.defaults import DEFAULT_MEMORY_BUDGET_MB, DEFAULT_METHODS
 
 #: ``--quick``'s values for the options not given. ``--steps`` otherwise has
 #: the default of every command (``MethodSettings.n_steps``).
 QUICK = {"n": 4, "steps": 10, "curve_steps": 10}
 DEFAULTS = {"n": 20, "curve_steps": 20}
 REFERENCE_METHOD = "gradcam"
-#: ``--help``'s copy of :data:`captum_igcam.evaluation.DEFAULT_METHODS` (that
-#: module imports torch, which ``--help`` does not wait for); a test checks
-#: that the two agree.
-SHOWN_DEFAULT_METHODS = (
-    "gradcam",
-    "igcam",
-    "igcam-paper",
-    "igcam-layer",
-    "layer-ig",
-    "ig",
-)
+#: Flag (parsed attribute) -> the metric family it turns on
+#: (``captum_igcam.evaluation.METRIC_FAMILIES``). A new family: register it
+#: in the evaluation room, add its flag in :func:`add_arguments` and here.
+FAMILY_FLAGS = {"captum_metrics": "captum", "road": "road"}
 
 
 NAME = "benchmark"
@@ -41,14 +37,15 @@ DESCRIPTION = (
     "faithfulness metrics (Average Drop %, Increase in Confidence %, "
     "deletion/insertion AUC) explain the model's prediction. The model "
     "and attribution options mean what they mean for explain (the "
-    "baseline of the integrated methods is black by default)."
+    "baseline of the integrated methods is black by default). Each model "
+    "pass stays within --memory-budget."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the arguments of ``benchmark``."""
     _options.add_settings_options(parser)
-    _options.add_methods_option(parser, None, ",".join(SHOWN_DEFAULT_METHODS))
+    _options.add_methods_option(parser, DEFAULT_METHODS)
     parser.add_argument(
         "--dataset",
         default="composites",
@@ -77,8 +74,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-images",
         type=_options.positive_int,
-        default=8,
-        help="images per model pass (default 8); results do not depend on it",
+        default=1,
+        help="images per model pass (default 1: the progress bar moves per "
+        "image); results do not depend on it",
+    )
+    parser.add_argument(
+        "--memory-budget",
+        type=_options.positive_int,
+        default=DEFAULT_MEMORY_BUDGET_MB,
+        metavar="MB",
+        help="memory one model pass may use, in MiB: sets the path methods' "
+        "--batch-size (unless given) and the curves' pass size "
+        f"(default {DEFAULT_MEMORY_BUDGET_MB})",
     )
     parser.add_argument(
         "--quick",
@@ -130,29 +137,45 @@ def run(args: argparse.Namespace) -> int:
         preset["curve_steps"] if args.curve_steps is None else args.curve_steps
     )
 
+    if args.json and os.path.lexists(args.json):
+        raise UsageError(
+            f"--json: {args.json!r} exists; the benchmark writes only new files"
+        )
     _clock.announce_start_up(settings.model)
     from captum_igcam import evaluation
     from captum_igcam.evaluation.datasets import load_dataset, read_class_map
 
-    methods = args.methods or list(evaluation.DEFAULT_METHODS)
+    families = [family for flag, family in FAMILY_FLAGS.items() if getattr(args, flag)]
     try:
-        class_map = read_class_map(args.class_map) if args.class_map else None
+        if args.class_map:
+            read_class_map(args.class_map)  # a broken file fails before the model
         bundle = settings.load_model()
-        dataset = load_dataset(args.dataset, n, seed=args.seed, class_map=class_map)
+        dataset = load_dataset(
+            args.dataset, n, seed=args.seed, class_map=args.class_map
+        )
+        for line in dataset.skipped:
+            print(f"benchmark: left out {line}", file=sys.stderr)
         if len(dataset) == 0:
-            raise UsageError(f"--dataset: no usable images in {args.dataset}")
+            raise UsageError(
+                f"--dataset: no usable images in {args.dataset}"
+                + (
+                    f" ({len(dataset.skipped)} objects left out)"
+                    if dataset.skipped
+                    else ""
+                )
+            )
         result = evaluation.evaluate(
             bundle,
             dataset,
-            methods,
+            args.methods,
             settings,
             curve_steps=curve_steps,
-            captum_metrics=args.captum_metrics,
             batch_size=args.batch_images,
             progress=not args.no_progress,
-            road=args.road,
+            memory_budget_mb=args.memory_budget,
+            families=families,
         )
-        checks = _sanity_checks(args, bundle, dataset, methods, settings)
+        checks = _sanity_checks(args, bundle, dataset, args.methods, settings)
     except ValueError as error:
         raise UsageError(str(error)) from error
     summary = evaluation.summarize(result, seed=args.seed)
@@ -229,14 +252,12 @@ def _differences(result: Any, evaluation: Any) -> dict[str, dict[str, Any]]:
 
 
 def _report(result: Any, summary: dict, differences: dict, accuracy: Any | None) -> str:
-    from captum_igcam.evaluation.runner import METRICS
+    from captum_igcam.evaluation.runner import all_metrics
 
     headers = {
-        m.name: f"{m.title} {'↑' if m.higher_is_better else '↓'}" for m in METRICS
+        m.name: f"{m.title} {'↑' if m.higher_is_better else '↓'}" for m in all_metrics()
     }
-    metrics = [
-        m.name for m in METRICS if any(m.name in row for row in summary.values())
-    ]
+    metrics = list(dict.fromkeys(name for row in summary.values() for name in row))
     top1 = (
         f"; model top-1 accuracy on the annotated images: {_cell(accuracy, 'ebpg')}"
         if accuracy is not None
@@ -249,12 +270,15 @@ def _report(result: Any, summary: dict, differences: dict, accuracy: Any | None)
         f"baseline: {result.settings['baseline']}{top1}",
         *result.notes,
         "",
-        "| method | " + " | ".join(headers[m] for m in metrics) + " |",
+        "| method | " + " | ".join(headers.get(m, m) for m in metrics) + " |",
         "|---|" + "---|" * len(metrics),
     ]
     for name, row in summary.items():
         cells = [_cell(row[m], m) if m in row else "n/a" for m in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if result.skipped:
+        lines += ["", f"Left out ({len(result.skipped)} annotated objects):"]
+        lines += [f"- {line}" for line in result.skipped]
     if differences:
         shown = [m for m in metrics if m != "seconds_per_image"]
         lines += [
@@ -262,7 +286,7 @@ def _report(result: Any, summary: dict, differences: dict, accuracy: Any | None)
             f"Paired difference against {REFERENCE_METHOD} (same images), "
             "mean [95% CI]:",
             "",
-            "| method | " + " | ".join(headers[m] for m in shown) + " |",
+            "| method | " + " | ".join(headers.get(m, m) for m in shown) + " |",
             "|---|" + "---|" * len(shown),
         ]
         for name, row in differences.items():
@@ -312,6 +336,7 @@ def _to_json(
         "n_images": result.n_images,
         "settings": result.settings,
         "notes": result.notes,
+        "skipped": result.skipped,
         "top1_accuracy": None
         if accuracy is None
         else {"mean": accuracy.mean, "ci95": interval(accuracy)},

@@ -11,8 +11,9 @@ paired difference between two methods on the same images
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +26,9 @@ from captum_igcam.app.methods import METHODS, MapFunction
 from captum_igcam.app.models import ModelBundle, resolve_layer
 from captum_igcam.app.settings import MethodSettings, check_positive_int
 from captum_igcam.evaluation import metrics
-from captum_igcam.evaluation.datasets import Dataset, Sample
+from captum_igcam.evaluation.datasets import Annotation, Dataset, Sample
+from captum_igcam.evaluation.defaults import DEFAULT_MEMORY_BUDGET_MB, DEFAULT_METHODS
+from captum_igcam.evaluation.memory import ChunkSizes, chunk_sizes
 from captum_igcam.evaluation.road import road_scores
 from captum_igcam.evaluation.statistics import (
     N_RESAMPLES,
@@ -53,7 +56,7 @@ class Metric:
     per_object: bool = False
 
 
-#: Every metric the benchmark can report, in table order: the one list.
+#: The metrics every benchmark reports, in table order.
 METRICS = (
     Metric("pointing_game", "pointing game", True, per_object=True),
     Metric("ebpg", "EBPG", True, per_object=True),
@@ -62,10 +65,6 @@ METRICS = (
     Metric("increase_in_confidence", "Increase %", True),
     Metric("deletion_auc", "deletion AUC", False),
     Metric("insertion_auc", "insertion AUC", True),
-    Metric("road_morf", "ROAD MoRF", False),
-    Metric("road_lerf", "ROAD LeRF", True),
-    Metric("infidelity", "infidelity", False),
-    Metric("sensitivity", "sensitivity", False),
     Metric("seconds_per_image", "s / image", False),
 )
 METRIC_NAMES = tuple(metric.name for metric in METRICS)
@@ -73,18 +72,6 @@ METRIC_NAMES = tuple(metric.name for metric in METRICS)
 INFIDELITY_NOISE_STD = 0.1
 #: Perturbations per image for ``infidelity`` and ``sensitivity_max``.
 CAPTUM_PERTURBATIONS = 4
-#: Perturbed images per forward pass of the deletion/insertion curves.
-CURVE_BATCH_SIZE = 64
-
-
-DEFAULT_METHODS = (
-    "gradcam",
-    "igcam",
-    "igcam-paper",
-    "igcam-layer",
-    "layer-ig",
-    "ig",
-)
 
 
 @dataclass
@@ -125,6 +112,8 @@ class EvaluationResult:
         records (dict[str, MethodRecord]): Method name -> per-image results.
         top1_correct (list[bool]): Per annotated image, whether the model's
             top-1 class is one of the annotated classes.
+        skipped (list[str]): Annotated objects the data set left out for an
+            unusable box (file, object, reason).
         image_names (list[str]): Name of each image, in sample order.
         objects (list[dict]): Per annotated object, in the order of the
             localisation values: ``image`` (index into ``image_names``),
@@ -139,8 +128,101 @@ class EvaluationResult:
     notes: list[str]
     records: dict[str, MethodRecord]
     top1_correct: list[bool] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     image_names: list[str] = field(default_factory=list)
     objects: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What a metric family sees of one batch, after the built-in metrics ran.
+
+    Args:
+        bundle (ModelBundle): The model.
+        batch (list[Sample]): The batch's samples.
+        inputs (Tensor): ``(N, C, H, W)`` model inputs.
+        baselines (Tensor): The path methods' baselines for ``inputs``.
+        logits (Tensor): ``(N, classes)`` model outputs on ``inputs``.
+        maps (dict[str, Tensor]): Method -> ``(N, 1, h, w)`` maps of the
+            predicted class.
+        functions (dict[str, MapFunction]): Method -> its map function
+            ``maps(inputs, target, baselines=None)``.
+        records (dict[str, MethodRecord]): Where to add per-image values
+            (``record.values.setdefault(metric, []).extend(...)``).
+    """
+
+    bundle: ModelBundle
+    batch: list[Sample]
+    inputs: Tensor
+    baselines: Tensor
+    logits: Tensor
+    maps: dict[str, Tensor]
+    functions: dict[str, MapFunction]
+    records: dict[str, MethodRecord]
+
+    @property
+    def predicted(self) -> Tensor:
+        """``(N,)`` the model's predicted classes, the faithfulness target."""
+        return self.logits.argmax(dim=1)
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """Metrics computed together on every batch, beside the built-in ones.
+
+    The place for a further family of metrics (Captum's
+    ``infidelity``/``sensitivity_max``, ROAD, sanity checks): give its
+    :class:`Metric` entries (table order, titles, directions) and a function
+    that adds one value per image and method to the context's records, and
+    register it with :func:`register_metric_family`; ``evaluate(...,
+    families=[name])`` runs it and :func:`summarize` reports it.
+
+    Args:
+        name (str): Key for ``evaluate``'s ``families`` and the CLI.
+        metrics (tuple[Metric, ...]): The metrics it records.
+        compute (Callable[[BatchContext], None]): Adds the values of a batch.
+    """
+
+    name: str
+    metrics: tuple[Metric, ...]
+    compute: Callable[[BatchContext], None]
+
+
+#: Registered metric families by name (:func:`register_metric_family`).
+METRIC_FAMILIES: dict[str, MetricFamily] = {}
+
+
+def register_metric_family(family: MetricFamily) -> MetricFamily:
+    """Add a metric family to :data:`METRIC_FAMILIES`.
+
+    Args:
+        family (MetricFamily): The family; its name must be new.
+
+    Returns:
+        MetricFamily: ``family``.
+
+    Raises:
+        ValueError: If the name or one of its metric names is taken.
+
+    Example::
+
+        >>> register_metric_family(MetricFamily(
+        ...     "road", (Metric("road_auc", "ROAD AUC", False),), road_values))
+    """
+    taken = {metric.name for metric in all_metrics()}
+    clash = [metric.name for metric in family.metrics if metric.name in taken]
+    if family.name in METRIC_FAMILIES or clash:
+        raise ValueError(
+            f"family: {family.name!r} or its metrics {clash} are already registered"
+        )
+    METRIC_FAMILIES[family.name] = family
+    return family
+
+
+def all_metrics() -> tuple[Metric, ...]:
+    """:data:`METRICS` and those of the registered families, in table order."""
+    extra = tuple(m for family in METRIC_FAMILIES.values() for m in family.metrics)
+    return METRICS[:-1] + extra + METRICS[-1:]
 
 
 def evaluate(
@@ -150,17 +232,24 @@ def evaluate(
     settings: MethodSettings | None = None,
     curve_steps: int = 50,
     captum_metrics: bool = False,
-    batch_size: int = 8,
+    batch_size: int = 1,
     progress: bool = True,
-    road: bool = False,
+    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
+    families: Sequence[str] = (),
 ) -> EvaluationResult:
     """Run methods on every sample and record per-image metric values.
 
     Images are processed ``batch_size`` at a time: each method explains the
     whole batch in one call, and the masked-confidence scores and the
     deletion/insertion curves of all methods and images share their model
-    passes. The values do not depend on ``batch_size`` (up to float
-    rounding of differently sized passes).
+    passes (:func:`~captum_igcam.evaluation.metrics.perturbation_curves`). The
+    values do not depend on ``batch_size`` (up to float rounding of
+    differently sized passes).
+
+    Memory is bounded by ``memory_budget_mb``: unless ``settings`` sets an
+    ``internal_batch_size``, the path methods run as many path points per
+    pass as :func:`~captum_igcam.evaluation.memory.chunk_sizes` finds fit in
+    the budget, and the curves as many perturbed images.
 
     For each image the target of the faithfulness metrics is the model's
     prediction. For each annotated class, the localisation target is the
@@ -185,23 +274,29 @@ def evaluate(
             Default: 50
         captum_metrics (bool, optional): Also compute Captum's
             ``infidelity`` (normalised, Gaussian noise) and ``sensitivity_max``
-            (:data:`CAPTUM_PERTURBATIONS` perturbations each).
+            (:data:`CAPTUM_PERTURBATIONS` perturbations each): the
+            :data:`CAPTUM_FAMILY` metric family.
             Default: False
-        batch_size (int, optional): Images per model pass.
-            Default: 8
+        batch_size (int, optional): Images per model pass; the progress bar
+            moves once per batch.
+            Default: 1
         progress (bool, optional): Show a tqdm progress bar over images.
             Default: True
-        road (bool, optional): Also score ROAD's MoRF and LeRF orders
-            (:func:`captum_igcam.evaluation.road.road_scores`, default
-            percentages) on the same maps and passes.
-            Default: False
+        memory_budget_mb (int, optional): Memory one model pass may use, in
+            MiB.
+            Default: :data:`~captum_igcam.evaluation.defaults.DEFAULT_MEMORY_BUDGET_MB`
+        families (sequence of str, optional): Names of further metric
+            families (:data:`METRIC_FAMILIES`), run on every batch after the
+            built-in metrics.
+            Default: ()
 
     Returns:
         EvaluationResult: Per-image values for :func:`summarize`.
 
     Raises:
-        ValueError: For an unknown method or non-positive step counts or
-            batch size.
+        ValueError: For an unknown method, non-positive step counts, batch
+            size or budget, or an annotated class index the model does not
+            have (naming the class map and key).
 
     Example::
 
@@ -217,42 +312,80 @@ def evaluate(
         )
     check_positive_int("curve_steps", curve_steps)
     check_positive_int("batch_size", batch_size)
+    check_positive_int("memory_budget_mb", memory_budget_mb)
     settings = (settings or MethodSettings()).for_model(bundle)
     layer_name = settings.layer or bundle.layer_name
     layer = resolve_layer(bundle.model, layer_name)
-    functions = {
-        name: METHODS[name].build(bundle.model, layer, settings) for name in methods
-    }
+    names = dict.fromkeys([*(["captum"] if captum_metrics else []), *families])
+    missing = [name for name in names if name not in METRIC_FAMILIES]
+    if missing:
+        raise ValueError(
+            f"families: expected names from {', '.join(METRIC_FAMILIES)}, got "
+            f"{', '.join(missing)}"
+        )
+    chosen = [METRIC_FAMILIES[name] for name in names]
     result = EvaluationResult(
         dataset=dataset.name,
         model=bundle.name,
         layer=layer_name,
         n_images=len(dataset),
-        settings={
-            **settings.describe(),
-            "curve_steps": curve_steps,
-            "captum_metrics": captum_metrics,
-            "road": road,
-        },
+        settings={},
         notes=list(dataset.notes),
         records={name: MethodRecord() for name in methods},
+        skipped=list(dataset.skipped),
     )
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(dataset), unit="image", desc="benchmark")
-    for batch in _batches(dataset, batch_size):
-        _evaluate_batch(
-            bundle, batch, functions, result, curve_steps, settings.baseline, road
-        )
-        if captum_metrics:
-            _captum_metrics(bundle, batch, functions, result)
+    sizes = None
+    try:
+        for batch in _batches(dataset, batch_size):
+            if sizes is None:
+                sizes = _chunk_sizes(bundle, batch[0], memory_budget_mb)
+                settings = _with_path_rows(settings, sizes, batch_size)
+                functions = {
+                    name: METHODS[name].build(bundle.model, layer, settings)
+                    for name in methods
+                }
+                result.settings = {
+                    **settings.describe(),
+                    "curve_steps": curve_steps,
+                    "curve_batch_size": sizes.curve_rows,
+                    "memory_budget_mb": memory_budget_mb,
+                    "batch_images": batch_size,
+                    "metric_families": list(names),
+                }
+            context = _evaluate_batch(
+                bundle, batch, functions, result, curve_steps, settings, sizes
+            )
+            for family in chosen:
+                family.compute(context)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
         if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+            bar.close()
     return result
+
+
+def _chunk_sizes(bundle: ModelBundle, sample: Sample, budget_mb: int) -> ChunkSizes:
+    example = bundle.preprocess(sample.image).unsqueeze(0)
+    return chunk_sizes(bundle.model, example, budget_mb)
+
+
+def _with_path_rows(
+    settings: MethodSettings, sizes: ChunkSizes, batch_size: int
+) -> MethodSettings:
+    """The settings with the budget's ``internal_batch_size`` unless one is set.
+
+    Captum needs at least one row per example of a pass.
+    """
+    if settings.internal_batch_size is not None:
+        return settings
+    rows = max(sizes.path_rows, batch_size)
+    return dataclasses.replace(settings, internal_batch_size=rows)
 
 
 def _batches(dataset: Dataset, size: int) -> Iterator[list[Sample]]:
@@ -272,19 +405,19 @@ def _evaluate_batch(
     functions: dict[str, MapFunction],
     result: EvaluationResult,
     curve_steps: int,
-    baseline: str,
-    road: bool = False,
-) -> None:
+    settings: MethodSettings,
+    sizes: ChunkSizes,
+) -> BatchContext:
     model = bundle.model
     inputs = torch.stack([bundle.preprocess(sample.image) for sample in batch])
     baselines = torch.cat(
-        [baseline_input(bundle, sample.image, baseline) for sample in batch]
+        [baseline_input(bundle, sample.image, settings.baseline) for sample in batch]
     )
     with torch.no_grad():
         logits = model(inputs)
     predicted = logits.argmax(dim=1)
     objects = [
-        (index, annotation, _class_target(logits[index], annotation.classes))
+        (index, annotation, _class_target(logits[index], annotation, sample))
         for index, sample in enumerate(batch)
         for annotation in sample.annotations
     ]
@@ -313,17 +446,27 @@ def _evaluate_batch(
         _localise(
             batch, objects, predicted, inputs, function, maps[name], record, baselines
         )
-    _faithfulness(model, inputs, predicted, maps, result.records, curve_steps, road)
+    context = BatchContext(
+        bundle, batch, inputs, baselines, logits, maps, functions, result.records
+    )
+    _faithfulness(context, curve_steps, sizes.curve_rows)
+    return context
 
 
-def _class_target(logits: Tensor, classes: frozenset[int]) -> int:
-    candidates = sorted(classes)
+def _class_target(logits: Tensor, annotation: Annotation, sample: Sample) -> int:
+    candidates = sorted(annotation.classes)
+    if candidates[-1] >= len(logits):
+        source = f" ({annotation.source})" if annotation.source else ""
+        raise ValueError(
+            f"dataset: {sample.name}, class {annotation.label!r}{source}: output "
+            f"{candidates[-1]} is out of range for a model with {len(logits)} outputs"
+        )
     return candidates[int(logits[candidates].argmax())]
 
 
 def _localise(
     batch: list[Sample],
-    objects: list[tuple[int, object, int]],
+    objects: list[tuple[int, Annotation, int]],
     predicted: Tensor,
     inputs: Tensor,
     function: MapFunction,
@@ -350,65 +493,58 @@ def _localise(
         record.labels.append(annotation.label)
 
 
-def _faithfulness(
-    model: torch.nn.Module,
-    inputs: Tensor,
-    predicted: Tensor,
-    maps: dict[str, Tensor],
-    records: dict[str, MethodRecord],
-    curve_steps: int,
-    road: bool = False,
-) -> None:
-    """Average Drop, Increase, deletion/insertion AUC (and ROAD) of all methods."""
+def _faithfulness(context: BatchContext, curve_steps: int, curve_rows: int) -> None:
+    """Average Drop, Increase and deletion/insertion AUC of all methods at once.
+
+    The original scores are the batch's logits; the masked inputs of all
+    methods and the curves' perturbed images run in passes of ``curve_rows``.
+    """
+    model, inputs, maps = context.bundle.model, context.inputs, context.maps
     names = list(maps)
-    size = (int(inputs.shape[2]), int(inputs.shape[3]))
-    # Methods differ in resolution (layer maps, input-space IG): bring all to
-    # the input's, as the metrics would.
-    stacked = torch.cat([metrics.to_input_size(maps[name], size) for name in names])
-    repeated = inputs.repeat(len(names), 1, 1, 1)
-    target = predicted.repeat(len(names))
-    original, masked = metrics.masked_confidence(model, repeated, stacked, target)
-    curve = {"target": target, "n_steps": curve_steps, "batch_size": CURVE_BATCH_SIZE}
-    curves = {
-        mode: metrics.perturbation_curve(model, repeated, stacked, mode, **curve)
-        for mode in ("deletion", "insertion")
-    }
-    values = {
-        "avg_drop": metrics.average_drop(original, masked),
-        "increase_in_confidence": metrics.increase_in_confidence(original, masked),
-        "deletion_auc": metrics.curve_auc(curves["deletion"]),
-        "insertion_auc": metrics.curve_auc(curves["insertion"]),
-    }
-    if road:
-        values.update(
-            road_scores(model, repeated, stacked, target, batch_size=CURVE_BATCH_SIZE)
-        )
-    for metric, column in values.items():
-        for name, part in zip(names, column.split(len(inputs))):
-            records[name].values.setdefault(metric, []).extend(part.tolist())
-    for mode, column in curves.items():
-        for name, part in zip(names, column.split(len(inputs))):
-            records[name].curves.setdefault(mode, []).extend(part.tolist())
+    predicted = context.predicted
+    original = metrics.pick(context.logits.softmax(dim=1), predicted)
+    masked = metrics.class_scores(
+        model,
+        torch.cat([metrics.masked_inputs(inputs, maps[name]) for name in names]),
+        predicted.repeat(len(names)),
+        batch_size=curve_rows,
+    ).split(len(inputs))
+    curves = metrics.perturbation_curves(
+        model,
+        inputs,
+        [maps[name] for name in names],
+        target=predicted,
+        n_steps=curve_steps,
+        batch_size=curve_rows,
+    )
+    for name, on_masked, deletion, insertion in zip(
+        names, masked, curves["deletion"], curves["insertion"], strict=True
+    ):
+        record = context.records[name]
+        values = {
+            "avg_drop": metrics.average_drop(original, on_masked),
+            "increase_in_confidence": metrics.increase_in_confidence(
+                original, on_masked
+            ),
+            "deletion_auc": metrics.curve_auc(deletion),
+            "insertion_auc": metrics.curve_auc(insertion),
+        }
+        for metric, column in values.items():
+            record.values.setdefault(metric, []).extend(column.tolist())
+        record.curves.setdefault("deletion", []).extend(deletion.tolist())
+        record.curves.setdefault("insertion", []).extend(insertion.tolist())
 
 
-def _captum_metrics(
-    bundle: ModelBundle,
-    batch: list[Sample],
-    functions: dict[str, MapFunction],
-    result: EvaluationResult,
-) -> None:
-    model = bundle.model
-    inputs = torch.stack([bundle.preprocess(sample.image) for sample in batch])
-    with torch.no_grad():
-        predicted = model(inputs).argmax(dim=1)
-    for name, function in functions.items():
-        record = result.records[name]
-        maps = function(inputs, predicted).detach()
+def _captum_metrics(context: BatchContext) -> None:
+    """Captum's ``infidelity`` and ``sensitivity_max`` of every method's maps."""
+    model, inputs, predicted = context.bundle.model, context.inputs, context.predicted
+    for name, function in context.functions.items():
+        record = context.records[name]
         value = infidelity(
             model,
             metrics.noisy_perturbation(INFIDELITY_NOISE_STD),
             inputs,
-            metrics.input_space_attributions(maps, inputs),
+            metrics.input_space_attributions(context.maps[name], inputs),
             target=predicted,
             n_perturb_samples=CAPTUM_PERTURBATIONS,
             normalize=True,
@@ -424,6 +560,49 @@ def _captum_metrics(
             n_perturb_samples=CAPTUM_PERTURBATIONS,
         )
         record.values.setdefault("sensitivity", []).extend(value.tolist())
+
+
+#: Captum's metrics as a family (``captum_metrics=True``, ``--captum-metrics``).
+CAPTUM_FAMILY = register_metric_family(
+    MetricFamily(
+        "captum",
+        (
+            Metric("infidelity", "infidelity", False),
+            Metric("sensitivity", "sensitivity", False),
+        ),
+        _captum_metrics,
+    )
+)
+
+
+def _road(context: BatchContext) -> None:
+    """ROAD's MoRF and LeRF scores of every method's maps, in shared passes."""
+    names = list(context.maps)
+    inputs = context.inputs
+    size = (int(inputs.shape[2]), int(inputs.shape[3]))
+    stacked = torch.cat([metrics.to_input_size(context.maps[n], size) for n in names])
+    scores = road_scores(
+        context.bundle.model,
+        inputs.repeat(len(names), 1, 1, 1),
+        stacked,
+        context.predicted.repeat(len(names)),
+    )
+    for metric, column in scores.items():
+        for name, part in zip(names, column.split(len(inputs)), strict=True):
+            context.records[name].values.setdefault(metric, []).extend(part.tolist())
+
+
+#: ROAD (noisy linear imputation, MoRF and LeRF) as a family (``--road``).
+ROAD_FAMILY = register_metric_family(
+    MetricFamily(
+        "road",
+        (
+            Metric("road_morf", "ROAD MoRF", False),
+            Metric("road_lerf", "ROAD LeRF", True),
+        ),
+        _road,
+    )
+)
 
 
 def summarize(
@@ -450,8 +629,7 @@ def summarize(
     return {
         name: {
             metric: estimate(*_column(record, metric), n_resamples, seed)
-            for metric in METRIC_NAMES
-            if metric in record.values or metric == "seconds_per_image"
+            for metric in _metric_order(record)
         }
         for name, record in result.records.items()
     }
@@ -506,6 +684,14 @@ def compare(
     first, labels = _column(result.records[method], metric)
     second, _ = _column(result.records[reference], metric)
     return paired_difference(first, second, labels, n_resamples, seed)
+
+
+def _metric_order(record: MethodRecord) -> list[str]:
+    """The record's metrics in table order, unregistered ones before the time."""
+    known = [m.name for m in all_metrics()]
+    extra = [name for name in record.values if name not in known]
+    ordered = [name for name in known if name in record.values]
+    return [*ordered, *extra, "seconds_per_image"]
 
 
 def _column(record: MethodRecord, metric: str) -> tuple[np.ndarray, list[str] | None]:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from captum_igcam.app.images import ImageLoadError
-from captum_igcam.dataset_job import open_maps
 from captum_igcam.app.maps import upsample
+from captum_igcam.dataset_job import open_maps
 from captum_igcam.report import files, page, thumbnails
 
 #: Columns of each image's row in the page's data, in order.
