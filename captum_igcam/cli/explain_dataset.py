@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             _refuse_task_options(task_target)
             task_target = None
         elif args.path == "layer":
-            raise CLIError(
+            raise UsageError(
                 "--path layer is for classifiers: the layer-space method does not "
                 f"run a {bundle.task} model's region or box target; use --path input"
             )
@@ -175,7 +175,7 @@ def _refuse_task_options(task_target: object) -> None:
     from captum_igcam.app.task_settings import TaskTarget
 
     if task_target != TaskTarget():
-        raise CLIError(
+        raise UsageError(
             "--box, --detection-output and --min-iou are for --task segmentation "
             "or detection; the model is a classifier"
         )
