@@ -14,12 +14,13 @@ import torch
 from helpers import TinyCNN
 from PIL import Image, ImageStat
 
-from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
+from captum_igcam.app.model_bundle import ModelBundle
+from captum_igcam.app.settings import MethodSettings
 from captum_igcam.cli import main
 from captum_igcam.dataset_job import open_maps
 from captum_igcam.dataset_job.explainer import (
-    ImageFileDataset,
     ImageItem,
+    JobOptions,
     explain_dataset,
     find_images,
 )
@@ -36,12 +37,6 @@ def _read_data(report: Path) -> dict:
     return json.loads(text[len(prefix) :].rstrip().rstrip(";"))
 
 
-def _to_input(image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-    array = np.asarray(image.resize((32, 32)), dtype=np.float32) / 255.0
-    inputs = torch.from_numpy(array).permute(2, 0, 1)
-    return inputs, torch.zeros_like(inputs)
-
-
 @pytest.fixture(scope="module")
 def maps_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two explain-dataset folders (input and layer path) of a 3-class folder."""
@@ -54,21 +49,28 @@ def maps_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             pixels = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(source / str(label) / f"im{i}.png")
     torch.manual_seed(0)
-    model = TinyCNN(classes=5).eval()
+    bundle = ModelBundle(
+        "tiny",
+        TinyCNN(classes=5).eval(),
+        "conv2",
+        32,
+        (0.0, 0.0, 0.0),
+        (1.0, 1.0, 1.0),
+        [f"class {i}" for i in range(5)],
+    )
     items = [ImageItem(key, int(key[0])) for key in find_images(source)]
     folders = []
-    for name, method in (
-        ("input", IntegratedLayerGradCam),
-        ("layer", LayerSpaceIntegratedGradCam),
-    ):
+    for name, method in (("input", "igcam"), ("layer", "igcam-layer")):
         out = root / f"maps-{name}"
         explain_dataset(
-            method(model, model.conv2),
-            ImageFileDataset(source, items, _to_input),
+            bundle,
+            source,
             out,
-            {"model": "tiny", "target": "folder"},
-            n_steps=4,
-            progress=False,
+            MethodSettings(n_steps=4),
+            items=items,
+            method=method,
+            options=JobOptions(progress=False),
+            targets_from="folder",
         )
         folders.append(out)
     return folders[0], folders[1]

@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 method=METHOD_BY_PATH[args.path],
                 options=options,
                 task_target=task_target,
+                targets_from=args.target,
             )
         except dataset_job.OutputMismatchError as error:
             raise UsageError(f"{error} (--overwrite)") from error

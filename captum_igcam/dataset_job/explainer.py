@@ -343,6 +343,7 @@ def explain_dataset(
     method: str = "igcam",
     options: JobOptions | None = None,
     task_target: TaskTarget | None = None,
+    targets_from: str | None = None,
 ) -> RunSummary:
     r"""Explain every image of a folder and store the maps in shards.
 
@@ -392,6 +393,11 @@ def explain_dataset(
                     detector, the region or box to explain (stored with the
                     settings); refused for a classifier.
                     Default: None (``TaskTarget()`` for those models)
+        targets_from (str, optional): Where the items' classes come from,
+                    recorded in the index as ``settings["target"]`` (the
+                    command line's ``--target``: ``"folder"`` when they are
+                    the ground truth of class folders, ``"top1"``, a class).
+                    Default: None (not said)
 
     Returns:
         RunSummary: What this rank did.
@@ -442,6 +448,7 @@ def explain_dataset(
         "model_sha256": model_digest(bundle.model),
         "task": bundle.task,
         "task_target": task_target and task_target.describe(),
+        "target": targets_from,
     }
     with contextlib.ExitStack() as lock:
         opened: tuple[Exception | None, str, list[str]] = (None, "", [])

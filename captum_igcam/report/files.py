@@ -15,9 +15,7 @@ command never writes over files it did not create.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from pathlib import Path
 
 from captum_igcam.app import _atomic
@@ -69,20 +67,13 @@ def create_once(path: Path, data: bytes) -> bool:
     Returns:
         bool: True if the file was written, False if it already existed.
     """
-    if path.exists():
-        return False
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    _atomic.atomic_write_bytes(temporary, data)
     try:
-        os.link(temporary, path)
+        _atomic.atomic_write_bytes(path, data)  # an exclusive create
     except FileExistsError:
         return False
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
     return True
 
 
 def replace_page(folder: Path, name: str, text: str) -> None:
     """Write one of the report's own pages, replacing the previous version."""
-    _atomic.atomic_write_bytes(folder / name, text.encode("utf-8"))
+    _atomic.atomic_write_bytes(folder / name, text.encode("utf-8"), replace=True)
