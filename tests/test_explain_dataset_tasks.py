@@ -189,9 +189,9 @@ def test_nothing_to_explain_is_recorded_and_not_tried_again(
     assert "black.png: nothing to explain" in captured.err
     assert sorted(open_maps(out).unexplained) == ["astronaut.png", "black.png"]
 
-    # Another class asked for is refused, for mapped and unexplained images.
+    # Another class asked for is refused (the index records --target).
     assert _dataset(source, out, "--model", DETECTOR, "--target", "cat") == 1
-    assert "holds maps for other classes" in capsys.readouterr().err
+    assert "(target: 'bird' there, 'cat' now)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
