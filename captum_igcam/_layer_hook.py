@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from captum.attr import LayerAttribution
 from torch import Tensor
 from torch.nn import Module
 
@@ -100,14 +101,10 @@ class LayerProbe:
     """
 
     def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        layer: Module,
-        attribute_to_layer_input: bool,
-        device_ids: list[int] | None,
+        self, method: LayerAttribution, attribute_to_layer_input: bool
     ) -> None:
-        self.forward_func, self.layer = forward_func, layer
-        self.to_input, self.device_ids = attribute_to_layer_input, device_ids
+        self.forward_func, self.layer = method.forward_func, method.layer
+        self.to_input, self.device_ids = attribute_to_layer_input, method.device_ids
         self.start_graph_at_layer = True
         self.layer_calls = 0
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,7 +27,6 @@ from captum_igcam._captum_compat import (
     _format_additional_forward_args,
     _format_output,
     _select_targets,
-    approximation_parameters,
 )
 from captum_igcam._layer_hook import LayerProbe, Tensors
 from captum_igcam.reshapes import (
@@ -44,18 +43,24 @@ _CALLER = 4
 
 @dataclass
 class PathCall:
-    """One ``attribute`` call's formatted arguments and options."""
+    """One ``attribute`` call's arguments (formatted by ``_attribute_path``)
+    and what the call computes once."""
 
     inputs: Tensors
-    baselines: Tensors
-    additional_forward_args: Any
     target: Any
-    probe: LayerProbe
-    grad_kwargs: dict[str, Any]
-    per_step_relu: bool
+    additional_forward_args: Any
+    attribute_to_layer_input: bool
+    relu_attributions: bool
     attr_dim_summation: bool
+    grad_kwargs: dict[str, Any] | None
+    baselines: Tensors
+    n_steps: int
+    method: str
+    internal_batch_size: int | None
+    per_step_relu: bool
     reshape_transform: ReshapeTransform | None
     subtract_baseline_activations: bool = True
+    probe: LayerProbe = field(init=False)
     # The layer's tensors at the baselines (and at the inputs), when needed.
     baseline_activations: Tensors | None = None
     input_activations: Tensors | None = None
@@ -221,65 +226,34 @@ class GradCamPath(LayerAttribution, GradientAttribution):
     def has_convergence_delta(self) -> bool:
         return False
 
-    def _attribute_path(
-        self,
-        inputs: Tensor | Tensors,
-        target: Any,
-        additional_forward_args: Any,
-        attribute_to_layer_input: bool,
-        relu_attributions: bool,
-        attr_dim_summation: bool,
-        grad_kwargs: dict[str, Any] | None,
-        baselines: Any,
-        n_steps: int,
-        method: str,
-        internal_batch_size: int | None,
-        per_step_relu: bool,
-        reshape_transform: ReshapeTransform | None,
-        subtract_baseline_activations: bool = True,
-    ) -> Tensor | Tensors:
+    def _attribute_path(self, call: PathCall) -> Tensor | Tensors:
         """``attribute``'s shared body: checks, chunks, output."""
-        _checks.check_options(n_steps, method, internal_batch_size, grad_kwargs)
-        check_reshape_transform(reshape_transform)
+        _checks.check_options(
+            call.n_steps, call.method, call.internal_batch_size, call.grad_kwargs
+        )
+        check_reshape_transform(call.reshape_transform)
         _check_model(owning_model(self.forward_func))
-        with ExitStack() as stack:
-            # Autograd records nothing in inference mode: off for the call.
-            if torch.is_inference_mode_enabled():
-                stack.enter_context(torch.inference_mode(False))
-            inputs, baselines = _checks.format_inputs_and_baselines(
-                _normal_tensors(inputs), _normal_tensors(baselines)
+        # Autograd records nothing in inference mode: off for the call.
+        inference = torch.is_inference_mode_enabled()
+        with torch.inference_mode(False) if inference else nullcontext():
+            call.inputs, call.baselines = _checks.format_inputs_and_baselines(
+                _normal_tensors(call.inputs), _normal_tensors(call.baselines)
             )
-            call = PathCall(
-                inputs,
-                baselines,
-                _format_additional_forward_args(
-                    _normal_tensors(additional_forward_args)
-                ),
-                _normal_tensors(target),
-                LayerProbe(
-                    self.forward_func,
-                    self.layer,
-                    attribute_to_layer_input,
-                    self.device_ids,
-                ),
-                grad_kwargs or {},
-                per_step_relu,
-                attr_dim_summation,
-                reshape_transform,
-                subtract_baseline_activations,
+            call.additional_forward_args = _format_additional_forward_args(
+                _normal_tensors(call.additional_forward_args)
             )
+            call.target = _normal_tensors(call.target)
+            call.probe = LayerProbe(self, call.attribute_to_layer_input)
             self._prepare(call)
-            if internal_batch_size is None:
-                maps = self._attribute(call=call, method=method, n_steps=n_steps)
-            else:
-                maps = _batch_attribution(
-                    self,
-                    call.n_examples,
-                    internal_batch_size,
-                    n_steps,
-                    call=call,
-                    method=method,
-                )
+            n_points = call.n_examples * call.n_steps
+            maps = _batch_attribution(
+                self,
+                call.n_examples,
+                call.internal_batch_size or n_points,
+                call.n_steps,
+                call=call,
+                method=call.method,
+            )
         if call.probe.layer_calls > 1:
             warnings.warn(
                 f"layer: the explained layer was called {call.probe.layer_calls} "
@@ -289,7 +263,7 @@ class GradCamPath(LayerAttribution, GradientAttribution):
                 UserWarning,
                 stacklevel=_CALLER,
             )
-        if relu_attributions:
+        if call.relu_attributions:
             maps = tuple(torch.relu(attribution) for attribution in maps)
         return _format_output(len(maps) > 1, maps)
 
@@ -298,18 +272,18 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         call: PathCall,
         method: str,
         n_steps: int,
-        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
+        step_sizes_and_alphas: tuple[list[float], list[float]],
     ) -> Tensors:
-        """Integrates over one chunk of path points (all of them by default)."""
-        if step_sizes_and_alphas is None:
-            step_sizes, alphas = approximation_parameters(method)
-            step_sizes_and_alphas = step_sizes(n_steps), alphas(n_steps)
+        """Integrates over one chunk of path points (Captum's
+        ``_batch_attribution`` passes the chunk's weights and points)."""
         step_sizes, alphas = step_sizes_and_alphas
         with torch.enable_grad():  # the probe sets grad mode for its passes
             output, leaves = self._forward(call, alphas)
             target = _checks.check_target(call.target, output, call.n_examples)
             scores = _select_targets(output, _expand_target(target, len(alphas)))
-            gradients = torch.autograd.grad(scores.sum(), leaves, **call.grad_kwargs)
+            gradients = torch.autograd.grad(
+                scores.sum(), leaves, **(call.grad_kwargs or {})
+            )
         # The integral is summed in at least float32, also under autocast.
         with torch.autocast(output.device.type, enabled=False):
             return self._integrate(call, alphas, step_sizes, leaves, gradients)

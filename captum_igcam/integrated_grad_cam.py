@@ -175,7 +175,7 @@ class IntegratedLayerGradCam(GradCamPath):
         """
         arguments = locals()  # the parameters above, by name
         del arguments["self"]
-        return self._attribute_path(**arguments)
+        return self._attribute_path(PathCall(**arguments))
 
     def _prepare(self, call: PathCall) -> None:
         if call.subtract_baseline_activations:

@@ -151,7 +151,7 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
         """
         arguments = locals()  # the parameters above, by name
         del arguments["self"]
-        return self._attribute_path(**arguments)
+        return self._attribute_path(PathCall(**arguments))
 
     def _prepare(self, call: PathCall) -> None:
         if call.probe.bypasses_layer(*_example(call, 0)):
