@@ -35,6 +35,10 @@ from captum_igcam.reshapes import (
     to_channel_grid,
 )
 
+#: A chunk's quadrature weights and points, as Captum's _batch_attribution
+#: passes them.
+Steps = tuple[Sequence[float], Sequence[float]]
+
 # warnings.warn's stacklevel for the caller of ``attribute``: the warning is
 # issued in GradCamPath._attribute_path, called by ``attribute`` under
 # Captum's ``log_usage`` wrapper.
@@ -198,7 +202,7 @@ class GradCamPath(LayerAttribution, GradientAttribution):
     A subclass defines ``_prepare(call)`` (work done once per call before
     the path points), ``_forward(call, alphas)`` (the output at a chunk's
     points, point major, and the layer's tensors as autograd leaves) and
-    ``_integrate(call, alphas, step_sizes, leaves, gradients)`` (the chunk's
+    ``_integrate(call, steps, leaves, gradients)`` (the chunk's
     part of the integral, one map per layer tensor).
     """
 
@@ -272,11 +276,11 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         call: PathCall,
         method: str,
         n_steps: int,
-        step_sizes_and_alphas: tuple[list[float], list[float]],
+        step_sizes_and_alphas: Steps,
     ) -> Tensors:
         """Integrates over one chunk of path points (Captum's
         ``_batch_attribution`` passes the chunk's weights and points)."""
-        step_sizes, alphas = step_sizes_and_alphas
+        alphas = step_sizes_and_alphas[1]
         with torch.enable_grad():  # the probe sets grad mode for its passes
             output, leaves = self._forward(call, alphas)
             target = _checks.check_target(call.target, output, call.n_examples)
@@ -286,4 +290,4 @@ class GradCamPath(LayerAttribution, GradientAttribution):
             )
         # The integral is summed in at least float32, also under autocast.
         with torch.autocast(output.device.type, enabled=False):
-            return self._integrate(call, alphas, step_sizes, leaves, gradients)
+            return self._integrate(call, step_sizes_and_alphas, leaves, gradients)
