@@ -131,9 +131,8 @@ class LayerProbe:
             )
         if not has_graph:
             raise ValueError(
-                "forward_func: its output does not depend on the explained layer "
-                "through operations that record gradients; expected a Tensor "
-                "computed from the layer's output with grad mode left on"
+                "forward_func: expected an output computed from the explained "
+                "layer's output with grad mode left on; it has no gradient there"
             )
         return output, self._gathered(capture)
 
@@ -180,11 +179,10 @@ class LayerProbe:
             self.forward_func, "_compiled_call_impl", None
         ):
             raise ValueError(
-                "layer: the explained layer's hook never ran: forward_func is a "
-                "torch.compile'd model that reused a graph traced before the hook "
-                "existed. Set torch._dynamo.config.skip_nnmodule_hook_guards = "
-                "False before its first call, or explain the model before "
-                "compiling it"
+                "layer: the explained layer's hook never ran: the torch.compile'd "
+                "model reused a graph traced without it. Set torch._dynamo.config."
+                "skip_nnmodule_hook_guards = False before its first call, or "
+                "explain the model before compiling it"
             )
         raise ValueError(
             "layer: the forward pass never called the explained layer; expected "

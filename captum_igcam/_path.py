@@ -130,10 +130,8 @@ def _check_model(model: Module | None) -> None:
         if tensor.is_inference():
             raise ValueError(
                 "forward_func: expected a model whose parameters and buffers can "
-                f"be used by autograd, but {name!r} is an inference tensor (the "
-                "model was created or loaded under torch.inference_mode()); "
-                "create or load it outside inference mode (torch.no_grad() is "
-                "fine)"
+                f"be used by autograd, but {name!r} is an inference tensor (create "
+                "or load the model outside torch.inference_mode())"
             )
     # DataParallel-like wrappers hold the model as their only submodule
     # `.module` and nothing of their own; their train/eval flag is not the model's.
@@ -177,21 +175,14 @@ def integral(
     gradients = gradients.detach()  # also under create_graph=True
     weights = gradients.mean(spatial, dtype=dtype) if spatial else gradients.to(dtype)
     activations = activations.to(dtype)
+    if baseline is not None:
+        activations = activations - baseline.to(dtype)
     if call.attr_dim_summation:
-        terms = torch.einsum("mnk...,mnk->mn...", activations, weights)
-        if baseline is not None:
-            terms = terms - torch.einsum(
-                "mnk...,mnk->mn...", baseline.to(dtype), weights
-            )
-        terms = terms.unsqueeze(2)
-        if call.per_step_relu:
-            terms = terms.clamp(min=0)
+        terms = torch.einsum("mnk...,mnk->mn...", activations, weights).unsqueeze(2)
     else:
-        if baseline is not None:
-            activations = activations - baseline.to(dtype)
         terms = weights.reshape(*weights.shape, *[1] * len(spatial)) * activations
-        if call.per_step_relu:
-            terms = terms * (terms.sum(dim=2, keepdim=True) > 0)
+    if call.per_step_relu:  # on the summed term, masking every channel's
+        terms = terms * (terms.sum(dim=2, keepdim=True) > 0)
     scale = torch.tensor(step_sizes, dtype=dtype, device=terms.device)
     return (scale.reshape(-1, *[1] * (terms.dim() - 1)) * terms).sum(dim=0)
 
@@ -227,9 +218,6 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
 
-    def has_convergence_delta(self) -> bool:
-        return False
-
     def _attribute_path(self, call: PathCall) -> Tensor | Tensors:
         """``attribute``'s shared body: checks, chunks, output."""
         _checks.check_options(
@@ -262,8 +250,7 @@ class GradCamPath(LayerAttribution, GradientAttribution):
             warnings.warn(
                 f"layer: the explained layer was called {call.probe.layer_calls} "
                 "times in one forward pass; attributing to its last call, as "
-                "LayerGradCam does. Explain a module that runs once to avoid the "
-                "ambiguity.",
+                "LayerGradCam does",
                 UserWarning,
                 stacklevel=_CALLER,
             )

@@ -203,6 +203,5 @@ __all__ = [
     "ReshapeTransform",
     "TokenGrid",
     "channels_last_grid",
-    "to_channel_grid",
     "vit_tokens",
 ]
