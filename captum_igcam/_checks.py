@@ -60,9 +60,7 @@ def check_options(
             f"method='gausslegendre' (Captum builds its nodes in time cubic in "
             f"n_steps), got {n_steps}; use a riemann_* method for more steps"
         )
-    if grad_kwargs is None:
-        return
-    if not isinstance(grad_kwargs, dict):
+    if grad_kwargs is not None and not isinstance(grad_kwargs, dict):
         raise TypeError(
             "grad_kwargs: expected None or a dict of keyword arguments for "
             f"torch.autograd.grad, got {type(grad_kwargs).__name__}"
@@ -70,7 +68,7 @@ def check_options(
     parameters = inspect.signature(torch.autograd.grad).parameters.values()
     required = [p.name for p in parameters if p.default is p.empty]
     optional = [p.name for p in parameters if p.default is not p.empty]
-    for key in grad_kwargs:
+    for key in grad_kwargs or ():
         if key in required:
             raise ValueError(
                 f"grad_kwargs: expected options of torch.autograd.grad, got {key!r}, "

@@ -19,9 +19,11 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from captum.attr import LayerAttribution
 from torch import Tensor
 from torch.nn import Module
 
@@ -30,25 +32,33 @@ from captum_igcam._captum_compat import _run_forward, _sort_key_list
 Tensors = tuple[Tensor, ...]
 
 
+@dataclass
 class _Capture:
-    """Records (and may replace) the layer's tensors during one forward pass."""
+    """Records (and may replace) the layer's tensors during one forward pass:
+    as fresh leaves handed on (``as_leaves``) or as detached copies."""
 
-    def __init__(
-        self,
-        layer: Module,
-        as_leaves: bool,
-        start_graph: bool,
-        replace: Callable[[Tensors], Tensors] | None = None,
-    ) -> None:
-        self.layer, self.as_leaves, self.start_graph = layer, as_leaves, start_graph
-        self.replace = replace
-        self.thread = threading.get_ident()
-        self.calls: Counter[torch.device] = Counter()
-        self.tensors: dict[torch.device, Tensors] = {}
+    layer: Module
+    as_leaves: bool
+    start_graph: bool = False
+    replace: Callable[[Tensors], Tensors] | None = None
+    thread: int = field(default_factory=threading.get_ident)
+    calls: Counter[torch.device] = field(default_factory=Counter)
+    tensors: dict[torch.device, Tensors] = field(default_factory=dict)
 
-    def _record(self, module: Module, tensors: Any) -> Any:
+    # Under torch.compile the hook runs eagerly (a graph break at the layer),
+    # so that its bookkeeping runs on every call.
+    @torch.compiler.disable
+    def hook(self, module: Module, args: Any, *output: Any) -> Any:
+        """A forward hook (``output`` given) or a forward pre-hook."""
         if module is self.layer and threading.get_ident() != self.thread:
             return None  # another thread's forward pass through the same module
+        tensors = output[0] if output else args
+        if not output and not args:
+            raise ValueError(
+                "attribute_to_layer_input: expected the explained layer to receive "
+                "its input as positional arguments (Captum's layer input), not "
+                "keyword arguments only; or use attribute_to_layer_input=False"
+            )
         is_sequence = isinstance(tensors, (tuple, list))
         items = tuple(tensors) if is_sequence else (tensors,)
         if not all(isinstance(item, Tensor) for item in items):
@@ -62,10 +72,10 @@ class _Capture:
             torch.set_grad_enabled(True)
         # Kept as detached copies (or fresh leaves): in-place operations
         # downstream change what the forward pass goes on with, not these.
-        if self.as_leaves:
-            leaves = tuple(item.detach().requires_grad_() for item in items)
-        else:
-            leaves = tuple(item.detach().clone() for item in items)
+        leaves = tuple(
+            item.detach().requires_grad_() if self.as_leaves else item.detach().clone()
+            for item in items
+        )
         self.calls[items[0].device] += 1
         self.tensors[items[0].device] = leaves
         if not self.as_leaves:
@@ -73,47 +83,26 @@ class _Capture:
         forwarded = tuple(leaf.clone() for leaf in leaves)
         return type(tensors)(forwarded) if is_sequence else forwarded[0]
 
-    # Under torch.compile the hooks run eagerly (a graph break at the layer),
-    # so that their bookkeeping runs on every call.
-    @torch.compiler.disable
-    def output_hook(self, module: Module, args: Any, output: Any) -> Any:
-        return self._record(module, output)
-
-    @torch.compiler.disable
-    def input_hook(self, module: Module, args: Any) -> Any:
-        if not args:
-            raise ValueError(
-                "attribute_to_layer_input: expected the explained layer to receive "
-                "its input as positional arguments, as Captum's layer methods "
-                "define the layer input; it was called with keyword arguments "
-                "only. Call the layer as layer(x), or explain the layer's output "
-                "(attribute_to_layer_input=False)"
-            )
-        return self._record(module, args)
-
 
 class LayerProbe:
-    """Forward passes of ``forward_func`` with a hook on the explained layer.
+    """Forward passes of ``method.forward_func`` with a hook on
+    ``method.layer``.
 
     One probe serves one ``attribute`` call. ``layer_calls`` is the most calls
     of the layer seen in one pass.
     """
 
     def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        layer: Module,
-        attribute_to_layer_input: bool,
-        device_ids: list[int] | None,
+        self, method: LayerAttribution, attribute_to_layer_input: bool
     ) -> None:
-        self.forward_func, self.layer = forward_func, layer
-        self.to_input, self.device_ids = attribute_to_layer_input, device_ids
+        self.forward_func, self.layer = method.forward_func, method.layer
+        self.to_input, self.device_ids = attribute_to_layer_input, method.device_ids
         self.start_graph_at_layer = True
         self.layer_calls = 0
 
     def capture(self, inputs: Tensors, additional_forward_args: Any) -> Tensors:
         """The layer's tensors in one forward pass without autograd."""
-        capture = _Capture(self.layer, as_leaves=False, start_graph=False)
+        capture = _Capture(self.layer, as_leaves=False)
         self._forward(capture, inputs, additional_forward_args, grad_enabled=False)
         return self._gathered(capture)
 
@@ -129,14 +118,11 @@ class LayerProbe:
         while True:
             start = self.start_graph_at_layer
             capture = _Capture(self.layer, True, start, replace)
-            output = self._forward(
-                capture, inputs, additional_forward_args, grad_enabled=not start
-            )
+            output = self._forward(capture, inputs, additional_forward_args, not start)
             has_graph = isinstance(output, Tensor) and output.requires_grad
-            if start and (max(capture.calls.values()) > 1 or not has_graph):
-                self.start_graph_at_layer = False
-                continue
-            break
+            if not start or (max(capture.calls.values()) == 1 and has_graph):
+                break
+            self.start_graph_at_layer = False
         self.layer_calls = max(self.layer_calls, *capture.calls.values())
         if not isinstance(output, Tensor):
             raise TypeError(
@@ -145,9 +131,8 @@ class LayerProbe:
             )
         if not has_graph:
             raise ValueError(
-                "forward_func: its output does not depend on the explained layer "
-                "through operations that record gradients; expected a Tensor "
-                "computed from the layer's output with grad mode left on"
+                "forward_func: expected an output computed from the explained "
+                "layer's output with grad mode left on; it has no gradient there"
             )
         return output, self._gathered(capture)
 
@@ -155,7 +140,7 @@ class LayerProbe:
         """Whether a gradient route from ``inputs`` to the output goes around
         the layer: one pass with the layer's tensors cut out of the graph."""
         inputs = tuple(inp.detach().requires_grad_() for inp in inputs)
-        capture = _Capture(self.layer, as_leaves=True, start_graph=False)
+        capture = _Capture(self.layer, as_leaves=True)
         output = self._forward(capture, inputs, additional_forward_args, True)
         if not (isinstance(output, Tensor) and output.requires_grad):
             return False
@@ -178,9 +163,9 @@ class LayerProbe:
         grad_enabled: bool,
     ) -> Any:
         if self.to_input:
-            handle = self.layer.register_forward_pre_hook(capture.input_hook)
+            handle = self.layer.register_forward_pre_hook(capture.hook)
         else:
-            handle = self.layer.register_forward_hook(capture.output_hook)
+            handle = self.layer.register_forward_hook(capture.hook)
         try:
             with torch.set_grad_enabled(grad_enabled):
                 output = _run_forward(
@@ -194,12 +179,10 @@ class LayerProbe:
             self.forward_func, "_compiled_call_impl", None
         ):
             raise ValueError(
-                "layer: the explained layer's hook never ran: forward_func is a "
-                "torch.compile'd model that reused a graph traced before the hook "
-                "existed (by default dynamo does not guard on module hooks). Set "
-                "torch._dynamo.config.skip_nnmodule_hook_guards = False before "
-                "the compiled model's first call, or explain the model before "
-                "compiling it"
+                "layer: the explained layer's hook never ran: the torch.compile'd "
+                "model reused a graph traced without it. Set torch._dynamo.config."
+                "skip_nnmodule_hook_guards = False before its first call, or "
+                "explain the model before compiling it"
             )
         raise ValueError(
             "layer: the forward pass never called the explained layer; expected "

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,7 +27,6 @@ from captum_igcam._captum_compat import (
     _format_additional_forward_args,
     _format_output,
     _select_targets,
-    approximation_parameters,
 )
 from captum_igcam._layer_hook import LayerProbe, Tensors
 from captum_igcam.reshapes import (
@@ -35,6 +34,10 @@ from captum_igcam.reshapes import (
     check_reshape_transform,
     to_channel_grid,
 )
+
+#: A chunk's quadrature weights and points, as Captum's _batch_attribution
+#: passes them.
+Steps = tuple[Sequence[float], Sequence[float]]
 
 # warnings.warn's stacklevel for the caller of ``attribute``: the warning is
 # issued in GradCamPath._attribute_path, called by ``attribute`` under
@@ -44,18 +47,24 @@ _CALLER = 4
 
 @dataclass
 class PathCall:
-    """One ``attribute`` call's formatted arguments and options."""
+    """One ``attribute`` call's arguments (formatted by ``_attribute_path``)
+    and what the call computes once."""
 
     inputs: Tensors
-    baselines: Tensors
-    additional_forward_args: Any
     target: Any
-    probe: LayerProbe
-    grad_kwargs: dict[str, Any]
-    per_step_relu: bool
+    additional_forward_args: Any
+    attribute_to_layer_input: bool
+    relu_attributions: bool
     attr_dim_summation: bool
+    grad_kwargs: dict[str, Any] | None
+    baselines: Tensors
+    n_steps: int
+    method: str
+    internal_batch_size: int | None
+    per_step_relu: bool
     reshape_transform: ReshapeTransform | None
     subtract_baseline_activations: bool = True
+    probe: LayerProbe = field(init=False)
     # The layer's tensors at the baselines (and at the inputs), when needed.
     baseline_activations: Tensors | None = None
     input_activations: Tensors | None = None
@@ -121,10 +130,8 @@ def _check_model(model: Module | None) -> None:
         if tensor.is_inference():
             raise ValueError(
                 "forward_func: expected a model whose parameters and buffers can "
-                f"be used by autograd, but {name!r} is an inference tensor (the "
-                "model was created or loaded under torch.inference_mode()); "
-                "create or load it outside inference mode (torch.no_grad() is "
-                "fine)"
+                f"be used by autograd, but {name!r} is an inference tensor (create "
+                "or load the model outside torch.inference_mode())"
             )
     # DataParallel-like wrappers hold the model as their only submodule
     # `.module` and nothing of their own; their train/eval flag is not the model's.
@@ -168,21 +175,14 @@ def integral(
     gradients = gradients.detach()  # also under create_graph=True
     weights = gradients.mean(spatial, dtype=dtype) if spatial else gradients.to(dtype)
     activations = activations.to(dtype)
+    if baseline is not None:
+        activations = activations - baseline.to(dtype)
     if call.attr_dim_summation:
-        terms = torch.einsum("mnk...,mnk->mn...", activations, weights)
-        if baseline is not None:
-            terms = terms - torch.einsum(
-                "mnk...,mnk->mn...", baseline.to(dtype), weights
-            )
-        terms = terms.unsqueeze(2)
-        if call.per_step_relu:
-            terms = terms.clamp(min=0)
+        terms = torch.einsum("mnk...,mnk->mn...", activations, weights).unsqueeze(2)
     else:
-        if baseline is not None:
-            activations = activations - baseline.to(dtype)
         terms = weights.reshape(*weights.shape, *[1] * len(spatial)) * activations
-        if call.per_step_relu:
-            terms = terms * (terms.sum(dim=2, keepdim=True) > 0)
+    if call.per_step_relu:  # on the summed term, masking every channel's
+        terms = terms * (terms.sum(dim=2, keepdim=True) > 0)
     scale = torch.tensor(step_sizes, dtype=dtype, device=terms.device)
     return (scale.reshape(-1, *[1] * (terms.dim() - 1)) * terms).sum(dim=0)
 
@@ -193,7 +193,7 @@ class GradCamPath(LayerAttribution, GradientAttribution):
     A subclass defines ``_prepare(call)`` (work done once per call before
     the path points), ``_forward(call, alphas)`` (the output at a chunk's
     points, point major, and the layer's tensors as autograd leaves) and
-    ``_integrate(call, alphas, step_sizes, leaves, gradients)`` (the chunk's
+    ``_integrate(call, steps, leaves, gradients)`` (the chunk's
     part of the integral, one map per layer tensor).
     """
 
@@ -218,78 +218,43 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
 
-    def has_convergence_delta(self) -> bool:
-        return False
-
-    def _attribute_path(
-        self,
-        inputs: Tensor | Tensors,
-        target: Any,
-        additional_forward_args: Any,
-        attribute_to_layer_input: bool,
-        relu_attributions: bool,
-        attr_dim_summation: bool,
-        grad_kwargs: dict[str, Any] | None,
-        baselines: Any,
-        n_steps: int,
-        method: str,
-        internal_batch_size: int | None,
-        per_step_relu: bool,
-        reshape_transform: ReshapeTransform | None,
-        subtract_baseline_activations: bool = True,
-    ) -> Tensor | Tensors:
+    def _attribute_path(self, call: PathCall) -> Tensor | Tensors:
         """``attribute``'s shared body: checks, chunks, output."""
-        _checks.check_options(n_steps, method, internal_batch_size, grad_kwargs)
-        check_reshape_transform(reshape_transform)
+        _checks.check_options(
+            call.n_steps, call.method, call.internal_batch_size, call.grad_kwargs
+        )
+        check_reshape_transform(call.reshape_transform)
         _check_model(owning_model(self.forward_func))
-        with ExitStack() as stack:
-            # Autograd records nothing in inference mode: off for the call.
-            if torch.is_inference_mode_enabled():
-                stack.enter_context(torch.inference_mode(False))
-            inputs, baselines = _checks.format_inputs_and_baselines(
-                _normal_tensors(inputs), _normal_tensors(baselines)
+        # Autograd records nothing in inference mode: off for the call.
+        inference = torch.is_inference_mode_enabled()
+        with torch.inference_mode(False) if inference else nullcontext():
+            call.inputs, call.baselines = _checks.format_inputs_and_baselines(
+                _normal_tensors(call.inputs), _normal_tensors(call.baselines)
             )
-            call = PathCall(
-                inputs,
-                baselines,
-                _format_additional_forward_args(
-                    _normal_tensors(additional_forward_args)
-                ),
-                _normal_tensors(target),
-                LayerProbe(
-                    self.forward_func,
-                    self.layer,
-                    attribute_to_layer_input,
-                    self.device_ids,
-                ),
-                grad_kwargs or {},
-                per_step_relu,
-                attr_dim_summation,
-                reshape_transform,
-                subtract_baseline_activations,
+            call.additional_forward_args = _format_additional_forward_args(
+                _normal_tensors(call.additional_forward_args)
             )
+            call.target = _normal_tensors(call.target)
+            call.probe = LayerProbe(self, call.attribute_to_layer_input)
             self._prepare(call)
-            if internal_batch_size is None:
-                maps = self._attribute(call=call, method=method, n_steps=n_steps)
-            else:
-                maps = _batch_attribution(
-                    self,
-                    call.n_examples,
-                    internal_batch_size,
-                    n_steps,
-                    call=call,
-                    method=method,
-                )
+            n_points = call.n_examples * call.n_steps
+            maps = _batch_attribution(
+                self,
+                call.n_examples,
+                call.internal_batch_size or n_points,
+                call.n_steps,
+                call=call,
+                method=call.method,
+            )
         if call.probe.layer_calls > 1:
             warnings.warn(
                 f"layer: the explained layer was called {call.probe.layer_calls} "
                 "times in one forward pass; attributing to its last call, as "
-                "LayerGradCam does. Explain a module that runs once to avoid the "
-                "ambiguity.",
+                "LayerGradCam does",
                 UserWarning,
                 stacklevel=_CALLER,
             )
-        if relu_attributions:
+        if call.relu_attributions:
             maps = tuple(torch.relu(attribution) for attribution in maps)
         return _format_output(len(maps) > 1, maps)
 
@@ -298,18 +263,18 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         call: PathCall,
         method: str,
         n_steps: int,
-        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
+        step_sizes_and_alphas: Steps,
     ) -> Tensors:
-        """Integrates over one chunk of path points (all of them by default)."""
-        if step_sizes_and_alphas is None:
-            step_sizes, alphas = approximation_parameters(method)
-            step_sizes_and_alphas = step_sizes(n_steps), alphas(n_steps)
-        step_sizes, alphas = step_sizes_and_alphas
+        """Integrates over one chunk of path points (Captum's
+        ``_batch_attribution`` passes the chunk's weights and points)."""
+        alphas = step_sizes_and_alphas[1]
         with torch.enable_grad():  # the probe sets grad mode for its passes
             output, leaves = self._forward(call, alphas)
             target = _checks.check_target(call.target, output, call.n_examples)
             scores = _select_targets(output, _expand_target(target, len(alphas)))
-            gradients = torch.autograd.grad(scores.sum(), leaves, **call.grad_kwargs)
+            gradients = torch.autograd.grad(
+                scores.sum(), leaves, **(call.grad_kwargs or {})
+            )
         # The integral is summed in at least float32, also under autocast.
         with torch.autocast(output.device.type, enabled=False):
-            return self._integrate(call, alphas, step_sizes, leaves, gradients)
+            return self._integrate(call, step_sizes_and_alphas, leaves, gradients)

@@ -13,7 +13,14 @@ from captum_igcam._captum_compat import (
     TargetType,
     _expand_additional_forward_args,
 )
-from captum_igcam._path import GradCamPath, PathCall, Tensors, integral, points_on_line
+from captum_igcam._path import (
+    GradCamPath,
+    PathCall,
+    Steps,
+    Tensors,
+    integral,
+    points_on_line,
+)
 from captum_igcam.reshapes import ReshapeTransform
 
 
@@ -175,7 +182,7 @@ class IntegratedLayerGradCam(GradCamPath):
         """
         arguments = locals()  # the parameters above, by name
         del arguments["self"]
-        return self._attribute_path(**arguments)
+        return self._attribute_path(PathCall(**arguments))
 
     def _prepare(self, call: PathCall) -> None:
         if call.subtract_baseline_activations:
@@ -196,12 +203,7 @@ class IntegratedLayerGradCam(GradCamPath):
         return call.probe.run(points, args)
 
     def _integrate(
-        self,
-        call: PathCall,
-        alphas: Sequence[float],
-        step_sizes: Sequence[float],
-        leaves: Tensors,
-        gradients: Tensors,
+        self, call: PathCall, steps: Steps, leaves: Tensors, gradients: Tensors
     ) -> Tensors:
         def per_point(tensor: Tensor) -> Tensor:
             return call.grid(tensor).unflatten(0, (-1, call.n_examples))
@@ -211,7 +213,7 @@ class IntegratedLayerGradCam(GradCamPath):
             integral(
                 per_point(gradient),
                 per_point(leaf.detach()),
-                step_sizes,
+                steps[0],
                 call,
                 None if base is None else per_point(base),
             )

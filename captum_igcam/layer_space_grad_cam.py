@@ -17,6 +17,7 @@ from captum_igcam._captum_compat import (
 from captum_igcam._path import (
     GradCamPath,
     PathCall,
+    Steps,
     Tensors,
     integral,
     memory_format,
@@ -151,17 +152,15 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
         """
         arguments = locals()  # the parameters above, by name
         del arguments["self"]
-        return self._attribute_path(**arguments)
+        return self._attribute_path(PathCall(**arguments))
 
     def _prepare(self, call: PathCall) -> None:
         if call.probe.bypasses_layer(*_example(call, 0)):
             raise ValueError(
-                "layer: LayerSpaceIntegratedGradCam needs a model whose output "
-                "depends on the input only through the explained layer, but a "
-                "route around the layer reaches the output (a residual "
-                "connection that skips it, say), which would carry the input's "
-                "own features to every path point. Explain the whole block "
-                "(e.g. model.layer4 rather than model.layer4[1].bn2), or use "
+                "layer: a gradient route around the layer reaches the output (a "
+                "skipping residual connection, say), which would carry the input's "
+                "own features to every path point. Explain the whole block (e.g. "
+                "model.layer4, not model.layer4[1].bn2), or use "
                 "IntegratedLayerGradCam"
             )
         n = call.n_examples
@@ -180,19 +179,17 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
     ) -> tuple[Tensor, Tensors]:
         outputs, leaves = [], []
         for index in range(call.n_examples):
-            rows = slice(index, index + 1)
-
-            def path_points(layer_tensors: Tensors, rows: slice = rows) -> Tensors:
-                return tuple(
-                    points_on_line(base[rows], actual[rows], alphas)
-                    for base, actual in zip(
-                        call.baseline_activations, call.input_activations
-                    )
+            points = tuple(
+                points_on_line(
+                    base[index : index + 1], actual[index : index + 1], alphas
                 )
-
+                for base, actual in zip(
+                    call.baseline_activations, call.input_activations
+                )
+            )
             try:
                 output, example_leaves = call.probe.run(
-                    *_example(call, index), replace=path_points
+                    *_example(call, index), replace=lambda _, points=points: points
                 )
             except RuntimeError as error:
                 raise _unsupported(f"the forward pass failed: {error}") from error
@@ -212,15 +209,10 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
         return torch.stack(outputs, dim=1).flatten(0, 1), tuple(leaves)
 
     def _integrate(
-        self,
-        call: PathCall,
-        alphas: Sequence[float],
-        step_sizes: Sequence[float],
-        leaves: Tensors,
-        gradients: Tensors,
+        self, call: PathCall, steps: Steps, leaves: Tensors, gradients: Tensors
     ) -> Tensors:
         # D_m = a_m sum_k w_k(m) (A_k(x) - A_k(x')), and a_m >= 0.
-        weights = [step * alpha for step, alpha in zip(step_sizes, alphas)]
+        weights = [step * alpha for step, alpha in zip(*steps)]
         per_tensor = len(call.input_activations)
         return tuple(
             integral(

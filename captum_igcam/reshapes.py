@@ -55,28 +55,20 @@ class TokenGrid:
                 f"tensor, got shape {tuple(tokens.shape)}"
             )
         patches = tokens.shape[1] - self.prefix_tokens
-        height, width = self._grid_for(patches)
+        side = math.isqrt(max(patches, 0))
+        height, width = self.grid or (side, side)
+        if patches <= 0 or height * width != patches:
+            problem = (
+                f"grid={self.grid} needs {height * width} patch tokens, got {patches}"
+                if self.grid
+                else f"cannot infer a square grid from {patches} patch tokens"
+            )
+            raise ValueError(
+                f"reshape_transform: vit_tokens {problem} (after "
+                f"{self.prefix_tokens} prefix token(s)); pass grid=(height, width)"
+            )
         positions_last = tokens[:, self.prefix_tokens :].transpose(1, 2)
         return positions_last.unflatten(2, (height, width))
-
-    def _grid_for(self, patches: int) -> tuple[int, int]:
-        if self.grid is not None:
-            height, width = self.grid
-            if height * width != patches:
-                raise ValueError(
-                    f"reshape_transform: vit_tokens grid={self.grid} needs "
-                    f"{height * width} patch tokens after {self.prefix_tokens} "
-                    f"prefix token(s), got {patches}"
-                )
-            return height, width
-        side = math.isqrt(max(patches, 0))
-        if patches <= 0 or side * side != patches:
-            raise ValueError(
-                f"reshape_transform: vit_tokens cannot infer a square grid from "
-                f"{patches} patch tokens (after {self.prefix_tokens} prefix "
-                "token(s)); pass grid=(height, width)"
-            )
-        return side, side
 
 
 @dataclass(frozen=True)
@@ -192,14 +184,10 @@ def to_channel_grid(
         return tensor
     reshaped = reshape_transform(tensor)
     if not isinstance(reshaped, Tensor) or reshaped.dim() < 2:
+        got = tuple(reshaped.shape) if isinstance(reshaped, Tensor) else reshaped
         raise ValueError(
             "reshape_transform: expected it to return a (N, channels, *spatial) "
-            f"tensor, got {type(reshaped).__name__}"
-            + (
-                f" of shape {tuple(reshaped.shape)}"
-                if isinstance(reshaped, Tensor)
-                else ""
-            )
+            f"tensor, got {type(reshaped).__name__} {got}"
         )
     if reshaped.shape[0] != tensor.shape[0]:
         raise ValueError(
@@ -215,6 +203,5 @@ __all__ = [
     "ReshapeTransform",
     "TokenGrid",
     "channels_last_grid",
-    "to_channel_grid",
     "vit_tokens",
 ]
