@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from captum_igcam.app.maps import normalize
 from captum_igcam.app.settings import check_positive_int
 from captum_igcam.evaluation.metrics.resolution import spatial_size, to_input_size
-from captum_igcam.maps import normalize
 
 ForwardFunc = Callable[[Tensor], Tensor]
 
@@ -54,7 +54,7 @@ def masked_confidence(
     """Class scores of each input and of the input multiplied by its map.
 
     The map is upsampled to the input size, min-max normalised to [0, 1] per
-    image (:func:`captum_igcam.maps.normalize`) and multiplied into every
+    image (:func:`captum_igcam.app.maps.normalize`) and multiplied into every
     channel of the model input (so a map value of 0 sets the model input to
     0, the usual IG baseline).
 
@@ -88,7 +88,7 @@ def masked_inputs(inputs: Tensor, maps: Tensor) -> Tensor:
         inputs (Tensor): ``(N, C, H, W)`` model inputs.
         maps (Tensor): ``(N, 1, h, w)`` or ``(N, h, w)`` saliency maps,
             upsampled to the input size and min-max normalised to [0, 1] per
-            image (:func:`captum_igcam.maps.normalize`).
+            image (:func:`captum_igcam.app.maps.normalize`).
 
     Returns:
         Tensor: ``(N, C, H, W)``; a map value of 0 sets the input to 0.

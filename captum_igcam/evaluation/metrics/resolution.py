@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from captum_igcam.maps import upsample
+from captum_igcam.app.maps import upsample
 
 
 def to_input_size(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -16,7 +16,7 @@ def to_input_size(maps: Tensor, size: tuple[int, int]) -> Tensor:
 
     Returns:
         Tensor: ``(N, H, W)`` float maps, upsampled bilinearly with
-        :func:`captum_igcam.maps.upsample` when ``(h, w) != (H, W)``.
+        :func:`captum_igcam.app.maps.upsample` when ``(h, w) != (H, W)``.
 
     Raises:
         ValueError: If ``maps`` has another shape.
