@@ -16,6 +16,7 @@ call explaining the same module at the same time, it does nothing.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -45,9 +46,6 @@ class _Capture:
     calls: Counter[torch.device] = field(default_factory=Counter)
     tensors: dict[torch.device, Tensors] = field(default_factory=dict)
 
-    # Under torch.compile the hook runs eagerly (a graph break at the layer),
-    # so that its bookkeeping runs on every call.
-    @torch.compiler.disable
     def hook(self, module: Module, args: Any, *output: Any) -> Any:
         """A forward hook (``output`` given) or a forward pre-hook."""
         if module is self.layer and threading.get_ident() != self.thread:
@@ -82,6 +80,16 @@ class _Capture:
             return None
         forwarded = tuple(leaf.clone() for leaf in leaves)
         return type(tensors)(forwarded) if is_sequence else forwarded[0]
+
+
+def _eager(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook`` run eagerly under torch.compile (a graph break at the layer),
+    so that its bookkeeping runs on every call. A compiled model has loaded
+    ``torch._dynamo``; without one, importing it (about 900 modules, sympy
+    among them) is not needed."""
+    if "torch._dynamo" in sys.modules:
+        return torch.compiler.disable(hook)
+    return hook
 
 
 class LayerProbe:
@@ -162,10 +170,11 @@ class LayerProbe:
         additional_forward_args: Any,
         grad_enabled: bool,
     ) -> Any:
+        hook = _eager(capture.hook)
         if self.to_input:
-            handle = self.layer.register_forward_pre_hook(capture.hook)
+            handle = self.layer.register_forward_pre_hook(hook)
         else:
-            handle = self.layer.register_forward_hook(capture.hook)
+            handle = self.layer.register_forward_hook(hook)
         try:
             with torch.set_grad_enabled(grad_enabled):
                 output = _run_forward(
