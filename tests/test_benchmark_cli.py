@@ -344,8 +344,8 @@ class BatchSizes(TinyCam):
 
 
 def test_every_pass_of_the_default_loop_stays_within_the_memory_budget() -> None:
+    from captum_igcam.app.memory import chunk_sizes
     from captum_igcam.evaluation.datasets import composites
-    from captum_igcam.evaluation.memory import chunk_sizes
 
     model = BatchSizes()
     bundle = tiny_bundle(model)
@@ -382,7 +382,7 @@ def test_every_pass_of_the_default_loop_stays_within_the_memory_budget() -> None
 
 
 def test_chunk_sizes_divide_the_budget_by_what_one_example_holds() -> None:
-    from captum_igcam.evaluation import memory
+    from captum_igcam.app import memory
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
     example = torch.rand(1, 3, 32, 32)
@@ -505,7 +505,7 @@ def documented_default_mismatches(doc: str) -> list[str]:
         "--baseline": (settings.baseline, ""),
         "--methods": (",".join(parsed["methods"]), ""),
         "--batch-images": (parsed["batch_images"], ""),
-        "--memory-budget": (parsed["memory_budget"], ""),
+        "--memory-budget": (settings.memory_budget_mb, ""),
         "--seed": (parsed["seed"], ""),
     }
     table = doc.split("<!-- benchmark defaults -->")[1].strip().splitlines()[2:]

@@ -141,3 +141,40 @@ def test_every_layer_method_reads_the_layer_through_the_models_reshape(inputs, n
     )
     assert maps.shape == (2, 1, 8, 8)
     assert maps.abs().amax() > 0
+
+
+class PassSizes(TinyCNN):
+    """TinyCNN recording the rows of every pass after the explained layer
+    ``conv2`` (the path points of input- and layer-space methods alike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes: list[int] = []
+        self.relu2.register_forward_hook(
+            lambda module, args, output: self.passes.append(len(output))
+        )
+
+
+PATH_METHODS = ["igcam", "igcam-paper", "igcam-notebook", "igcam-layer", "layer-ig"]
+
+
+@pytest.mark.parametrize("name", [*PATH_METHODS, "ig"])
+def test_path_methods_bound_their_passes_by_the_memory_budget(name):
+    from captum_igcam.app.memory import chunk_sizes
+
+    model = PassSizes().eval()
+    inputs = torch.randn(1, 3, 64, 64)
+    # A budget that holds a few rows of this model, far fewer than 200 points.
+    rows = chunk_sizes(model, inputs, budget_mb=1).path_rows
+    assert 2 <= rows < 50
+    model.passes.clear()
+    settings = MethodSettings(n_steps=200, memory_budget_mb=1)
+    maps = METHODS[name].build(model, model.conv2, settings)(inputs, 1)
+    assert maps.shape[0] == 1
+    assert max(model.passes) == rows  # chunks of the budget's rows...
+    assert sum(model.passes) >= 200  # ...that run every path point
+    # The user's internal_batch_size wins over the budget.
+    model.passes.clear()
+    chosen = MethodSettings(n_steps=200, memory_budget_mb=1, internal_batch_size=100)
+    METHODS[name].build(model, model.conv2, chosen)(inputs, 1)
+    assert max(model.passes) == 100

@@ -230,6 +230,7 @@ def explain_images(
         "approximation_method": settings.method,
         "baseline": settings.baseline,
         "batch_size": settings.internal_batch_size,
+        "memory_budget_mb": settings.memory_budget_mb,
         "device": settings.device,
         "images": records,
         "errors": failed,

@@ -113,6 +113,28 @@ def _gradcam(model: nn.Module, layer: nn.Module, settings: MethodSettings):
     return maps
 
 
+class _PathRows:
+    """A path method's ``internal_batch_size``: the settings' own, or else the
+    most rows (examples x path points) per pass that keep one pass of the
+    model within ``settings.memory_budget_mb``, measured once per input shape
+    (:func:`~captum_igcam.app.memory.chunk_sizes`)."""
+
+    def __init__(self, model: nn.Module, settings: MethodSettings) -> None:
+        self.model, self.settings = model, settings
+        self.measured: dict[tuple[int, ...], int] = {}
+
+    def __call__(self, inputs: Tensor) -> int:
+        if self.settings.internal_batch_size is not None:
+            return self.settings.internal_batch_size
+        shape = tuple(inputs.shape[1:])
+        if shape not in self.measured:
+            from captum_igcam.app.memory import chunk_sizes
+
+            sizes = chunk_sizes(self.model, inputs, self.settings.memory_budget_mb)
+            self.measured[shape] = sizes.path_rows
+        return self.measured[shape]
+
+
 def _grad_cam_path(
     explainer_class: type[IntegratedLayerGradCam | LayerSpaceIntegratedGradCam],
     steps_summed: bool = False,
@@ -131,17 +153,21 @@ def _grad_cam_path(
     def build(model: nn.Module, layer: nn.Module, settings: MethodSettings):
         explainer = explainer_class(model, layer)
         factor = settings.n_steps if steps_summed else 1
+        rows = _PathRows(model, settings)
         call_options = {
             "n_steps": settings.n_steps,
             "method": settings.method,
-            "internal_batch_size": settings.internal_batch_size,
             "reshape_transform": settings.reshape_transform,
             **options,
         }
 
         def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
             return factor * explainer.attribute(
-                inputs, target, baselines=baselines, **call_options
+                inputs,
+                target,
+                baselines=baselines,
+                internal_batch_size=rows(inputs),
+                **call_options,
             )
 
         return maps
@@ -164,6 +190,7 @@ def _captum_path(
 
     def build(model: nn.Module, layer: nn.Module, settings: MethodSettings):
         explainer = explainer_class(model, layer)
+        rows = _PathRows(model, settings)
 
         def maps(inputs: Tensor, target: TargetType, baselines: BaselineType = None):
             attributions = explainer.attribute(
@@ -172,7 +199,7 @@ def _captum_path(
                 baselines=baselines,
                 n_steps=settings.n_steps,
                 method=settings.method,
-                internal_batch_size=settings.internal_batch_size,
+                internal_batch_size=rows(inputs),
             )
             return reduce(attributions, settings)
 

@@ -38,6 +38,9 @@ DEVICES = ("cpu", "cuda")
 #: What the model does (``captum_igcam.app.model_bundle.TASKS``; a test keeps
 #: them equal): ``None`` takes a registered model's own task.
 TASKS = ("classification", "segmentation", "detection")
+#: Memory one model pass may use unless told otherwise, in MiB
+#: (:func:`captum_igcam.app.memory.chunk_sizes`).
+DEFAULT_MEMORY_BUDGET_MB = 1536
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -97,8 +100,14 @@ class MethodSettings:
         baseline (str, optional): Baseline image, one of :data:`BASELINES`.
             Default: "black"
         internal_batch_size (int, optional): Examples x path points per
-            forward pass (``None``: all at once).
+            forward pass (``None``: as many as ``memory_budget_mb`` allows).
             Default: None
+        memory_budget_mb (int, optional): Memory one forward and backward
+            pass of a path method may use, in MiB, when
+            ``internal_batch_size`` is None: the registry's methods derive
+            their chunk size from it with
+            :func:`captum_igcam.app.memory.chunk_sizes`.
+            Default: :data:`DEFAULT_MEMORY_BUDGET_MB`
         task (str, optional): One of :data:`TASKS`; ``None`` takes a
             registered model's own task (a user's model is a classifier).
             Default: None
@@ -124,6 +133,7 @@ class MethodSettings:
     method: str = "gausslegendre"
     baseline: str = "black"
     internal_batch_size: int | None = None
+    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
     task: str | None = None
     reshape_transform: Callable[[Any], Any] | None = dataclasses.field(
         default=None, compare=False
@@ -133,6 +143,7 @@ class MethodSettings:
         check_positive_int("n_steps", self.n_steps)
         if self.internal_batch_size is not None:
             check_positive_int("internal_batch_size", self.internal_batch_size)
+        check_positive_int("memory_budget_mb", self.memory_budget_mb)
         for name, choices in (
             ("method", APPROXIMATION_METHODS),
             ("baseline", BASELINES),

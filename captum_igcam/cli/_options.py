@@ -37,6 +37,7 @@ _SETTINGS_OPTIONS = {
     "method": "method",
     "baseline": "baseline",
     "internal_batch_size": "batch_size",
+    "memory_budget_mb": "memory_budget",
     "task": "task",  # only where add_task_options registered it
 }
 
@@ -84,8 +85,8 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """Register the options of :class:`MethodSettings`, with its defaults.
 
     ``--model``, ``--weights``, ``--random-weights``, ``--layer``,
-    ``--device``, ``--steps``, ``--method``, ``--baseline`` and
-    ``--batch-size``. Options left out parse as ``None`` so that
+    ``--device``, ``--steps``, ``--method``, ``--baseline``, ``--batch-size``
+    and ``--memory-budget``. Options left out parse as ``None`` so that
     :func:`settings_from_args` can tell them from given values.
     """
     model = parser.add_argument_group(
@@ -149,7 +150,15 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         metavar="B",
         help="internal batch size: examples x path points per forward pass "
-        "(default: all at once)",
+        "(default: as many as --memory-budget allows)",
+    )
+    attribution.add_argument(
+        "--memory-budget",
+        type=positive_int,
+        metavar="MB",
+        help="memory one model pass may use, in MiB: sets the path methods' "
+        "--batch-size unless given, and the benchmark's curve passes (default "
+        f"{MethodSettings.memory_budget_mb})",
     )
 
 

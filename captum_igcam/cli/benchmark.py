@@ -15,7 +15,7 @@ from typing import Any
 
 from captum_igcam.app.errors import UsageError
 from captum_igcam.cli import _clock, _options
-from captum_igcam.evaluation.defaults import DEFAULT_MEMORY_BUDGET_MB, DEFAULT_METHODS
+from captum_igcam.evaluation.defaults import DEFAULT_METHODS
 
 #: ``--quick``'s values for the options not given. ``--steps`` otherwise has
 #: the default of every command (``MethodSettings.n_steps``).
@@ -77,15 +77,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="images per model pass (default 1: the progress bar moves per "
         "image); results do not depend on it",
-    )
-    parser.add_argument(
-        "--memory-budget",
-        type=_options.positive_int,
-        default=DEFAULT_MEMORY_BUDGET_MB,
-        metavar="MB",
-        help="memory one model pass may use, in MiB: sets the path methods' "
-        "--batch-size (unless given) and the curves' pass size "
-        f"(default {DEFAULT_MEMORY_BUDGET_MB})",
     )
     parser.add_argument(
         "--quick",
@@ -172,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             curve_steps=curve_steps,
             batch_size=args.batch_images,
             progress=not args.no_progress,
-            memory_budget_mb=args.memory_budget,
+            memory_budget_mb=settings.memory_budget_mb,
             families=families,
         )
         checks = _sanity_checks(args, bundle, dataset, args.methods, settings)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Memory one model pass may use: the application's default.
+from captum_igcam.app.settings import DEFAULT_MEMORY_BUDGET_MB
+
 #: Methods the benchmark compares unless told otherwise.
 DEFAULT_METHODS = (
     "gradcam",
@@ -11,6 +14,4 @@ DEFAULT_METHODS = (
     "layer-ig",
     "ig",
 )
-#: Memory one model pass of the benchmark may use, in MiB
-#: (:func:`captum_igcam.evaluation.memory.chunk_sizes`).
-DEFAULT_MEMORY_BUDGET_MB = 1536
+__all__ = ["DEFAULT_MEMORY_BUDGET_MB", "DEFAULT_METHODS"]

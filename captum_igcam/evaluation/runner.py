@@ -22,13 +22,13 @@ from captum.metrics import infidelity, sensitivity_max
 from torch import Tensor
 
 from captum_igcam.app.baselines import baseline_input
+from captum_igcam.app.memory import ChunkSizes, chunk_sizes
 from captum_igcam.app.methods import METHODS, MapFunction
 from captum_igcam.app.models import ModelBundle, resolve_layer
 from captum_igcam.app.settings import MethodSettings, check_positive_int
 from captum_igcam.evaluation import metrics
 from captum_igcam.evaluation.datasets import Annotation, Dataset, Sample
 from captum_igcam.evaluation.defaults import DEFAULT_MEMORY_BUDGET_MB, DEFAULT_METHODS
-from captum_igcam.evaluation.memory import ChunkSizes, chunk_sizes
 from captum_igcam.evaluation.road import road_scores
 from captum_igcam.evaluation.statistics import (
     N_RESAMPLES,
@@ -248,7 +248,7 @@ def evaluate(
 
     Memory is bounded by ``memory_budget_mb``: unless ``settings`` sets an
     ``internal_batch_size``, the path methods run as many path points per
-    pass as :func:`~captum_igcam.evaluation.memory.chunk_sizes` finds fit in
+    pass as :func:`~captum_igcam.app.memory.chunk_sizes` finds fit in
     the budget, and the curves as many perturbed images.
 
     For each image the target of the faithfulness metrics is the model's

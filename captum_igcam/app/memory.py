@@ -1,11 +1,13 @@
-"""Chunk sizes of the benchmark's model passes, derived from a memory budget.
+"""Chunk sizes of model passes, derived from a memory budget.
 
 A path method's pass keeps, for every path point in it, what autograd saves
 for the backward pass; the deletion/insertion curves run no-grad passes whose
 memory follows the largest activation. :func:`chunk_sizes` measures both for
 one example of the model (one small pass each) and divides the budget by
-them, so that no pass of :func:`~captum_igcam.evaluation.runner.evaluate`
-needs much more than the budget, whatever the model and input size.
+them, so that no pass of the path methods in
+:data:`~captum_igcam.app.methods.METHODS` (explain, explain-dataset) or of
+the benchmark's loop needs much more than the budget, whatever the model and
+input size.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from captum_igcam.app.settings import check_positive_int
-from captum_igcam.evaluation.defaults import DEFAULT_MEMORY_BUDGET_MB
+from captum_igcam.app.settings import DEFAULT_MEMORY_BUDGET_MB, check_positive_int
 
 #: Most perturbed images per curve pass: larger passes are no faster on a CPU.
 MAX_CURVE_ROWS = 64
