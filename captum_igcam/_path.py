@@ -81,10 +81,9 @@ class PathCall:
 def memory_format(tensor: Tensor) -> torch.memory_format:
     """``torch.channels_last(_3d)`` when ``tensor`` is stored so (and not also
     contiguous), else ``torch.contiguous_format``."""
-    for layout, dims in ((torch.channels_last, 4), (torch.channels_last_3d, 5)):
-        if tensor.dim() == dims and not tensor.is_contiguous():
-            if tensor.is_contiguous(memory_format=layout):
-                return layout
+    for layout in (torch.channels_last, torch.channels_last_3d):
+        if not tensor.is_contiguous() and tensor.is_contiguous(memory_format=layout):
+            return layout
     return torch.contiguous_format
 
 
