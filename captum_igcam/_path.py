@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,8 +224,7 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         check_reshape_transform(call.reshape_transform)
         _check_model(owning_model(self.forward_func))
         # Autograd records nothing in inference mode: off for the call.
-        inference = torch.is_inference_mode_enabled()
-        with torch.inference_mode(False) if inference else nullcontext():
+        with torch.inference_mode(False):
             call.inputs, call.baselines = _checks.format_inputs_and_baselines(
                 _normal_tensors(call.inputs), _normal_tensors(call.baselines)
             )
@@ -236,14 +234,10 @@ class GradCamPath(LayerAttribution, GradientAttribution):
             call.target = _normal_tensors(call.target)
             call.probe = LayerProbe(self, call.attribute_to_layer_input)
             self._prepare(call)
-            n_points = call.n_examples * call.n_steps
+            n = call.n_examples
+            chunk = call.internal_batch_size or n * call.n_steps
             maps = _batch_attribution(
-                self,
-                call.n_examples,
-                call.internal_batch_size or n_points,
-                call.n_steps,
-                call=call,
-                method=call.method,
+                self, n, chunk, call.n_steps, call=call, method=call.method
             )
         if call.probe.layer_calls > 1:
             warnings.warn(
