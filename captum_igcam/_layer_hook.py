@@ -101,7 +101,7 @@ class LayerProbe:
     def capture(self, inputs: Tensors, additional_forward_args: Any) -> Tensors:
         """The layer's tensors in one forward pass without autograd."""
         capture = _Capture(self.layer, as_leaves=False)
-        self._forward(capture, inputs, additional_forward_args, grad_enabled=False)
+        self._forward(capture, inputs, additional_forward_args)
         return self._gathered(capture)
 
     def run(
@@ -116,7 +116,7 @@ class LayerProbe:
         while True:
             start = self.start_graph_at_layer
             capture = _Capture(self.layer, True, start, replace)
-            output = self._forward(capture, inputs, additional_forward_args, not start)
+            output = self._forward(capture, inputs, additional_forward_args)
             has_graph = isinstance(output, Tensor) and output.requires_grad
             if not start or (max(capture.calls.values()) == 1 and has_graph):
                 break
@@ -139,7 +139,7 @@ class LayerProbe:
         inputs = tuple(inp.detach().requires_grad_() for inp in inputs)
         capture = _Capture(self.layer, as_leaves=True)
         with torch.enable_grad():
-            output = self._forward(capture, inputs, additional_forward_args, True)
+            output = self._forward(capture, inputs, additional_forward_args)
             if not (isinstance(output, Tensor) and output.requires_grad):
                 return False
             gradients = torch.autograd.grad(output.sum(), inputs, allow_unused=True)
@@ -152,18 +152,16 @@ class LayerProbe:
         return parts[0] if len(parts) == 1 else tuple(map(torch.cat, zip(*parts)))
 
     def _forward(
-        self,
-        capture: _Capture,
-        inputs: Tensors,
-        additional_forward_args: Any,
-        grad_enabled: bool,
+        self, capture: _Capture, inputs: Tensors, additional_forward_args: Any
     ) -> Any:
+        """One pass with ``capture``'s hook on the layer; autograd is on from
+        the start only where leaves are wanted and the hook does not start it."""
         register = self.layer.register_forward_hook
         if self.to_input:
             register = self.layer.register_forward_pre_hook
         handle = register(capture.hook)
         try:
-            with torch.set_grad_enabled(grad_enabled):
+            with torch.set_grad_enabled(capture.as_leaves and not capture.start_graph):
                 output = _run_forward(
                     self.forward_func, inputs, None, additional_forward_args
                 )

@@ -91,11 +91,9 @@ def points_on_line(start: Tensor, end: Tensor, alphas: Sequence[float]) -> Tenso
     """``start + a (end - start)`` for every ``a``, stacked along dimension 0
     (point major), in ``end``'s memory format."""
     difference = end - start
+    shape = (len(alphas) * start.shape[0], *start.shape[1:])
     points = torch.empty(
-        (len(alphas) * start.shape[0], *start.shape[1:]),
-        dtype=start.dtype,
-        device=start.device,
-        memory_format=memory_format(end),
+        shape, dtype=start.dtype, device=start.device, memory_format=memory_format(end)
     )
     for alpha, rows in zip(alphas, points.split(start.shape[0])):
         torch.add(start, difference, alpha=alpha, out=rows)
@@ -252,14 +250,11 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         return _format_output(len(maps) > 1, maps)
 
     def _attribute(
-        self,
-        call: PathCall,
-        method: str,
-        n_steps: int,
-        step_sizes_and_alphas: Steps,
+        self, call: PathCall, step_sizes_and_alphas: Steps, **_: Any
     ) -> Tensors:
         """Integrates over one chunk of path points (Captum's
-        ``_batch_attribution`` passes the chunk's weights and points)."""
+        ``_batch_attribution`` passes the chunk's weights and points, and the
+        call's ``method`` and the chunk's ``n_steps``, which are not needed)."""
         alphas = step_sizes_and_alphas[1]
         with torch.enable_grad():  # the probe sets grad mode for its passes
             output, leaves = self._forward(call, alphas)
