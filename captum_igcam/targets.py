@@ -170,12 +170,10 @@ def box_region(boxes: Tensor, size: Sequence[int]) -> Tensor:
             f"boxes: expected N x 4 (x1, y1, x2, y2), got shape {tuple(boxes.shape)}"
         )
     height, width = (int(side) for side in size)
-    rows = torch.arange(height, device=boxes.device) + 0.5
+    x1, y1, x2, y2 = boxes[:, :, None, None].unbind(1)  # each N x 1 x 1
+    rows = torch.arange(height, device=boxes.device)[:, None] + 0.5  # pixel centres
     columns = torch.arange(width, device=boxes.device) + 0.5
-    x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
-    inside_rows = (rows >= y1) & (rows < y2)
-    inside_columns = (columns >= x1) & (columns < x2)
-    masks = inside_rows[:, :, None] & inside_columns[:, None, :]
+    masks = (rows >= y1) & (rows < y2) & (columns >= x1) & (columns < x2)
     if (first := _first(~masks.flatten(1).any(dim=1))) is not None:
         raise ValueError(
             f"boxes: box {first} {boxes[first].tolist()} covers no pixel of the "
@@ -363,13 +361,11 @@ class DetectionScore(nn.Module):
         scores, ious, indices = [], [], []
         for detection, box, label in zip(detections, boxes, labels):
             found = detection["scores"]
-            same_label = detection["labels"] == label
             overlap = box_iou(detection["boxes"], box[None].to(found.dtype))[:, 0]
-            candidates = torch.where(
-                same_label, overlap.detach(), overlap.new_tensor(-1.0)
-            )
-            best = int(candidates.argmax()) if len(candidates) else -1
             # A detection of another label has candidate value -1 < min_iou.
+            same_label = detection["labels"] == label
+            candidates = torch.where(same_label, overlap.detach(), -1.0)
+            best = int(candidates.argmax()) if len(candidates) else -1
             if best >= 0 and float(candidates[best]) >= self.min_iou:
                 iou, score = overlap[best], found[best]
                 scores.append(score + iou if self.output == "score+iou" else score)
