@@ -147,32 +147,38 @@ def _check_model(model: Module | None) -> None:
 
 
 def integral(
+    call: PathCall,
+    step_sizes: Sequence[float],
     gradients: Tensor,
     activations: Tensor,
-    step_sizes: Sequence[float],
-    call: PathCall,
     baseline: Tensor | None = None,
 ) -> Tensor:
     """``sum_m s_m ReLU(D_m)`` with ``D_m = sum_k w_k(m) (A_k(m) - A'_k)``.
 
     Args:
-        gradients: ``dS/dA`` at the ``M`` path points, ``(M, N, K, ...)``.
-        activations: ``A(m)``, ``(M, N, K, ...)``, or ``(1, N, K, ...)``
-                    shared by every point.
+        call: Its ``reshape_transform``, ``per_step_relu`` and
+                    ``attr_dim_summation`` apply.
         step_sizes: The ``M`` quadrature weights ``s_m``.
-        call: Its ``per_step_relu`` and ``attr_dim_summation`` apply.
-        baseline: ``A'``, ``(1, N, K, ...)``, or None for zero.
+        gradients: ``dS/dA`` at the ``M`` path points of the ``N`` examples,
+                    ``(M * N, ...)``, point major.
+        activations: ``A(m)``, ``(M * N, ...)``, or ``(N, ...)`` shared by
+                    every point.
+        baseline: ``A'``, ``(N, ...)``, or None for zero.
 
     Returns:
         ``(N, 1, ...)`` (``(N, K, ...)`` per channel) in at least float32.
     """
+
+    def per_point(tensor: Tensor) -> Tensor:  # (M or 1, N, K, ...)
+        return call.grid(tensor.detach()).unflatten(0, (-1, call.n_examples))
+
+    gradients, activations = per_point(gradients), per_point(activations)
     dtype = torch.promote_types(activations.dtype, torch.float32)
     spatial = tuple(range(3, gradients.dim()))
-    gradients = gradients.detach()  # also under create_graph=True
     weights = gradients.mean(spatial, dtype=dtype) if spatial else gradients.to(dtype)
     activations = activations.to(dtype)
     if baseline is not None:
-        activations = activations - baseline.to(dtype)
+        activations = activations - per_point(baseline).to(dtype)
     if call.attr_dim_summation:
         terms = torch.einsum("mnk...,mnk->mn...", activations, weights).unsqueeze(2)
     else:

@@ -219,10 +219,10 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
         per_tensor = len(call.input_activations)
         return tuple(
             integral(
-                torch.stack([call.grid(g) for g in gradients[i::per_tensor]], dim=1),
-                call.grid(actual - base).unsqueeze(0),
-                weights,
                 call,
+                weights,
+                torch.stack(gradients[i::per_tensor], dim=1).flatten(0, 1),
+                actual - base,
             )
             for i, (base, actual) in enumerate(
                 zip(call.baseline_activations, call.input_activations)
