@@ -122,18 +122,14 @@ class SegmentationScores(nn.Module):
 
 
 def _check_region(region: Tensor, logits: Tensor) -> Tensor:
-    if not isinstance(region, Tensor):
-        raise TypeError(
-            f"region: expected a tensor mask, got {_shape(region)}; pass it "
-            "as additional_forward_args=(region,)"
-        )
-    if region.dim() == 4 and region.shape[1] == 1:
+    if isinstance(region, Tensor) and region.dim() == 4 and region.shape[1] == 1:
         region = region[:, 0]
     expected = (logits.shape[0], *logits.shape[2:])
-    if tuple(region.shape) != expected:
+    if _shape(region) != expected:
         raise ValueError(
-            f"region: expected a mask of shape {expected} (examples x the "
-            f"logits' height x width), got {tuple(region.shape)}"
+            f"region: expected a mask of shape {expected} (examples x the logits' "
+            "height x width) passed as additional_forward_args=(region,), got "
+            f"{_shape(region)}"
         )
     if (first := _first((region.flatten(1) <= 0).all(dim=1))) is not None:
         raise ValueError(
@@ -312,8 +308,7 @@ class DetectionScore(nn.Module):
             )
         if output not in DETECTION_OUTPUTS:
             raise ValueError(
-                f"output: expected one of {', '.join(DETECTION_OUTPUTS)}, "
-                f"got {output!r}"
+                f"output: expected one of {DETECTION_OUTPUTS}, got {output!r}"
             )
         if isinstance(min_iou, bool) or not 0.0 <= float(min_iou) <= 1.0:
             raise ValueError(f"min_iou: expected a number in [0, 1], got {min_iou!r}")
