@@ -43,6 +43,12 @@ def _check_count(name: str, value: Any, low: int, method: str | None = None) -> 
         )
 
 
+def _check_finite(tensor: Tensor, name: str) -> Tensor:
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name}: expected finite values, found NaN or Inf")
+    return tensor
+
+
 def check_options(
     n_steps: Any, method: Any, internal_batch_size: Any, grad_kwargs: Any
 ) -> None:
@@ -52,33 +58,28 @@ def check_options(
             f"method: expected one of {list(SUPPORTED_METHODS)}, got {method!r}"
         )
     _check_count("n_steps", n_steps, 2 if method.startswith("riemann") else 1, method)
-    if internal_batch_size is not None:
-        _check_count("internal_batch_size", internal_batch_size, 1)
     if method == "gausslegendre" and n_steps > MAX_GAUSS_LEGENDRE_STEPS:
         raise ValueError(
             f"n_steps: expected at most {MAX_GAUSS_LEGENDRE_STEPS} for "
             f"method='gausslegendre' (Captum builds its nodes in time cubic in "
             f"n_steps), got {n_steps}; use a riemann_* method for more steps"
         )
-    if grad_kwargs is not None and not isinstance(grad_kwargs, dict):
+    if internal_batch_size is not None:
+        _check_count("internal_batch_size", internal_batch_size, 1)
+    if not isinstance(grad_kwargs, (dict, type(None))):
         raise TypeError(
             "grad_kwargs: expected None or a dict of keyword arguments for "
             f"torch.autograd.grad, got {type(grad_kwargs).__name__}"
         )
     parameters = inspect.signature(torch.autograd.grad).parameters.values()
-    required = [p.name for p in parameters if p.default is p.empty]
-    optional = [p.name for p in parameters if p.default is not p.empty]
-    for key in grad_kwargs or ():
-        if key in required:
-            raise ValueError(
-                f"grad_kwargs: expected options of torch.autograd.grad, got {key!r}, "
-                f"which attribute sets itself (as it does {required})"
-            )
-        if key not in optional:
-            raise TypeError(
-                "grad_kwargs: expected keyword arguments of torch.autograd.grad "
-                f"({', '.join(optional)}), got unknown {key!r}"
-            )
+    options = [p.name for p in parameters if p.default is not p.empty]
+    for key in (grad_kwargs or {}).keys() - options:
+        sets_itself = key in ("outputs", "inputs")
+        raise (ValueError if sets_itself else TypeError)(
+            "grad_kwargs: expected keyword arguments of torch.autograd.grad "
+            f"({', '.join(options)}), got {key!r}"
+            + (", which attribute sets itself" if sets_itself else "")
+        )
 
 
 def check_layer(layer: Any, model: Module | None) -> None:
@@ -130,8 +131,7 @@ def format_inputs_and_baselines(
                 f"{name}: expected {inputs[0].shape[0]} examples like "
                 f"inputs[0], got {inp.shape[0]}"
             )
-        if not torch.isfinite(inp).all():
-            raise ValueError(f"{name}: expected finite values, found NaN or Inf")
+        _check_finite(inp, name)
     if baselines is None:
         baselines = (0.0,) * len(inputs)
     elif not isinstance(baselines, tuple):
@@ -153,9 +153,7 @@ def _expanded_baseline(baseline: Any, inp: Tensor, name: str) -> Tensor:
             f"{name}: expected a number or a Tensor, got {type(baseline).__name__}"
         )
     if not isinstance(baseline, Tensor):
-        if not np.isfinite(float(baseline)):
-            raise ValueError(f"{name}: expected a finite number, got {baseline}")
-        return torch.full_like(inp, float(baseline))
+        baseline = torch.full_like(inp, float(baseline))
     if baseline.dtype != inp.dtype:
         raise TypeError(
             f"{name}: expected dtype {inp.dtype} like the inputs, got {baseline.dtype}"
@@ -172,73 +170,72 @@ def _expanded_baseline(baseline: Any, inp: Tensor, name: str) -> Tensor:
     ):
         raise ValueError(
             f"{name}: expected a shape that broadcasts to the inputs' "
-            f"{tuple(inp.shape)} with {inp.dim()} dims (batch size {inp.shape[0]} "
-            f"or 1) or to one example's {tuple(inp.shape[1:])} with "
-            f"{inp.dim() - 1} dims, each size equal or 1, got {tuple(baseline.shape)}"
+            f"{tuple(inp.shape)} (batch size {inp.shape[0]} or 1) or to one "
+            f"example's {tuple(inp.shape[1:])}, got {tuple(baseline.shape)}"
         )
-    if not torch.isfinite(baseline).all():
-        raise ValueError(f"{name}: expected finite values, found NaN or Inf")
-    return baseline.expand_as(inp)
-
-
-def _index(value: Any, size: int, name: str) -> int:
-    """``value`` as an int index below ``size``: any integer kind, no bools."""
-    if isinstance(value, (np.ndarray, Tensor)) and value.ndim == 0:
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer index, got {value!r}")
-    if not 0 <= value < size:
-        raise ValueError(
-            f"{name}: expected an index in [0, {size - 1}] for a model output "
-            f"of size {size} along that dimension, got {value}"
-        )
-    return int(value)
+    return _check_finite(baseline, name).expand_as(inp)
 
 
 def check_target(target: Any, output: Tensor, n_examples: int) -> Any:
     """Checks ``target`` against the model's output (a whole number of copies
     of the ``n_examples`` examples); returns it in the form Captum selects
     with: ints, tuples of ints, or a list of them per example."""
-    per_example = tuple(output.shape[1:])
-    shape = (n_examples, *per_example)
+    sizes = tuple(output.shape[1:])
     if target is None:
-        if any(size != 1 for size in per_example):
+        if any(size != 1 for size in sizes):
             raise ValueError(
                 "target: expected a class index (or one per example) because the "
-                f"model's output has shape {shape}, not one scalar per example"
+                f"model's output has shape {(n_examples, *sizes)}, not one scalar "
+                "per example"
             )
         return None
-    if isinstance(target, Tensor):
-        if target.dtype == torch.bool or target.is_floating_point():
-            raise TypeError(f"target: expected an integer Tensor, got {target.dtype}")
-        if target.numel() != 1 and target.dim() != 1:
-            raise ValueError(
-                f"target: expected a scalar or a 1-D Tensor of length {n_examples}, "
-                f"got shape {tuple(target.shape)}"
-            )
-        target = target.item() if target.numel() == 1 else target.tolist()
-    elif isinstance(target, np.ndarray) and np.issubdtype(target.dtype, np.integer):
-        target = target.tolist()
-    if not per_example:
+    if not sizes:
         raise ValueError(
             f"target: expected None because the model's output has shape "
             f"{(n_examples,)}, one scalar per example; got {target!r}"
         )
-    targets = target if isinstance(target, list) else [target]
-    if isinstance(target, list) and len(target) != n_examples:
+    if isinstance(target, (Tensor, np.ndarray)):
+        if target.ndim > 1:
+            raise ValueError(
+                f"target: expected a scalar or a 1-D Tensor of length {n_examples}, "
+                f"got shape {tuple(target.shape)}"
+            )
+        # As in Captum, one element selects the same index for every example.
+        target = target.tolist() if target.ndim and len(target) != 1 else target.item()
+    per_example = isinstance(target, list)
+    if per_example and len(target) != n_examples:
         raise ValueError(
             f"target: expected one target per example ({n_examples}), got a "
             f"list of {len(target)}"
         )
+    checked = [
+        _indices(item, sizes, f"target[{position}]" if per_example else "target")
+        for position, item in enumerate(target if per_example else [target])
+    ]
+    return checked if per_example else checked[0]
+
+
+def _indices(item: Any, sizes: tuple[int, ...], name: str) -> int | tuple[int, ...]:
+    """One example's target as Captum's index into an output with ``sizes``
+    per example: an int, or a tuple of ints (any integer kinds, no bools)."""
+    index = item if isinstance(item, tuple) else (item,)
+    if len(index) != len(sizes):
+        raise ValueError(
+            f"{name}: expected {len(sizes)} index(es) per example for a model "
+            f"output with shape {sizes} per example, got {item!r}"
+        )
     checked = []
-    for position, item in enumerate(targets):
-        name = f"target[{position}]" if isinstance(target, list) else "target"
-        index = item if isinstance(item, tuple) else (item,)
-        if len(index) != len(per_example):
+    for value, size in zip(index, sizes):
+        if isinstance(value, (np.ndarray, Tensor)) and value.ndim == 0:
+            value = value.item()
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, numbers.Integral
+        ):
+            raise TypeError(f"{name}: expected an integer index, got {value!r}")
+        if not 0 <= value < size:
             raise ValueError(
-                f"target: expected {len(per_example)} index(es) per example for a "
-                f"model output of shape {shape}, got {item!r}"
+                f"{name}: expected an index in [0, {size - 1}] for a model output "
+                f"of size {size} along that dimension, got {value}"
             )
-        index = tuple(_index(v, size, name) for v, size in zip(index, per_example))
-        checked.append(index[0] if len(index) == 1 else index)
-    return checked if isinstance(target, list) else checked[0]
+        checked.append(int(value))
+    return checked[0] if len(checked) == 1 else tuple(checked)

@@ -61,8 +61,8 @@ class _Capture:
         items = tuple(tensors) if is_sequence else (tensors,)
         if not all(isinstance(item, Tensor) for item in items):
             raise ValueError(
-                "layer: expected the explained layer's tensors to be a Tensor or "
-                f"a tuple of Tensors, got {[type(item).__name__ for item in items]}"
+                "layer: expected the layer's tensors to be a Tensor or a tuple of "
+                f"Tensors, got {[type(item).__name__ for item in items]}"
             )
         if self.replace is not None:
             items = self.replace(items)
@@ -100,18 +100,16 @@ class LayerProbe:
     of the layer seen in one pass.
     """
 
-    def __init__(
-        self, method: LayerAttribution, attribute_to_layer_input: bool
-    ) -> None:
+    def __init__(self, method: LayerAttribution, to_layer_input: bool) -> None:
         self.forward_func, self.layer = method.forward_func, method.layer
-        self.to_input, self.device_ids = attribute_to_layer_input, method.device_ids
+        self.to_input, self.device_ids = to_layer_input, method.device_ids
         self.start_graph_at_layer = True
         self.layer_calls = 0
 
     def capture(self, inputs: Tensors, additional_forward_args: Any) -> Tensors:
         """The layer's tensors in one forward pass without autograd."""
         capture = _Capture(self.layer, as_leaves=False)
-        self._forward(capture, inputs, additional_forward_args, grad_enabled=False)
+        self._forward(capture, inputs, additional_forward_args)
         return self._gathered(capture)
 
     def run(
@@ -126,7 +124,7 @@ class LayerProbe:
         while True:
             start = self.start_graph_at_layer
             capture = _Capture(self.layer, True, start, replace)
-            output = self._forward(capture, inputs, additional_forward_args, not start)
+            output = self._forward(capture, inputs, additional_forward_args)
             has_graph = isinstance(output, Tensor) and output.requires_grad
             if not start or (max(capture.calls.values()) == 1 and has_graph):
                 break
@@ -134,8 +132,7 @@ class LayerProbe:
         self.layer_calls = max(self.layer_calls, *capture.calls.values())
         if not isinstance(output, Tensor):
             raise TypeError(
-                "forward_func: expected it to return a Tensor, got "
-                f"{type(output).__name__}"
+                f"forward_func: expected a Tensor output, got {type(output).__name__}"
             )
         if not has_graph:
             raise ValueError(
@@ -149,12 +146,11 @@ class LayerProbe:
         the layer: one pass with the layer's tensors cut out of the graph."""
         inputs = tuple(inp.detach().requires_grad_() for inp in inputs)
         capture = _Capture(self.layer, as_leaves=True)
-        output = self._forward(capture, inputs, additional_forward_args, True)
-        if not (isinstance(output, Tensor) and output.requires_grad):
-            return False
         with torch.enable_grad():
-            total = output.sum()
-        gradients = torch.autograd.grad(total, inputs, allow_unused=True)
+            output = self._forward(capture, inputs, additional_forward_args)
+            if not (isinstance(output, Tensor) and output.requires_grad):
+                return False
+            gradients = torch.autograd.grad(output.sum(), inputs, allow_unused=True)
         return any(gradient is not None for gradient in gradients)
 
     def _gathered(self, capture: _Capture) -> Tensors:
@@ -164,19 +160,16 @@ class LayerProbe:
         return parts[0] if len(parts) == 1 else tuple(map(torch.cat, zip(*parts)))
 
     def _forward(
-        self,
-        capture: _Capture,
-        inputs: Tensors,
-        additional_forward_args: Any,
-        grad_enabled: bool,
+        self, capture: _Capture, inputs: Tensors, additional_forward_args: Any
     ) -> Any:
-        hook = _eager(capture.hook)
+        """One pass with ``capture``'s hook on the layer; autograd is on from
+        the start only where leaves are wanted and the hook does not start it."""
+        register = self.layer.register_forward_hook
         if self.to_input:
-            handle = self.layer.register_forward_pre_hook(hook)
-        else:
-            handle = self.layer.register_forward_hook(hook)
+            register = self.layer.register_forward_pre_hook
+        handle = register(_eager(capture.hook))
         try:
-            with torch.set_grad_enabled(grad_enabled):
+            with torch.set_grad_enabled(capture.as_leaves and not capture.start_graph):
                 output = _run_forward(
                     self.forward_func, inputs, None, additional_forward_args
                 )
@@ -184,16 +177,16 @@ class LayerProbe:
             handle.remove()
         if capture.calls:
             return output
+        hint = ""
         if hasattr(self.forward_func, "_orig_mod") or getattr(
             self.forward_func, "_compiled_call_impl", None
         ):
-            raise ValueError(
-                "layer: the explained layer's hook never ran: the torch.compile'd "
-                "model reused a graph traced without it. Set torch._dynamo.config."
-                "skip_nnmodule_hook_guards = False before its first call, or "
-                "explain the model before compiling it"
+            hint = (
+                " (the torch.compile'd model reused a graph traced without the "
+                "layer's hook: set torch._dynamo.config.skip_nnmodule_hook_guards "
+                "= False before its first call, or explain it before compiling it)"
             )
         raise ValueError(
             "layer: the forward pass never called the explained layer; expected "
-            "a submodule that forward_func runs on every call"
+            f"a submodule that forward_func runs on every call{hint}"
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,10 +80,9 @@ class PathCall:
 def memory_format(tensor: Tensor) -> torch.memory_format:
     """``torch.channels_last(_3d)`` when ``tensor`` is stored so (and not also
     contiguous), else ``torch.contiguous_format``."""
-    for layout, dims in ((torch.channels_last, 4), (torch.channels_last_3d, 5)):
-        if tensor.dim() == dims and not tensor.is_contiguous():
-            if tensor.is_contiguous(memory_format=layout):
-                return layout
+    for layout in (torch.channels_last, torch.channels_last_3d):
+        if not tensor.is_contiguous() and tensor.is_contiguous(memory_format=layout):
+            return layout
     return torch.contiguous_format
 
 
@@ -93,11 +91,9 @@ def points_on_line(start: Tensor, end: Tensor, alphas: Sequence[float]) -> Tenso
     """``start + a (end - start)`` for every ``a``, stacked along dimension 0
     (point major), in ``end``'s memory format."""
     difference = end - start
+    shape = (len(alphas) * start.shape[0], *start.shape[1:])
     points = torch.empty(
-        (len(alphas) * start.shape[0], *start.shape[1:]),
-        dtype=start.dtype,
-        device=start.device,
-        memory_format=memory_format(end),
+        shape, dtype=start.dtype, device=start.device, memory_format=memory_format(end)
     )
     for alpha, rows in zip(alphas, points.split(start.shape[0])):
         torch.add(start, difference, alpha=alpha, out=rows)
@@ -151,32 +147,38 @@ def _check_model(model: Module | None) -> None:
 
 
 def integral(
+    call: PathCall,
+    step_sizes: Sequence[float],
     gradients: Tensor,
     activations: Tensor,
-    step_sizes: Sequence[float],
-    call: PathCall,
     baseline: Tensor | None = None,
 ) -> Tensor:
     """``sum_m s_m ReLU(D_m)`` with ``D_m = sum_k w_k(m) (A_k(m) - A'_k)``.
 
     Args:
-        gradients: ``dS/dA`` at the ``M`` path points, ``(M, N, K, ...)``.
-        activations: ``A(m)``, ``(M, N, K, ...)``, or ``(1, N, K, ...)``
-                    shared by every point.
+        call: Its ``reshape_transform``, ``per_step_relu`` and
+                    ``attr_dim_summation`` apply.
         step_sizes: The ``M`` quadrature weights ``s_m``.
-        call: Its ``per_step_relu`` and ``attr_dim_summation`` apply.
-        baseline: ``A'``, ``(1, N, K, ...)``, or None for zero.
+        gradients: ``dS/dA`` at the ``M`` path points of the ``N`` examples,
+                    ``(M * N, ...)``, point major.
+        activations: ``A(m)``, ``(M * N, ...)``, or ``(N, ...)`` shared by
+                    every point.
+        baseline: ``A'``, ``(N, ...)``, or None for zero.
 
     Returns:
         ``(N, 1, ...)`` (``(N, K, ...)`` per channel) in at least float32.
     """
+
+    def per_point(tensor: Tensor) -> Tensor:  # (M or 1, N, K, ...)
+        return call.grid(tensor.detach()).unflatten(0, (-1, call.n_examples))
+
+    gradients, activations = per_point(gradients), per_point(activations)
     dtype = torch.promote_types(activations.dtype, torch.float32)
     spatial = tuple(range(3, gradients.dim()))
-    gradients = gradients.detach()  # also under create_graph=True
     weights = gradients.mean(spatial, dtype=dtype) if spatial else gradients.to(dtype)
     activations = activations.to(dtype)
     if baseline is not None:
-        activations = activations - baseline.to(dtype)
+        activations = activations - per_point(baseline).to(dtype)
     if call.attr_dim_summation:
         terms = torch.einsum("mnk...,mnk->mn...", activations, weights).unsqueeze(2)
     else:
@@ -226,8 +228,7 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         check_reshape_transform(call.reshape_transform)
         _check_model(owning_model(self.forward_func))
         # Autograd records nothing in inference mode: off for the call.
-        inference = torch.is_inference_mode_enabled()
-        with torch.inference_mode(False) if inference else nullcontext():
+        with torch.inference_mode(False):
             call.inputs, call.baselines = _checks.format_inputs_and_baselines(
                 _normal_tensors(call.inputs), _normal_tensors(call.baselines)
             )
@@ -237,14 +238,10 @@ class GradCamPath(LayerAttribution, GradientAttribution):
             call.target = _normal_tensors(call.target)
             call.probe = LayerProbe(self, call.attribute_to_layer_input)
             self._prepare(call)
-            n_points = call.n_examples * call.n_steps
+            n = call.n_examples
+            chunk = call.internal_batch_size or n * call.n_steps
             maps = _batch_attribution(
-                self,
-                call.n_examples,
-                call.internal_batch_size or n_points,
-                call.n_steps,
-                call=call,
-                method=call.method,
+                self, n, chunk, call.n_steps, call=call, method=call.method
             )
         if call.probe.layer_calls > 1:
             warnings.warn(
@@ -259,14 +256,11 @@ class GradCamPath(LayerAttribution, GradientAttribution):
         return _format_output(len(maps) > 1, maps)
 
     def _attribute(
-        self,
-        call: PathCall,
-        method: str,
-        n_steps: int,
-        step_sizes_and_alphas: Steps,
+        self, call: PathCall, step_sizes_and_alphas: Steps, **_: Any
     ) -> Tensors:
         """Integrates over one chunk of path points (Captum's
-        ``_batch_attribution`` passes the chunk's weights and points)."""
+        ``_batch_attribution`` passes the chunk's weights and points, and the
+        call's ``method`` and the chunk's ``n_steps``, which are not needed)."""
         alphas = step_sizes_and_alphas[1]
         with torch.enable_grad():  # the probe sets grad mode for its passes
             output, leaves = self._forward(call, alphas)

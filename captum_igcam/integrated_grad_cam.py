@@ -205,18 +205,9 @@ class IntegratedLayerGradCam(GradCamPath):
     def _integrate(
         self, call: PathCall, steps: Steps, leaves: Tensors, gradients: Tensors
     ) -> Tensors:
-        def per_point(tensor: Tensor) -> Tensor:
-            return call.grid(tensor).unflatten(0, (-1, call.n_examples))
-
         bases = call.baseline_activations or (None,) * len(leaves)
         return tuple(
-            integral(
-                per_point(gradient),
-                per_point(leaf.detach()),
-                steps[0],
-                call,
-                None if base is None else per_point(base),
-            )
+            integral(call, steps[0], gradient, leaf, base)
             for leaf, gradient, base in zip(leaves, gradients, bases)
         )
 

@@ -155,6 +155,12 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
         return self._attribute_path(PathCall(**arguments))
 
     def _prepare(self, call: PathCall) -> None:
+        for arg in call.additional_forward_args or ():
+            if isinstance(arg, Tensor) and arg.shape[:1] != (call.n_examples,):
+                raise ValueError(
+                    "additional_forward_args: expected tensors with one row per "
+                    f"example ({call.n_examples}), got shape {tuple(arg.shape)}"
+                )
         if call.probe.bypasses_layer(*_example(call, 0)):
             raise ValueError(
                 "layer: a gradient route around the layer reaches the output (a "
@@ -163,7 +169,6 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
                 "model.layer4, not model.layer4[1].bn2), or use "
                 "IntegratedLayerGradCam"
             )
-        n = call.n_examples
         ends = call.probe.capture(
             tuple(
                 torch.cat([base, inp]).contiguous(memory_format=memory_format(inp))
@@ -171,18 +176,17 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
             ),
             _expand_additional_forward_args(call.additional_forward_args, 2),
         )
-        call.baseline_activations = tuple(end[:n] for end in ends)
-        call.input_activations = tuple(end[n:] for end in ends)
+        call.baseline_activations = tuple(end[: call.n_examples] for end in ends)
+        call.input_activations = tuple(end[call.n_examples :] for end in ends)
 
     def _forward(
         self, call: PathCall, alphas: Sequence[float]
     ) -> tuple[Tensor, Tensors]:
         outputs, leaves = [], []
         for index in range(call.n_examples):
+            rows = slice(index, index + 1)
             points = tuple(
-                points_on_line(
-                    base[index : index + 1], actual[index : index + 1], alphas
-                )
+                points_on_line(base[rows], actual[rows], alphas)
                 for base, actual in zip(
                     call.baseline_activations, call.input_activations
                 )
@@ -201,8 +205,7 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
                 )
             if output.shape[0] != len(alphas):
                 raise _unsupported(
-                    f"expected {len(alphas)} output rows (one per path point), "
-                    f"got {output.shape[0]}"
+                    f"expected {len(alphas)} output rows, got {output.shape[0]}"
                 )
             outputs.append(output)
             leaves.extend(example_leaves)
@@ -216,14 +219,12 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
         per_tensor = len(call.input_activations)
         return tuple(
             integral(
-                torch.stack(
-                    [call.grid(g) for g in gradients[tensor::per_tensor]], dim=1
-                ),
-                call.grid(actual - base).unsqueeze(0),
-                weights,
                 call,
+                weights,
+                torch.stack(gradients[i::per_tensor], dim=1).flatten(0, 1),
+                actual - base,
             )
-            for tensor, (base, actual) in enumerate(
+            for i, (base, actual) in enumerate(
                 zip(call.baseline_activations, call.input_activations)
             )
         )
@@ -233,20 +234,9 @@ def _example(call: PathCall, index: int) -> tuple[Tensors, Any]:
     """One example's inputs and additional arguments (tensors: its row)."""
     rows = slice(index, index + 1)
     args = call.additional_forward_args
-    for arg in args or ():
-        if isinstance(arg, Tensor) and (
-            arg.dim() == 0 or arg.shape[0] != call.n_examples
-        ):
-            raise ValueError(
-                "additional_forward_args: expected tensors with one row per "
-                f"example ({call.n_examples}), got shape {tuple(arg.shape)}"
-            )
-    return (
-        tuple(inp[rows] for inp in call.inputs),
-        None
-        if args is None
-        else tuple(arg[rows] if isinstance(arg, Tensor) else arg for arg in args),
-    )
+    if args is not None:
+        args = tuple(arg[rows] if isinstance(arg, Tensor) else arg for arg in args)
+    return tuple(inp[rows] for inp in call.inputs), args
 
 
 def _unsupported(problem: str) -> ValueError:

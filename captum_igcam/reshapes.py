@@ -183,17 +183,12 @@ def to_channel_grid(
     if reshape_transform is None:
         return tensor
     reshaped = reshape_transform(tensor)
-    if not isinstance(reshaped, Tensor) or reshaped.dim() < 2:
-        got = tuple(reshaped.shape) if isinstance(reshaped, Tensor) else reshaped
+    shape = getattr(reshaped, "shape", ())
+    if not isinstance(reshaped, Tensor) or len(shape) < 2 or shape[0] != len(tensor):
         raise ValueError(
             "reshape_transform: expected it to return a (N, channels, *spatial) "
-            f"tensor, got {type(reshaped).__name__} {got}"
-        )
-    if reshaped.shape[0] != tensor.shape[0]:
-        raise ValueError(
-            "reshape_transform: expected it to keep the batch dimension "
-            f"{tensor.shape[0]}, got shape {tuple(reshaped.shape)} from "
-            f"{tuple(tensor.shape)}"
+            f"Tensor with the batch size N = {len(tensor)} of the layer's "
+            f"{tuple(tensor.shape)}, got {type(reshaped).__name__} {tuple(shape)}"
         )
     return reshaped
 

@@ -43,9 +43,14 @@ from torch import Tensor, nn
 DETECTION_OUTPUTS = ("score", "score+iou")
 
 
-def _follow_mode(wrapper: nn.Module, model: nn.Module) -> None:
-    """Give the wrapper the model's train/eval flag without touching the model."""
-    wrapper.training = model.training
+def _first(flags: Tensor) -> int | None:
+    """The index of the first true element of ``flags``, or None."""
+    return int(flags.nonzero()[0]) if bool(flags.any()) else None
+
+
+def _shape(value: object) -> object:
+    """A tensor's shape, or the type name of anything else (for messages)."""
+    return tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
 
 
 class SegmentationScores(nn.Module):
@@ -84,25 +89,19 @@ class SegmentationScores(nn.Module):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
         self.model = model
-        _follow_mode(self, model)
+        self.training = model.training  # the model's flag, the model untouched
 
     def logits(self, inputs: Tensor) -> Tensor:
         """The model's ``N x C x H x W`` logits (its ``"out"`` for a mapping)."""
         output = self.model(inputs)
-        if isinstance(output, Mapping):
-            if "out" not in output:
-                raise ValueError(
-                    "model: expected N x C x H x W logits or a mapping with key "
-                    f"'out', got a mapping with keys {list(output)}"
-                )
-            output = output["out"]
-        if not isinstance(output, Tensor) or output.dim() != 4:
-            shape = tuple(output.shape) if isinstance(output, Tensor) else None
+        logits = output.get("out") if isinstance(output, Mapping) else output
+        if not isinstance(logits, Tensor) or logits.dim() != 4:
+            got = list(output) if isinstance(output, Mapping) else _shape(output)
             raise ValueError(
-                "model: expected N x C x H x W logits, got "
-                f"{type(output).__name__} of shape {shape}"
+                "model: expected N x C x H x W logits, or a mapping holding them "
+                f"under 'out', got {got}"
             )
-        return output
+        return logits
 
     def forward(self, inputs: Tensor, region: Tensor) -> Tensor:
         """Scores ``N x C``: each class's mean logit over each example's region.
@@ -123,22 +122,16 @@ class SegmentationScores(nn.Module):
 
 
 def _check_region(region: Tensor, logits: Tensor) -> Tensor:
-    if not isinstance(region, Tensor):
-        raise TypeError(
-            f"region: expected a tensor mask, got {type(region).__name__}; pass it "
-            "as additional_forward_args=(region,)"
-        )
-    if region.dim() == 4 and region.shape[1] == 1:
+    if isinstance(region, Tensor) and region.dim() == 4 and region.shape[1] == 1:
         region = region[:, 0]
     expected = (logits.shape[0], *logits.shape[2:])
-    if tuple(region.shape) != expected:
+    if _shape(region) != expected:
         raise ValueError(
-            f"region: expected a mask of shape {expected} (examples x the "
-            f"logits' height x width), got {tuple(region.shape)}"
+            f"region: expected a mask of shape {expected} (examples x the logits' "
+            "height x width) passed as additional_forward_args=(region,), got "
+            f"{_shape(region)}"
         )
-    empty = (region.flatten(1) <= 0).all(dim=1)
-    if bool(empty.any()):
-        first = int(empty.nonzero()[0])
+    if (first := _first((region.flatten(1) <= 0).all(dim=1))) is not None:
         raise ValueError(
             f"region: the region of example {first} is empty (no pixel > 0); "
             "an empty region has no score to explain"
@@ -173,15 +166,11 @@ def box_region(boxes: Tensor, size: Sequence[int]) -> Tensor:
             f"boxes: expected N x 4 (x1, y1, x2, y2), got shape {tuple(boxes.shape)}"
         )
     height, width = (int(side) for side in size)
-    rows = torch.arange(height, device=boxes.device) + 0.5
+    x1, y1, x2, y2 = boxes[:, :, None, None].unbind(1)  # each N x 1 x 1
+    rows = torch.arange(height, device=boxes.device)[:, None] + 0.5  # pixel centres
     columns = torch.arange(width, device=boxes.device) + 0.5
-    x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
-    inside_rows = (rows >= y1) & (rows < y2)
-    inside_columns = (columns >= x1) & (columns < x2)
-    masks = inside_rows[:, :, None] & inside_columns[:, None, :]
-    empty = ~masks.flatten(1).any(dim=1)
-    if bool(empty.any()):
-        first = int(empty.nonzero()[0])
+    masks = (rows >= y1) & (rows < y2) & (columns >= x1) & (columns < x2)
+    if (first := _first(~masks.flatten(1).any(dim=1))) is not None:
         raise ValueError(
             f"boxes: box {first} {boxes[first].tolist()} covers no pixel of the "
             f"{height} x {width} output"
@@ -222,9 +211,7 @@ def predicted_region(
             f"got {classes.shape[0]}"
         )
     region = labels == classes
-    empty = ~region.flatten(1).any(dim=1)
-    if bool(empty.any()):
-        first = int(empty.nonzero()[0])
+    if (first := _first(~region.flatten(1).any(dim=1))) is not None:
         raise ValueError(
             f"target: the model assigns no pixel of example {first} to class "
             f"{int(classes[min(first, classes.shape[0] - 1)])}; give a box or a "
@@ -321,8 +308,7 @@ class DetectionScore(nn.Module):
             )
         if output not in DETECTION_OUTPUTS:
             raise ValueError(
-                f"output: expected one of {', '.join(DETECTION_OUTPUTS)}, "
-                f"got {output!r}"
+                f"output: expected one of {DETECTION_OUTPUTS}, got {output!r}"
             )
         if isinstance(min_iou, bool) or not 0.0 <= float(min_iou) <= 1.0:
             raise ValueError(f"min_iou: expected a number in [0, 1], got {min_iou!r}")
@@ -330,32 +316,26 @@ class DetectionScore(nn.Module):
         self.output = output
         self.min_iou = float(min_iou)
         _check_eval(detector)
-        _follow_mode(self, detector)
+        self.training = False
 
     def detect(self, inputs: Tensor) -> list[dict[str, Tensor]]:
         """The detector's output for the ``N`` images of ``inputs``."""
         _check_eval(self.detector)
         if not isinstance(inputs, Tensor) or inputs.dim() != 4:
             raise ValueError(
-                "inputs: expected images N x 3 x H x W, got "
-                f"{getattr(inputs, 'shape', type(inputs).__name__)}"
+                f"inputs: expected images N x 3 x H x W, got {_shape(inputs)}"
             )
         detections = self.detector(list(inputs))
-        if not isinstance(detections, (list, tuple)) or len(detections) != len(inputs):
+        keys = {"boxes", "labels", "scores"}
+        if not (
+            isinstance(detections, (list, tuple))
+            and len(detections) == len(inputs)
+            and all(isinstance(d, Mapping) and keys <= d.keys() for d in detections)
+        ):
             raise ValueError(
-                "detector: expected a list of one dict per image, got "
-                f"{type(detections).__name__}"
+                "detector: expected a list of one dict with 'boxes', 'labels' and "
+                f"'scores' per image, got {detections!r:.200}"
             )
-        for detection in detections:
-            if not isinstance(detection, Mapping) or not {
-                "boxes",
-                "labels",
-                "scores",
-            } <= set(detection):
-                raise ValueError(
-                    "detector: expected dicts with 'boxes', 'labels' and 'scores' "
-                    f"per image, got {detection!r:.200}"
-                )
         return list(detections)
 
     def match(self, inputs: Tensor, boxes: Tensor, labels: Tensor) -> DetectionMatch:
@@ -376,24 +356,18 @@ class DetectionScore(nn.Module):
         scores, ious, indices = [], [], []
         for detection, box, label in zip(detections, boxes, labels):
             found = detection["scores"]
-            same_label = detection["labels"] == label
             overlap = box_iou(detection["boxes"], box[None].to(found.dtype))[:, 0]
-            candidates = torch.where(
-                same_label, overlap.detach(), overlap.new_tensor(-1.0)
-            )
-            best = int(candidates.argmax()) if len(candidates) else -1
             # A detection of another label has candidate value -1 < min_iou.
-            if best < 0 or float(candidates[best]) < self.min_iou:
-                # Zero, still part of the graph where the detector output is.
+            same_label = detection["labels"] == label
+            candidates = torch.where(same_label, overlap.detach(), -1.0)
+            best = int(candidates.argmax()) if len(candidates) else -1
+            if best >= 0 and float(candidates[best]) >= self.min_iou:
+                iou, score = overlap[best], found[best]
+                scores.append(score + iou if self.output == "score+iou" else score)
+            else:  # zero, still part of the graph where the detector output is
+                best, iou = -1, found.new_zeros(())
                 scores.append(found.sum() * 0.0)
-                ious.append(found.new_zeros(()))
-                indices.append(-1)
-                continue
-            score = found[best]
-            if self.output == "score+iou":
-                score = score + overlap[best]
-            scores.append(score)
-            ious.append(overlap[best].detach())
+            ious.append(iou.detach())
             indices.append(best)
         return DetectionMatch(
             torch.stack(scores),
@@ -426,21 +400,19 @@ def _check_eval(detector: nn.Module) -> None:
 def _check_explained(
     boxes: Tensor, labels: Tensor, examples: int
 ) -> tuple[Tensor, Tensor]:
-    if not isinstance(boxes, Tensor) or tuple(boxes.shape) != (examples, 4):
+    if _shape(boxes) != (examples, 4):
         raise ValueError(
             f"boxes: expected a tensor of shape ({examples}, 4) with one box "
             "(x1, y1, x2, y2) per example; pass it as "
-            "additional_forward_args=(boxes, labels), got "
-            f"{getattr(boxes, 'shape', type(boxes).__name__)}"
+            f"additional_forward_args=(boxes, labels), got {_shape(boxes)}"
         )
-    if not isinstance(labels, Tensor) or tuple(labels.shape) != (examples,):
+    if _shape(labels) != (examples,):
         raise ValueError(
             f"labels: expected a tensor of shape ({examples},) with one label per "
-            f"example, got {getattr(labels, 'shape', type(labels).__name__)}"
+            f"example, got {_shape(labels)}"
         )
     flat = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    if bool(flat.any()):
-        first = int(flat.nonzero()[0])
+    if (first := _first(flat)) is not None:
         raise ValueError(
             f"boxes: box {first} {boxes[first].tolist()} has no area (expected "
             "x1 < x2 and y1 < y2); its IoU with any box is undefined"

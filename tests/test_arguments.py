@@ -148,7 +148,7 @@ BAD_CALLS = [
         "baselines inf",
         ValueError,
         "baselines",
-        "a finite number",
+        "finite values",
         {"baselines": float("inf")},
     ),
     BadCall(
@@ -258,7 +258,7 @@ BAD_CALLS = [
         "grad_kwargs sets the differentiated tensors",
         ValueError,
         "grad_kwargs",
-        "options of torch.autograd.grad, got 'inputs', which attribute sets itself",
+        "got 'inputs', which attribute sets itself",
         {"grad_kwargs": {"inputs": ()}},
     ),
     BadCall(
@@ -323,7 +323,7 @@ BAD_CALLS = [
                 torch.tensor(1.0),
                 TypeError,
                 "target",
-                "an integer Tensor",
+                "an integer index, got 1.0",
             ),
             ("bool", True, TypeError, "target", "an integer index, got True"),
             ("numpy bool", np.bool_(True), TypeError, "target", "an integer index"),
@@ -331,8 +331,8 @@ BAD_CALLS = [
                 "bool tensor",
                 torch.tensor([True, False]),
                 TypeError,
-                "target",
-                "an integer Tensor, got torch.bool",
+                "target[0]",
+                "an integer index, got True",
             ),
             (
                 "list of bools",
@@ -345,8 +345,8 @@ BAD_CALLS = [
                 "numpy float array",
                 np.array([1.0, 2.0]),
                 TypeError,
-                "target",
-                "an integer index, got array([1., 2.])",
+                "target[0]",
+                "an integer index, got 1.0",
             ),
             (
                 "with too many indices",

@@ -379,7 +379,9 @@ def test_bad_detection_arguments_are_named(detector, det_case):
         target(inputs, boxes[:1], labels)
     with pytest.raises(ValueError, match=r"labels: expected a tensor of shape \(2,\)"):
         target(inputs, boxes, labels[:, None])
-    with pytest.raises(ValueError, match="output: expected one of score, score\\+iou"):
+    with pytest.raises(
+        ValueError, match=r"output: expected one of \('score', 'score\+iou'\)"
+    ):
         DetectionScore(detector, output="iou")
     with pytest.raises(ValueError, match="min_iou: expected a number in"):
         DetectionScore(detector, min_iou=1.5)

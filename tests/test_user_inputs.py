@@ -42,6 +42,9 @@ EQUIVALENT_TARGETS = [
     ("list of numpy int tuples", [(np.int64(3),), (np.uint16(1),)], PER_EXAMPLE),
     ("numpy int array", np.array(PER_EXAMPLE), PER_EXAMPLE),
     ("numpy uint16 array", np.array(PER_EXAMPLE, dtype=np.uint16), PER_EXAMPLE),
+    # One element selects the same index for every example, as in Captum.
+    ("one-element tensor", torch.tensor([3]), 3),
+    ("one-element numpy array", np.array([3], dtype=np.int16), 3),
     *[
         (f"{dtype} tensor", torch.tensor(PER_EXAMPLE, dtype=dtype), PER_EXAMPLE)
         for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32)
