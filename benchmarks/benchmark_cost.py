@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/benchmark_cost.py [--n 4] [--methods LIST] [--steps 50]
-        [--curve-steps 20] [--memory-n 20] [--no-memory] [--json FILE]
+        [--curve-steps 20] [--memory-n 20] [--no-time] [--no-memory]
+        [--laptop-n 100] [--json FILE]
 
 1. **Time over the floor**, side by side in this process, on ``--n``
    composites (real scikit-image photos pasted on real textures) with the
@@ -23,6 +24,11 @@ Usage::
    subprocess (``--n`` set to ``--memory-n``, 20 being the default
    command's), its wall time and the high-water mark of its resident set
    (``ru_maxrss`` of the child; goal <= 4 GB).
+3. **The laptop configuration** (``--laptop-n``, off by default):
+   ``captum-igcam benchmark`` with the four methods above, every default
+   metric, ``--steps 8 --curve-steps 5``, on ``--laptop-n`` composites in a
+   subprocess: its wall time (goal: 100 images in <= 10 minutes on 2 idle
+   cores) and peak resident set.
 
 The load average is printed before and after: on a shared machine the
 figures move with it.
@@ -35,7 +41,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -53,6 +58,17 @@ from captum_igcam.evaluation.datasets import composites
 DEFAULT_COST_METHODS = "gradcam,igcam,igcam-paper,ig"
 RATIO_GOAL = 1.3
 MEMORY_GOAL_GB = 4.0
+#: The laptop configuration of part 3: four methods, every default metric,
+#: 8 path points and 5 deletion/insertion steps.
+LAPTOP_ARGS = [
+    "--methods",
+    DEFAULT_COST_METHODS,
+    "--steps",
+    "8",
+    "--curve-steps",
+    "5",
+]
+LAPTOP_GOAL_MIN = 10.0
 Call = tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
@@ -170,16 +186,36 @@ def time_over_floor(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def default_command_memory(n: int) -> dict[str, float]:
-    """Part 2: wall time and peak resident set of ``captum-igcam benchmark``."""
-    argv = ["benchmark", "--no-progress", "--n", str(n)]
+def command_cost(argv: list[str]) -> dict[str, float]:
+    """Wall time and peak resident set of ``captum-igcam ARGV`` in a subprocess."""
     code = f"from captum_igcam.cli import main; raise SystemExit(main({argv!r}))"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
-    # Linux reports ru_maxrss in KiB: the largest of the waited-for children.
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    return {"images": n, "seconds": seconds, "peak_rss_gb": peak_gb}
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"captum-igcam {' '.join(argv)} failed")
+    # Linux reports ru_maxrss in KiB.
+    return {"seconds": seconds, "peak_rss_gb": usage.ru_maxrss / 2**20}
+
+
+def default_command_memory(n: int) -> dict[str, float]:
+    """Part 2: wall time and peak resident set of ``captum-igcam benchmark``."""
+    return {"images": n, **command_cost(["benchmark", "--no-progress", "--n", str(n)])}
+
+
+def laptop_run(n: int) -> dict[str, object]:
+    """Part 3: the laptop configuration on ``n`` images, end to end."""
+    argv = ["benchmark", "--no-progress", "--n", str(n), *LAPTOP_ARGS]
+    load_before = os.getloadavg()
+    cost = command_cost(argv)
+    return {
+        "command": "captum-igcam " + " ".join(argv),
+        "images": n,
+        **cost,
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+    }
 
 
 def print_time(cost: dict) -> None:
@@ -213,6 +249,13 @@ def main() -> None:
     )
     parser.add_argument("--no-time", action="store_true", help="skip part 1")
     parser.add_argument("--no-memory", action="store_true", help="skip part 2")
+    parser.add_argument(
+        "--laptop-n",
+        type=int,
+        default=0,
+        help="images of part 3, the laptop configuration (default 0: skip it; "
+        "the goal is about 100)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args()
     report: dict[str, object] = {
@@ -230,6 +273,17 @@ def main() -> None:
             f"captum-igcam benchmark --n {memory['images']}: "
             f"{memory['seconds']:.0f} s, peak resident set "
             f"{memory['peak_rss_gb']:.2f} GB (goal <= {MEMORY_GOAL_GB} GB)"
+        )
+    if args.laptop_n:
+        laptop = laptop_run(args.laptop_n)
+        report["laptop"] = laptop
+        print(
+            f"{laptop['command']}: {laptop['seconds'] / 60:.1f} min for "
+            f"{laptop['images']} images (goal <= {LAPTOP_GOAL_MIN:.0f} min for 100 "
+            f"on 2 idle cores), peak resident set {laptop['peak_rss_gb']:.2f} GB; "
+            f"load average before {laptop['load_before'][0]:.2f}, after "
+            f"{laptop['load_after'][0]:.2f}",
+            flush=True,
         )
     report["load_after"] = os.getloadavg()
     print(f"load average before {report['load_before']}, after {report['load_after']}")

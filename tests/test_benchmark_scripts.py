@@ -188,3 +188,59 @@ def test_call_memory_reports_the_median_of_interleaved_runs(
     assert order == ["floor", "igcam"] * 3
     assert result["peak_mb"] == {"floor": 100.0, "igcam": 120.0}
     assert result["igcam_over_floor"] == pytest.approx(1.2)
+
+
+def test_laptop_configuration_is_the_documented_command() -> None:
+    import benchmark_cost
+
+    from captum_igcam.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", *benchmark_cost.LAPTOP_ARGS])
+    assert args.methods == benchmark_cost.DEFAULT_COST_METHODS.split(",")
+    assert (args.steps, args.curve_steps) == (8, 5)
+    documented = (BENCHMARKS.parent / "docs" / "evaluation.md").read_text()
+    command = " ".join(["captum-igcam benchmark --n 100", *benchmark_cost.LAPTOP_ARGS])
+    assert command in documented
+
+
+def test_laptop_figure_in_results_is_the_committed_runs() -> None:
+    import json
+
+    run = json.loads((BENCHMARKS / "benchmark_laptop.json").read_text())["laptop"]
+    assert run["images"] == 100
+    results = (BENCHMARKS / "RESULTS.md").read_text()
+    assert f"{run['seconds'] / 60:.1f} min for 100 images" in results
+    assert f"peak resident set {run['peak_rss_gb']:.2f} GB" in results
+
+
+def _benchmark_json(path: Path, steps: int, values: dict[str, list[float]]) -> str:
+    import json
+
+    run = {
+        "images": ["a", "b"],
+        "settings": {"n_steps": steps, "curve_steps": 2 * steps},
+        "values": {
+            method: {"ebpg": column, "deletion_auc": [0.1, 0.1]}
+            for method, column in values.items()
+        },
+    }
+    path.write_text(json.dumps(run))
+    return str(path)
+
+
+def test_compare_runs_prints_differences_and_whether_the_order_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import sys
+
+    import compare_runs
+
+    fine = _benchmark_json(tmp_path / "f.json", 50, {"x": [0.5, 0.7], "y": [0.2, 0.4]})
+    coarse = _benchmark_json(tmp_path / "c.json", 8, {"x": [0.1, 0.3], "y": [0.3, 0.5]})
+    monkeypatch.setattr(sys, "argv", ["compare_runs.py", fine, coarse])
+    compare_runs.main()
+    out = capsys.readouterr().out
+    assert "| x | ebpg | 0.6000 | 0.2000 | -0.4000 | 0.4000 |" in out
+    assert "| y | ebpg | 0.3000 | 0.4000 | +0.1000 | 0.1000 |" in out
+    assert "ebpg: different order" in out
+    assert "deletion_auc: same order" in out
