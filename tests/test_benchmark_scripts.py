@@ -244,3 +244,29 @@ def test_compare_runs_prints_differences_and_whether_the_order_holds(
     assert "| y | ebpg | 0.3000 | 0.4000 | +0.1000 | 0.1000 |" in out
     assert "ebpg: different order" in out
     assert "deletion_auc: same order" in out
+
+
+def test_cost_and_call_memory_tables_in_results_are_the_committed_runs() -> None:
+    import json
+
+    results = (BENCHMARKS / "RESULTS.md").read_text()
+    cost = json.loads((BENCHMARKS / "benchmark_cost_time.json").read_text())["time"]
+    for clock, label in (("cpu", "CPU (this process)"), ("wall", "wall")):
+        row = (
+            f"| {label} | {cost[f'{clock}_loop_s']:.1f} | "
+            f"{cost[f'{clock}_floor_attribution_s']:.1f} | "
+            f"{cost[f'{clock}_floor_forward_s']:.1f} | "
+            f"{cost[f'{clock}_loop_over_floor']:.2f} |"
+        )
+        assert row in results
+    memory = json.loads((BENCHMARKS / "call_memory.json").read_text())
+    for case, label in (
+        ("resnet50.layer4/batch1", "ResNet-50 `layer4`, batch 1"),
+        ("vgg16.features.29/batch1", "VGG-16 `features.29`, batch 1"),
+    ):
+        peak = memory[case]["peak_mb"]
+        row = (
+            f"| {label} | {peak['floor']:.0f} | {peak['igcam']:.0f} | "
+            f"{memory[case]['igcam_over_floor']:.2f} |"
+        )
+        assert row in results

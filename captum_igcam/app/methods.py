@@ -31,6 +31,7 @@ from captum_igcam import (
     LayerSpaceIntegratedGradCam,
     ReshapedLayerGradCam,
 )
+from captum_igcam.app.memory import chunk_sizes
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.reshapes import to_channel_grid
 
@@ -128,8 +129,6 @@ class _PathRows:
             return self.settings.internal_batch_size
         shape = tuple(inputs.shape[1:])
         if shape not in self.measured:
-            from captum_igcam.app.memory import chunk_sizes
-
             sizes = chunk_sizes(self.model, inputs, self.settings.memory_budget_mb)
             self.measured[shape] = sizes.path_rows
         return self.measured[shape]
