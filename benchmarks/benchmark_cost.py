@@ -39,13 +39,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import results_file
 import torch
 
 from captum_igcam import evaluation
@@ -53,6 +54,9 @@ from captum_igcam.app.methods import METHODS
 from captum_igcam.app.models import ModelBundle, load_model
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.evaluation.datasets import composites
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 #: Four methods: Grad-CAM, Integrated Grad-CAM (both forms) and input-space IG.
 DEFAULT_COST_METHODS = "gradcam,igcam,igcam-paper,ig"
@@ -258,6 +262,7 @@ def main() -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args()
+    out = args.json and results_file.claim(args.json, SCRIPT)
     report: dict[str, object] = {
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -287,9 +292,8 @@ def main() -> None:
         )
     report["load_after"] = os.getloadavg()
     print(f"load average before {report['load_before']}, after {report['load_after']}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+    if out:
+        results_file.write(out, report, SCRIPT)
 
 
 if __name__ == "__main__":

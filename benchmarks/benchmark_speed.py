@@ -24,12 +24,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import results_file
 import torch
 
 from captum_igcam import evaluation
 from captum_igcam.app.models import load_model
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.evaluation.datasets import composites
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 METHODS = ["gradcam", "igcam", "igcam-paper", "igcam-notebook"]
 
@@ -51,6 +55,7 @@ def main() -> None:
     parser.add_argument("--reference-runner", metavar="PATH")
     parser.add_argument("--out", default="benchmarks/benchmark_speed.json")
     args = parser.parse_args()
+    out = results_file.claim(args.out, SCRIPT)
     torch.set_num_threads(args.threads)
     bundle = load_model(device=args.device)
     dataset = composites(args.n, seed=0)
@@ -90,7 +95,7 @@ def main() -> None:
         "speed_up_vs_slowest": {k: slowest / v for k, v in timings.items()},
         "largest_difference_batched_vs_one_image": largest,
     }
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    results_file.write(out, report, SCRIPT)
     print(json.dumps(report, indent=2))
 
 

@@ -22,12 +22,16 @@ average before and after, since other processes can move the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
+from pathlib import Path
 
+import results_file
 from speed import Case, measure_memory
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 CASES = (
     Case("resnet50", "layer4", batch_size=1, internal_batch_size=25),
@@ -57,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="subprocesses each")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args()
+    out = args.json and results_file.claim(args.json, SCRIPT)
     load_before = os.getloadavg()
     results = {}
     for case in CASES:
@@ -77,10 +82,9 @@ def main() -> None:
             f"| {name} | {peak['floor']:.0f} | {peak['igcam']:.0f} | "
             f"{ratio:.2f} | <= {GOAL} {verdict} |"
         )
-    if args.json:
+    if out:
         report = {"load_before": load_before, "load_after": load_after, **results}
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+        results_file.write(out, report, SCRIPT)
 
 
 if __name__ == "__main__":

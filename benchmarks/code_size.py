@@ -2,7 +2,9 @@
 
 Usage: ``python benchmarks/code_size.py [DIRECTORY]`` (default: the plugin's
 top-level modules, ``captum_igcam/*.py``). Prints one line per file and the
-total.
+total: its code lines, and how many of them are the statements that refuse or
+warn (``raise ...`` and ``warnings.warn(...)``, message text included), the
+part of the code that the guarantees' error messages take.
 """
 
 from __future__ import annotations
@@ -53,14 +55,30 @@ def code_lines(source: str) -> int:
     return len(lines)
 
 
+def refusal_lines(source: str) -> int:
+    """Code lines of ``raise`` statements and ``warnings.warn(...)`` calls."""
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        is_warning = (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "warn"
+        )
+        if isinstance(node, ast.Raise) or is_warning:
+            lines.update(range(node.lineno, node.end_lineno + 1))
+    return len(lines)
+
+
 def main(directory: str = "captum_igcam") -> None:
-    total = 0
+    totals = [0, 0]
     files = sorted(Path(directory).glob("*.py"))
+    print("  code  refusals  file")
     for path in files:
-        count = code_lines(path.read_text(encoding="utf-8"))
-        total += count
-        print(f"{count:6d}  {path}")
-    print(f"{total:6d}  total in {len(files)} files")
+        source = path.read_text(encoding="utf-8")
+        counts = (code_lines(source), refusal_lines(source))
+        totals = [total + count for total, count in zip(totals, counts)]
+        print(f"{counts[0]:6d}  {counts[1]:8d}  {path}")
+    print(f"{totals[0]:6d}  {totals[1]:8d}  total in {len(files)} files")
 
 
 if __name__ == "__main__":

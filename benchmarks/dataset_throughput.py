@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import results_file
 import torch
 from PIL import Image
 
@@ -46,6 +46,9 @@ from captum_igcam.app.methods import METHODS, MapFunction
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.cli.explain_dataset import METHOD_BY_PATH
 from captum_igcam.dataset_job.explainer import JobOptions, explain_dataset, find_images
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +220,7 @@ def main() -> None:
     parser.add_argument("--internal-batch-size", type=int)
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args()
+    out = args.json and results_file.claim(args.json, SCRIPT)
     base = GPU_SETTINGS if args.device == "cuda" else defaults
     overrides = {
         name: getattr(args, name)
@@ -234,13 +238,9 @@ def main() -> None:
     settings = dataclasses.replace(base, device=args.device, **overrides)
     results = measure(settings)
     print_results(settings, results)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(
-                {"settings": dataclasses.asdict(settings), "results": results},
-                handle,
-                indent=2,
-            )
+    if out:
+        report = {"settings": dataclasses.asdict(settings), "results": results}
+        results_file.write(out, report, SCRIPT)
 
 
 if __name__ == "__main__":

@@ -37,19 +37,23 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dataset_throughput
+import results_file
 import torch
 import torchvision
 from captum.attr import LayerIntegratedGradients
 from torch import nn
 
 from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 #: Largest relative error (max abs difference over max abs value) accepted
 #: against the float64 reference; None: reported only.
@@ -390,6 +394,7 @@ def main() -> None:
         help=f"comma-separated parts to run (default: all of {', '.join(PARTS)})",
     )
     args = parser.parse_args()
+    out = args.json and results_file.claim(args.json, SCRIPT)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device is visible (--device cpu?)")
@@ -408,9 +413,8 @@ def main() -> None:
     for part in args.parts.split(","):
         report[part] = parts[part]()
         report["seconds"] = time.perf_counter() - started
-        if args.json:  # after every part, so that a timeout keeps what was done
-            with open(args.json, "w") as handle:
-                json.dump(report, handle, indent=2)
+        if out:  # after every part, so that a timeout keeps what was done
+            results_file.write(out, report, SCRIPT)
     print(f"gpu_check: {report['seconds']:.0f} s in all")
     failed = [
         name

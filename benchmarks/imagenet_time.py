@@ -18,8 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import results_file
 import torch
 from sanity_study import render
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "variants.md"
@@ -81,9 +85,10 @@ def main() -> None:
     if args.report:
         entry = json.loads(Path(args.report).read_text())
     else:
+        out = results_file.claim(args.out, SCRIPT)
         torch.set_num_threads(2)
         entry = measure(args.n)
-        Path(args.out).write_text(json.dumps(entry, indent=1))
+        results_file.write(out, entry, SCRIPT, indent=1)
     DOC.write_text(render(DOC.read_text(), {"imagenet-time": block(entry)}))
 
 

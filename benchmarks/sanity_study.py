@@ -25,9 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import results_file
 import torch
 
 from captum_igcam.evaluation.road import ROAD_NOISE_STD, ROAD_PERCENTAGES
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "sanity.md"
@@ -175,8 +179,8 @@ def run_study(args: argparse.Namespace) -> None:
         "baseline": "black",
         "torch_threads": torch.get_num_threads(),
     }
-    out = Path(args.out)
-    data = json.loads(out.read_text()) if out.exists() else {}
+    out = results_file.claim(args.out, SCRIPT)
+    data = results_file.read(out) or {}
     if data.get("config", config) != config:
         raise SystemExit(f"--out: {out} holds a study with another configuration")
     data["config"] = config
@@ -188,7 +192,7 @@ def run_study(args: argparse.Namespace) -> None:
         entry = run_part(part, config)
         entry["load_average"] = list(os.getloadavg())
         data["parts"][part] = entry
-        out.write_text(json.dumps(data, indent=1))
+        results_file.write(out, data, SCRIPT, indent=1)
         print(f"[sanity study] {part}: {entry['seconds']:.0f} s", flush=True)
     write_report(data)
 

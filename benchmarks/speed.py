@@ -46,13 +46,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import results_file
 import torch
 import torchvision
 from captum.attr import LayerGradCam, LayerIntegratedGradients
 from torch import nn
 
 from captum_igcam import IntegratedLayerGradCam, LayerSpaceIntegratedGradCam
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 
 @dataclass(frozen=True)
@@ -368,6 +373,7 @@ def main() -> None:
     if args.memory_of:
         print(_measure_memory_here(Case(**json.loads(args.case)), args.memory_of))
         return
+    out = args.json and results_file.claim(args.json, SCRIPT)
     cases = QUICK_CASES if args.quick else FULL_CASES
     if args.cases:
         cases = tuple(case for case in cases if case.name in args.cases.split(","))
@@ -375,12 +381,12 @@ def main() -> None:
     for case in cases:
         print(f"running {case.name} ...", file=sys.stderr, flush=True)
         results[case.name] = run_case(case)
-        if args.json:  # after every case, so that a long run keeps what it did
-            _write_json(args.json, results)
+        if out:  # after every case, so that a long run keeps what it did
+            _write_json(out, results)
     _print_table(results)
 
 
-def _write_json(path: str, results: dict[str, dict[str, object]]) -> None:
+def _write_json(path: Path, results: dict[str, dict[str, object]]) -> None:
     report = {
         "machine": {
             "processor": platform.processor() or platform.machine(),
@@ -390,8 +396,7 @@ def _write_json(path: str, results: dict[str, dict[str, object]]) -> None:
         },
         "cases": results,
     }
-    with open(path, "w") as handle:
-        json.dump(report, handle, indent=2)
+    results_file.write(path, report, SCRIPT)
 
 
 if __name__ == "__main__":

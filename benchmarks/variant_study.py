@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import results_file
 import torch
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import Tensor, nn
@@ -44,6 +45,9 @@ from captum_igcam.app.models import ModelBundle, load_model, resolve_layer
 from captum_igcam.evaluation import metrics
 from captum_igcam.evaluation.datasets import Sample, composites
 from captum_igcam.evaluation.statistics import Estimate, estimate, paired_difference
+
+#: This script's name in the results files it writes.
+SCRIPT = Path(__file__).name
 
 MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 HEAD_LAYERS = ("_bn1", "_head_activation")
@@ -453,10 +457,7 @@ def write_json(path: Path, results: dict) -> None:
             return {key: rounded(item) for key, item in value.items()}
         return value
 
-    text = json.dumps(rounded(results), separators=(",", ":"))
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wt", encoding="utf-8") as handle:
-        handle.write(text)
+    results_file.write(path, rounded(results), SCRIPT, separators=(",", ":"))
 
 
 def run_study(args: argparse.Namespace) -> None:

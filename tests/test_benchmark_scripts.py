@@ -7,6 +7,7 @@ which configuration); the figures themselves are the scripts' output.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,110 @@ def test_cost_and_call_memory_tables_in_results_are_the_committed_runs() -> None
             f"{memory[case]['igcam_over_floor']:.2f} |"
         )
         assert row in results
+
+
+def test_code_size_counts_code_and_refusal_lines_only() -> None:
+    import code_size
+
+    source = '''"""Module docstring,
+two lines."""
+import warnings  # a comment
+
+
+def check(value):
+    """Docstring."""
+    # a comment line
+
+    if value < 0:
+        raise ValueError(
+            "value: expected >= 0"
+        )
+    warnings.warn("small", UserWarning)
+    return value
+'''
+    # import, def, if, the three lines of raise, warn, return.
+    assert code_size.code_lines(source) == 8
+    assert code_size.refusal_lines(source) == 4
+
+
+def test_results_file_claims_only_new_names_and_its_own_results(
+    tmp_path: Path,
+) -> None:
+    import results_file
+
+    own = tmp_path / "own.json"
+    results_file.write(own, {"seconds": 1.0}, "speed.py")
+    assert json.loads(own.read_text()) == {"written_by": "speed.py", "seconds": 1.0}
+    assert results_file.claim(own, "speed.py") == own
+    assert (
+        results_file.claim(tmp_path / "new.json", "speed.py") == tmp_path / "new.json"
+    )
+    results_file.write(own, {"seconds": 2.0}, "speed.py")  # an earlier run's file
+    assert json.loads(own.read_text())["seconds"] == 2.0
+
+    users = tmp_path / "users.json"
+    users.write_text('{"seconds": 9}')
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    link = tmp_path / "link.json"
+    link.symlink_to(own)
+    for taken in (users, folder, link, own):
+        script = "call_memory.py" if taken == own else "speed.py"
+        with pytest.raises(SystemExit, match=f"{taken.name}: exists and is not"):
+            results_file.claim(taken, script)
+        with pytest.raises(FileExistsError, match="left as it is"):
+            results_file.write(taken, {"seconds": 3.0}, script)
+    assert users.read_text() == '{"seconds": 9}'
+    assert folder.is_dir() and link.is_symlink()
+    assert json.loads(own.read_text())["seconds"] == 2.0
+
+
+def test_results_file_compresses_gz_names(tmp_path: Path) -> None:
+    import gzip
+
+    import results_file
+
+    path = tmp_path / "study.json.gz"
+    results_file.write(path, {"runs": [1, 2]}, "variant_study.py")
+    text = gzip.decompress(path.read_bytes()).decode()
+    assert json.loads(text) == {"written_by": "variant_study.py", "runs": [1, 2]}
+    assert results_file.written_by(path) == "variant_study.py"
+
+
+def test_a_script_stops_before_measuring_when_its_file_is_not_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import call_memory
+
+    users = tmp_path / "notes.json"
+    users.write_text("my notes")
+
+    def measure(*args: object) -> None:
+        raise AssertionError("measured before the results file was claimed")
+
+    monkeypatch.setattr(call_memory, "measure", measure)
+    monkeypatch.setattr("sys.argv", ["call_memory.py", "--json", str(users)])
+    with pytest.raises(SystemExit, match="notes.json: exists and is not"):
+        call_memory.main()
+    assert users.read_text() == "my notes"
+
+
+def test_benchmark_scripts_write_json_only_through_results_file() -> None:
+    writers = {
+        path.name
+        for path in BENCHMARKS.glob("*.py")
+        if path.name != "results_file.py"
+        and ("json.dump(" in (text := path.read_text()) or ".write_text(json" in text)
+    }
+    assert writers == set()
+
+
+def test_committed_results_are_marked_with_the_script_that_wrote_them() -> None:
+    import results_file
+
+    for path in [*BENCHMARKS.glob("*.json"), *BENCHMARKS.glob("*.json.gz")]:
+        script = results_file.written_by(path)
+        if path.name in ("benchmark_fine10.json", "benchmark_laptop10.json"):
+            assert script is None  # written by `captum-igcam benchmark --json`
+        else:
+            assert script is not None and (BENCHMARKS / script).is_file(), path
