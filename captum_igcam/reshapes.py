@@ -25,6 +25,9 @@ This module offers the two layouts of the common vision transformers:
   ``swin_*``): the usual layer is the model's final norm (``norm``), the last
   stage's normalised ``(N, H, W, C)`` output that the head averages over
   positions, the counterpart of a CNN's last feature map.
+
+:func:`to_channel_grid` applies a transform to a layer tensor and checks the
+result, as the methods do.
 """
 
 from __future__ import annotations
@@ -198,5 +201,7 @@ __all__ = [
     "ReshapeTransform",
     "TokenGrid",
     "channels_last_grid",
+    "check_reshape_transform",
+    "to_channel_grid",
     "vit_tokens",
 ]

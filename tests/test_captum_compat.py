@@ -8,6 +8,7 @@ declared range, the compatibility module and the imports in step.
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def test_compat_module_reexports_every_name_it_imports() -> None:
 
 
 def _plugin_private_imports(path: Path) -> list[str]:
-    """Private plugin modules (``captum_igcam._x``) imported by ``path``."""
+    """Private plugin modules (``captum_igcam._x``) imported by ``path``, and
+    names it imports from a public plugin module that are not in its ``__all__``."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         modules = (
@@ -122,6 +124,18 @@ def _plugin_private_imports(path: Path) -> list[str]:
             and name.split(".")[1].startswith("_")
             and not name.split(".")[1].startswith("__")
         ]
+        # A public plugin module's names outside its __all__ are its own.
+        parts = (
+            (node.module or "").split(".") if isinstance(node, ast.ImportFrom) else []
+        )
+        if parts[:1] == ["captum_igcam"] and len(parts) == 2:
+            if (PACKAGE / f"{parts[1]}.py").is_file():
+                public = importlib.import_module(node.module).__all__
+                found += [
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name not in public
+                ]
     return found
 
 
