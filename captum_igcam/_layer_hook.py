@@ -29,55 +29,49 @@ from torch import Tensor
 from torch.nn import Module
 
 from captum_igcam._captum_compat import _run_forward, _sort_key_list
+from captum_igcam._checks import bad_type, bad_value
 
 Tensors = tuple[Tensor, ...]
 
 
 @dataclass
 class _Capture:
-    """Records (and may replace) the layer's tensors during one forward pass:
-    as fresh leaves handed on (``as_leaves``) or as detached copies."""
+    """Takes the layer's tensors as fresh leaves during one forward pass (and
+    replaces them first, with ``replace``), and hands copies of them on."""
 
     layer: Module
-    as_leaves: bool
-    start_graph: bool = False
+    start_graph: bool
     replace: Callable[[Tensors], Tensors] | None = None
     thread: int = field(default_factory=threading.get_ident)
     calls: Counter[torch.device] = field(default_factory=Counter)
-    tensors: dict[torch.device, Tensors] = field(default_factory=dict)
+    leaves: dict[torch.device, Tensors] = field(default_factory=dict)
 
     def hook(self, module: Module, args: Any, *output: Any) -> Any:
         """A forward hook (``output`` given) or a forward pre-hook."""
         if module is self.layer and threading.get_ident() != self.thread:
             return None  # another thread's forward pass through the same module
-        tensors = output[0] if output else args
         if not output and not args:
-            raise ValueError(
-                "attribute_to_layer_input: expected the explained layer to receive "
-                "its input as positional arguments (Captum's layer input), not "
-                "keyword arguments only; or use attribute_to_layer_input=False"
+            raise bad_value(
+                "attribute_to_layer_input",
+                "the explained layer to receive its input as positional arguments "
+                "(Captum's layer input)",
+                "keyword arguments only",
+                "or use attribute_to_layer_input=False",
             )
+        tensors = output[0] if output else args
         is_sequence = isinstance(tensors, (tuple, list))
         items = tuple(tensors) if is_sequence else (tensors,)
         if not all(isinstance(item, Tensor) for item in items):
-            raise ValueError(
-                "layer: expected the layer's tensors to be a Tensor or a tuple of "
-                f"Tensors, got {[type(item).__name__ for item in items]}"
-            )
-        if self.replace is not None:
-            items = self.replace(items)
+            got = [type(item).__name__ for item in items]
+            expected = "the layer's tensors to be a Tensor or a tuple of Tensors"
+            raise bad_value("layer", expected, got)
+        items = self.replace(items) if self.replace else items
         if self.start_graph:
             torch.set_grad_enabled(True)
-        # Kept as detached copies (or fresh leaves): in-place operations
-        # downstream change what the forward pass goes on with, not these.
-        leaves = tuple(
-            item.detach().requires_grad_() if self.as_leaves else item.detach().clone()
-            for item in items
-        )
+        leaves = tuple(item.detach().requires_grad_() for item in items)
         self.calls[items[0].device] += 1
-        self.tensors[items[0].device] = leaves
-        if not self.as_leaves:
-            return None
+        self.leaves[items[0].device] = leaves
+        # Copies go on: in-place operations downstream change them, not the leaves.
         forwarded = tuple(leaf.clone() for leaf in leaves)
         return type(tensors)(forwarded) if is_sequence else forwarded[0]
 
@@ -106,12 +100,6 @@ class LayerProbe:
         self.start_graph_at_layer = True
         self.layer_calls = 0
 
-    def capture(self, inputs: Tensors, additional_forward_args: Any) -> Tensors:
-        """The layer's tensors in one forward pass without autograd."""
-        capture = _Capture(self.layer, as_leaves=False)
-        self._forward(capture, inputs, additional_forward_args)
-        return self._gathered(capture)
-
     def run(
         self,
         inputs: Tensors,
@@ -123,7 +111,7 @@ class LayerProbe:
         pass runs on it)."""
         while True:
             start = self.start_graph_at_layer
-            capture = _Capture(self.layer, True, start, replace)
+            capture = _Capture(self.layer, start, replace)
             output = self._forward(capture, inputs, additional_forward_args)
             has_graph = isinstance(output, Tensor) and output.requires_grad
             if not start or (max(capture.calls.values()) == 1 and has_graph):
@@ -131,13 +119,13 @@ class LayerProbe:
             self.start_graph_at_layer = False
         self.layer_calls = max(self.layer_calls, *capture.calls.values())
         if not isinstance(output, Tensor):
-            raise TypeError(
-                f"forward_func: expected a Tensor output, got {type(output).__name__}"
-            )
+            raise bad_type("forward_func", "a Tensor output", output)
         if not has_graph:
-            raise ValueError(
-                "forward_func: expected an output computed from the explained "
-                "layer's output with grad mode left on; it has no gradient there"
+            raise bad_value(
+                "forward_func",
+                "an output computed from the explained layer's output with grad mode "
+                "left on",
+                "one with no gradient there",
             )
         return output, self._gathered(capture)
 
@@ -145,8 +133,8 @@ class LayerProbe:
         """Whether a gradient route from ``inputs`` to the output goes around
         the layer: one pass with the layer's tensors cut out of the graph."""
         inputs = tuple(inp.detach().requires_grad_() for inp in inputs)
-        capture = _Capture(self.layer, as_leaves=True)
         with torch.enable_grad():
+            capture = _Capture(self.layer, start_graph=False)
             output = self._forward(capture, inputs, additional_forward_args)
             if not (isinstance(output, Tensor) and output.requires_grad):
                 return False
@@ -155,21 +143,21 @@ class LayerProbe:
 
     def _gathered(self, capture: _Capture) -> Tensors:
         """The last call's tensors, concatenated over devices in batch order."""
-        devices = _sort_key_list(list(capture.tensors), self.device_ids)
-        parts = [capture.tensors[device] for device in devices]
+        devices = _sort_key_list(list(capture.leaves), self.device_ids)
+        parts = [capture.leaves[device] for device in devices]
         return parts[0] if len(parts) == 1 else tuple(map(torch.cat, zip(*parts)))
 
     def _forward(
         self, capture: _Capture, inputs: Tensors, additional_forward_args: Any
     ) -> Any:
         """One pass with ``capture``'s hook on the layer; autograd is on from
-        the start only where leaves are wanted and the hook does not start it."""
+        the start unless the hook starts it."""
         register = self.layer.register_forward_hook
         if self.to_input:
             register = self.layer.register_forward_pre_hook
         handle = register(_eager(capture.hook))
         try:
-            with torch.set_grad_enabled(capture.as_leaves and not capture.start_graph):
+            with torch.set_grad_enabled(not capture.start_graph):
                 output = _run_forward(
                     self.forward_func, inputs, None, additional_forward_args
                 )
@@ -177,16 +165,14 @@ class LayerProbe:
             handle.remove()
         if capture.calls:
             return output
-        hint = ""
+        remedy = "explain a submodule that forward_func runs on every call"
         if hasattr(self.forward_func, "_orig_mod") or getattr(
             self.forward_func, "_compiled_call_impl", None
         ):
-            hint = (
-                " (the torch.compile'd model reused a graph traced without the "
-                "layer's hook: set torch._dynamo.config.skip_nnmodule_hook_guards "
-                "= False before its first call, or explain it before compiling it)"
+            remedy = (
+                "the torch.compile'd model reused a graph traced without the layer's "
+                "hook: set torch._dynamo.config.skip_nnmodule_hook_guards = False "
+                "before its first call, or explain it before compiling it"
             )
-        raise ValueError(
-            "layer: the forward pass never called the explained layer; expected "
-            f"a submodule that forward_func runs on every call{hint}"
-        )
+        got = "one the forward pass never called"
+        raise bad_value("layer", "a submodule that forward_func calls", got, remedy)

@@ -186,9 +186,8 @@ class IntegratedLayerGradCam(GradCamPath):
 
     def _prepare(self, call: PathCall) -> None:
         if call.subtract_baseline_activations:
-            call.baseline_activations = call.probe.capture(
-                call.baselines, call.additional_forward_args
-            )
+            _, leaves = call.probe.run(call.baselines, call.additional_forward_args)
+            call.baseline_activations = tuple(leaf.detach() for leaf in leaves)
 
     def _forward(
         self, call: PathCall, alphas: Sequence[float]

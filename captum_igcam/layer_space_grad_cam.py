@@ -169,13 +169,14 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
                 "model.layer4, not model.layer4[1].bn2), or use "
                 "IntegratedLayerGradCam"
             )
-        ends = call.probe.capture(
+        _, ends = call.probe.run(
             tuple(
                 torch.cat([base, inp]).contiguous(memory_format=memory_format(inp))
                 for base, inp in zip(call.baselines, call.inputs)
             ),
             _expand_additional_forward_args(call.additional_forward_args, 2),
         )
+        ends = tuple(end.detach() for end in ends)
         call.baseline_activations = tuple(end[: call.n_examples] for end in ends)
         call.input_activations = tuple(end[call.n_examples :] for end in ends)
 

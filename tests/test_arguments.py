@@ -235,7 +235,7 @@ BAD_CALLS = [
         "NaN in inputs",
         ValueError,
         "inputs",
-        "finite values, found NaN or Inf",
+        "finite values, got NaN or Inf",
         inputs=lambda x: x.index_fill(2, torch.tensor([3]), float("nan")),
     ),
     BadCall(
@@ -429,7 +429,12 @@ def test_broadcastable_baselines_are_accepted_and_broadcast():
             "inputs",
             "a Tensor or a tuple of Tensors, got ndarray",
         ),
-        ((torch.zeros(1, 3), "x"), None, "inputs[1]", "a Tensor, got str"),
+        (
+            (torch.zeros(1, 3), "x"),
+            None,
+            "inputs[1]",
+            "a floating-point Tensor, got str",
+        ),
         (torch.zeros(1, 3), "zero", "baselines", "a number or a Tensor, got str"),
         (torch.zeros(1, 3), [0.0], "baselines", "a number or a Tensor, got list"),
         (torch.zeros(1, 3), True, "baselines", "a number or a Tensor, got bool"),
@@ -485,7 +490,9 @@ def test_layer_never_called_is_rejected_after_the_first_pass(wrap_in_function):
     layer = nn.Conv2d(4, 4, 1) if wrap_in_function else model.unused
     before = model_state(model, (inputs,))
     with pytest.raises(
-        ValueError, match="^layer: the forward pass never called the explained layer"
+        ValueError,
+        match="^layer: expected a submodule that forward_func calls, got one the "
+        "forward pass never called",
     ):
         IntegratedLayerGradCam(forward, layer).attribute(inputs, target=0, n_steps=3)
     assert len(model.batch_sizes) == 1
