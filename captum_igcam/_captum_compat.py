@@ -82,10 +82,11 @@ def compute_layer_gradients_and_eval(
     Raises:
         ValueError: If ``grad_kwargs`` is given and Captum is older than 0.8.
     """
+    from captum_igcam._checks import bad_value  # imports this module
+
     if _HAS_GRAD_KWARGS:
         kwargs["grad_kwargs"] = grad_kwargs
     elif grad_kwargs:
-        raise ValueError(
-            "grad_kwargs: needs Captum >= 0.8, installed is " + captum.__version__
-        )
+        got = f"a dict with Captum {captum.__version__}"
+        raise bad_value("grad_kwargs", "None before Captum 0.8", got)
     return _captum_layer_gradients_and_eval(*args, **kwargs)

@@ -34,11 +34,13 @@ _GRAD_OPTIONS = [
 ]
 
 
-def bad_type(name: str, expected: str, value: Any) -> TypeError:
-    """``TypeError("<name>: expected <expected>, got <type of value>")``, with
-    the value itself when it is a number or a string."""
+def bad_type(name: str, expected: str, value: Any, got: str = "") -> TypeError:
+    """``TypeError("<name>: expected <expected>, got <got>")``; by default
+    ``got`` is the value's type, and the value itself if it is a number or a
+    string."""
     shown = f" {value!r:.40}" if isinstance(value, (numbers.Number, str)) else ""
-    return TypeError(f"{name}: expected {expected}, got {type(value).__name__}{shown}")
+    got = got or f"{type(value).__name__}{shown}"
+    return TypeError(f"{name}: expected {expected}, got {got}")
 
 
 def bad_value(name: str, expected: str, got: Any, remedy: str = "") -> ValueError:
@@ -80,14 +82,13 @@ def check_options(
     if not isinstance(grad_kwargs, (dict, type(None))):
         expected = "None or a dict of keyword arguments for torch.autograd.grad"
         raise bad_type("grad_kwargs", expected, grad_kwargs)
-    options = ", ".join(_GRAD_OPTIONS)
+    options = f"keyword arguments of torch.autograd.grad ({', '.join(_GRAD_OPTIONS)})"
     for key in (grad_kwargs or {}).keys() - _GRAD_OPTIONS:
-        sets_itself = key in ("outputs", "inputs")
-        raise (ValueError if sets_itself else TypeError)(
-            f"grad_kwargs: expected keyword arguments of torch.autograd.grad "
-            f"({options}), got {key!r}"
-            + (", which attribute sets itself" * sets_itself)
-        )
+        if key in ("outputs", "inputs"):
+            raise bad_value(
+                "grad_kwargs", options, f"{key!r}, which attribute sets itself"
+            )
+        raise bad_type("grad_kwargs", options, key, got=repr(key))
 
 
 def check_layer(layer: Any, model: Module | None) -> None:
@@ -101,8 +102,8 @@ def check_layer(layer: Any, model: Module | None) -> None:
 
 def _check_input(inp: Any, name: str, first: Tensor) -> None:
     if not isinstance(inp, Tensor) or not inp.is_floating_point():
-        got = f"dtype {inp.dtype}" if isinstance(inp, Tensor) else type(inp).__name__
-        raise TypeError(f"{name}: expected a floating-point Tensor, got {got}")
+        got = f"dtype {inp.dtype}" if isinstance(inp, Tensor) else ""
+        raise bad_type(name, "a floating-point Tensor", inp, got)
     if inp.is_meta:
         raise bad_value(name, "a Tensor holding values", "one on the meta device")
     if inp.dim() == 0 or inp.shape[0] == 0:
@@ -122,9 +123,8 @@ def _expanded_baseline(base: Any, inp: Tensor, name: str) -> Tensor:
             raise bad_value(name, "finite values", base)
         return torch.full_like(inp, base)
     if base.dtype != inp.dtype:
-        raise TypeError(
-            f"{name}: expected dtype {inp.dtype} like the inputs, got {base.dtype}"
-        )
+        expected = f"dtype {inp.dtype} like the inputs"
+        raise bad_type(name, expected, base, str(base.dtype))
     if base.device != inp.device:
         expected = f"a Tensor on {inp.device} like the inputs"
         raise bad_value(name, expected, f"one on {base.device}")
@@ -209,7 +209,7 @@ def _indices(item: Any, sizes: tuple[int, ...], name: str) -> int | tuple[int, .
         if isinstance(value, (np.ndarray, Tensor)) and value.ndim == 0:
             value = value.item()
         if not _is_integer(value):
-            raise TypeError(f"{name}: expected an integer index, got {value!r}")
+            raise bad_type(name, "an integer index", value, repr(value))
         if not 0 <= value < size:
             expected = f"an index in [0, {size - 1}] for a model output of size {size}"
             raise bad_value(name, f"{expected} along that dimension", value)

@@ -124,11 +124,10 @@ def _check_model(model: Module | None) -> None:
         return
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.is_inference():
-            raise ValueError(
-                "forward_func: expected a model whose parameters and buffers can "
-                f"be used by autograd, but {name!r} is an inference tensor (create "
-                "or load the model outside torch.inference_mode())"
-            )
+            expected = "a model whose parameters and buffers autograd can use"
+            remedy = "create or load it outside torch.inference_mode()"
+            got = f"{name!r}, an inference tensor"
+            raise _checks.bad_value("forward_func", expected, got, remedy)
     # DataParallel-like wrappers hold the model as their only submodule
     # `.module` and nothing of their own; their train/eval flag is not the model's.
     while (

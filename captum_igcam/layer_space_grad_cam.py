@@ -14,6 +14,7 @@ from captum_igcam._captum_compat import (
     TargetType,
     _expand_additional_forward_args,
 )
+from captum_igcam._checks import bad_value
 from captum_igcam._path import (
     GradCamPath,
     PathCall,
@@ -157,17 +158,17 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
     def _prepare(self, call: PathCall) -> None:
         for arg in call.additional_forward_args or ():
             if isinstance(arg, Tensor) and arg.shape[:1] != (call.n_examples,):
-                raise ValueError(
-                    "additional_forward_args: expected tensors with one row per "
-                    f"example ({call.n_examples}), got shape {tuple(arg.shape)}"
-                )
+                expected = f"tensors with one row per example ({call.n_examples})"
+                raise bad_value("additional_forward_args", expected, tuple(arg.shape))
         if call.probe.bypasses_layer(*_example(call, 0)):
-            raise ValueError(
-                "layer: a gradient route around the layer reaches the output (a "
-                "skipping residual connection, say), which would carry the input's "
-                "own features to every path point. Explain the whole block (e.g. "
-                "model.layer4, not model.layer4[1].bn2), or use "
-                "IntegratedLayerGradCam"
+            raise bad_value(
+                "layer",
+                "a layer that every gradient route from the input to the output "
+                "goes through",
+                "one with a route around the layer (a skipping residual connection, "
+                "say), which would carry the input's own features to every path point",
+                "Explain the whole block (e.g. model.layer4, not model.layer4[1].bn2), "
+                "or use IntegratedLayerGradCam",
             )
         _, ends = call.probe.run(
             tuple(
@@ -197,17 +198,16 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
                     *_example(call, index), replace=lambda _, points=points: points
                 )
             except RuntimeError as error:
-                raise _unsupported(f"the forward pass failed: {error}") from error
+                raise _unsupported(f"a failed forward pass: {error}") from error
             if call.probe.layer_calls > 1:
-                raise ValueError(
-                    "layer: LayerSpaceIntegratedGradCam needs a layer that runs "
-                    f"once per forward pass, got {call.probe.layer_calls} calls; "
-                    "use IntegratedLayerGradCam"
+                raise bad_value(
+                    "layer",
+                    "a layer that runs once per forward pass",
+                    f"{call.probe.layer_calls} calls",
+                    "LayerSpaceIntegratedGradCam needs it; use IntegratedLayerGradCam",
                 )
             if output.shape[0] != len(alphas):
-                raise _unsupported(
-                    f"expected {len(alphas)} output rows, got {output.shape[0]}"
-                )
+                raise _unsupported(f"{output.shape[0]} output rows, not {len(alphas)}")
             outputs.append(output)
             leaves.extend(example_leaves)
         return torch.stack(outputs, dim=1).flatten(0, 1), tuple(leaves)
@@ -240,13 +240,14 @@ def _example(call: PathCall, index: int) -> tuple[Tensors, Any]:
     return tuple(inp[rows] for inp in call.inputs), args
 
 
-def _unsupported(problem: str) -> ValueError:
-    return ValueError(
-        "forward_func: LayerSpaceIntegratedGradCam needs a model whose part after "
-        "the layer follows the layer's batch size (one row per path point); "
-        f"{problem}. Use IntegratedLayerGradCam, or a forward that reshapes with "
-        "the features' own batch size (e.g. x.flatten(1) rather than "
-        "x.view(inputs.size(0), -1))."
+def _unsupported(got: str) -> ValueError:
+    return bad_value(
+        "forward_func",
+        "a model whose part after the layer follows the layer's batch size (one "
+        "row per path point), as LayerSpaceIntegratedGradCam needs",
+        got,
+        "use IntegratedLayerGradCam, or a forward that reshapes with the features' "
+        "own batch size (e.g. x.flatten(1) rather than x.view(inputs.size(0), -1))",
     )
 
 

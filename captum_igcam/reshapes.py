@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from captum_igcam._checks import bad_type, bad_value
+
 ReshapeTransform = Callable[[Tensor], Tensor]
 
 
@@ -53,23 +55,17 @@ class TokenGrid:
 
     def __call__(self, tokens: Tensor) -> Tensor:
         if tokens.dim() != 3:
-            raise ValueError(
-                "reshape_transform: vit_tokens expected a (N, tokens, channels) "
-                f"tensor, got shape {tuple(tokens.shape)}"
-            )
+            expected = "a (N, tokens, channels) tensor for vit_tokens"
+            raise bad_value("reshape_transform", expected, tuple(tokens.shape))
         patches = tokens.shape[1] - self.prefix_tokens
         side = math.isqrt(max(patches, 0))
         height, width = self.grid or (side, side)
         if patches <= 0 or height * width != patches:
-            problem = (
-                f"grid={self.grid} needs {height * width} patch tokens, got {patches}"
-                if self.grid
-                else f"cannot infer a square grid from {patches} patch tokens"
-            )
-            raise ValueError(
-                f"reshape_transform: vit_tokens {problem} (after "
-                f"{self.prefix_tokens} prefix token(s)); pass grid=(height, width)"
-            )
+            needed = "a square number of" if self.grid is None else height * width
+            expected = f"{needed} patch tokens for vit_tokens(grid={self.grid})"
+            got = f"{patches} after {self.prefix_tokens} prefix token(s)"
+            remedy = "pass grid=(height, width)"
+            raise bad_value("reshape_transform", expected, got, remedy)
         positions_last = tokens[:, self.prefix_tokens :].transpose(1, 2)
         return positions_last.unflatten(2, (height, width))
 
@@ -80,10 +76,8 @@ class ChannelsLast:
 
     def __call__(self, tensor: Tensor) -> Tensor:
         if tensor.dim() < 3:
-            raise ValueError(
-                "reshape_transform: channels_last_grid expected a (N, H, W, C) "
-                f"tensor, got shape {tuple(tensor.shape)}"
-            )
+            expected = "a (N, H, W, C) tensor for channels_last_grid"
+            raise bad_value("reshape_transform", expected, tuple(tensor.shape))
         return tensor.movedim(-1, 1)
 
 
@@ -125,14 +119,10 @@ def vit_tokens(
     if grid is not None and (
         len(grid) != 2 or not all(isinstance(s, int) and s > 0 for s in grid)
     ):
-        raise ValueError(
-            f"grid: expected (height, width) as two positive integers, got {grid!r}"
-        )
+        raise bad_value("grid", "(height, width) as two positive integers", grid)
     if not isinstance(extra_prefix_tokens, int) or extra_prefix_tokens < 0:
-        raise ValueError(
-            "extra_prefix_tokens: expected a non-negative integer, got "
-            f"{extra_prefix_tokens!r}"
-        )
+        expected = "a non-negative integer"
+        raise bad_value("extra_prefix_tokens", expected, repr(extra_prefix_tokens))
     prefix = int(bool(drop_class_token)) + extra_prefix_tokens
     return TokenGrid(tuple(grid) if grid is not None else None, prefix)
 
@@ -160,11 +150,8 @@ def channels_last_grid() -> ChannelsLast:
 def check_reshape_transform(reshape_transform: object) -> None:
     """Raise a TypeError unless ``reshape_transform`` is None or callable."""
     if reshape_transform is not None and not callable(reshape_transform):
-        raise TypeError(
-            "reshape_transform: expected None or a callable mapping a layer "
-            "tensor to (N, channels, *spatial), got "
-            f"{type(reshape_transform).__name__}"
-        )
+        expected = "None or a callable mapping a layer tensor to (N, channels, ...)"
+        raise bad_type("reshape_transform", expected, reshape_transform)
 
 
 def to_channel_grid(
@@ -188,11 +175,12 @@ def to_channel_grid(
     reshaped = reshape_transform(tensor)
     shape = getattr(reshaped, "shape", ())
     if not isinstance(reshaped, Tensor) or len(shape) < 2 or shape[0] != len(tensor):
-        raise ValueError(
-            "reshape_transform: expected it to return a (N, channels, *spatial) "
-            f"Tensor with the batch size N = {len(tensor)} of the layer's "
-            f"{tuple(tensor.shape)}, got {type(reshaped).__name__} {tuple(shape)}"
+        expected = (
+            "it to return a (N, channels, *spatial) Tensor with the batch size "
+            f"N = {len(tensor)} of the layer's {tuple(tensor.shape)}"
         )
+        got = f"{type(reshaped).__name__} {tuple(shape)}"
+        raise bad_value("reshape_transform", expected, got)
     return reshaped
 
 

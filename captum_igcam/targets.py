@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from captum_igcam._checks import bad_type, bad_value
+
 #: What :class:`DetectionScore` explains: the matched detection's score, or
 #: its score plus the IoU of its box with the explained box.
 DETECTION_OUTPUTS = ("score", "score+iou")
@@ -87,7 +89,7 @@ class SegmentationScores(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+            raise bad_type("model", "an nn.Module", model)
         self.model = model
         self.training = model.training  # the model's flag, the model untouched
 
@@ -97,10 +99,8 @@ class SegmentationScores(nn.Module):
         logits = output.get("out") if isinstance(output, Mapping) else output
         if not isinstance(logits, Tensor) or logits.dim() != 4:
             got = list(output) if isinstance(output, Mapping) else _shape(output)
-            raise ValueError(
-                "model: expected N x C x H x W logits, or a mapping holding them "
-                f"under 'out', got {got}"
-            )
+            expected = "N x C x H x W logits, or a mapping holding them under 'out'"
+            raise bad_value("model", expected, got)
         return logits
 
     def forward(self, inputs: Tensor, region: Tensor) -> Tensor:
@@ -126,16 +126,14 @@ def _check_region(region: Tensor, logits: Tensor) -> Tensor:
         region = region[:, 0]
     expected = (logits.shape[0], *logits.shape[2:])
     if _shape(region) != expected:
-        raise ValueError(
-            f"region: expected a mask of shape {expected} (examples x the logits' "
-            "height x width) passed as additional_forward_args=(region,), got "
-            f"{_shape(region)}"
+        expected = (
+            f"a mask of shape {expected} (examples x the logits' height x width) "
+            "passed as additional_forward_args=(region,)"
         )
+        raise bad_value("region", expected, _shape(region))
     if (first := _first((region.flatten(1) <= 0).all(dim=1))) is not None:
-        raise ValueError(
-            f"region: the region of example {first} is empty (no pixel > 0); "
-            "an empty region has no score to explain"
-        )
+        expected = "a pixel > 0 in every example's region (an empty one has no score)"
+        raise bad_value("region", expected, f"an empty region for example {first}")
     return region
 
 
@@ -162,19 +160,16 @@ def box_region(boxes: Tensor, size: Sequence[int]) -> Tensor:
     """
     boxes = torch.as_tensor(boxes)
     if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(
-            f"boxes: expected N x 4 (x1, y1, x2, y2), got shape {tuple(boxes.shape)}"
-        )
+        expected = "N x 4 (x1, y1, x2, y2)"
+        raise bad_value("boxes", expected, f"shape {tuple(boxes.shape)}")
     height, width = (int(side) for side in size)
     x1, y1, x2, y2 = boxes[:, :, None, None].unbind(1)  # each N x 1 x 1
     rows = torch.arange(height, device=boxes.device)[:, None] + 0.5  # pixel centres
     columns = torch.arange(width, device=boxes.device) + 0.5
     masks = (rows >= y1) & (rows < y2) & (columns >= x1) & (columns < x2)
     if (first := _first(~masks.flatten(1).any(dim=1))) is not None:
-        raise ValueError(
-            f"boxes: box {first} {boxes[first].tolist()} covers no pixel of the "
-            f"{height} x {width} output"
-        )
+        expected = f"boxes covering a pixel centre of the {height} x {width} output"
+        raise bad_value("boxes", expected, f"box {first} {boxes[first].tolist()}")
     return masks
 
 
@@ -206,16 +201,16 @@ def predicted_region(
     labels = scores.logits(inputs).argmax(dim=1)
     classes = torch.as_tensor(target, device=labels.device).reshape(-1, 1, 1)
     if classes.shape[0] not in (1, labels.shape[0]):
-        raise ValueError(
-            f"target: expected one class or one per example ({labels.shape[0]}), "
-            f"got {classes.shape[0]}"
-        )
+        expected = f"one class or one per example ({labels.shape[0]})"
+        raise bad_value("target", expected, classes.shape[0])
     region = labels == classes
     if (first := _first(~region.flatten(1).any(dim=1))) is not None:
-        raise ValueError(
-            f"target: the model assigns no pixel of example {first} to class "
-            f"{int(classes[min(first, classes.shape[0] - 1)])}; give a box or a "
-            "mask as the region instead"
+        label = int(classes[min(first, classes.shape[0] - 1)])
+        raise bad_value(
+            "target",
+            "a class the model assigns pixels to in every example",
+            f"class {label}: the model assigns no pixel of example {first} to it",
+            "give a box or a mask as the region instead",
         )
     return region
 
@@ -303,15 +298,11 @@ class DetectionScore(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(detector, nn.Module):
-            raise TypeError(
-                f"detector: expected an nn.Module, got {type(detector).__name__}"
-            )
+            raise bad_type("detector", "an nn.Module", detector)
         if output not in DETECTION_OUTPUTS:
-            raise ValueError(
-                f"output: expected one of {DETECTION_OUTPUTS}, got {output!r}"
-            )
+            raise bad_value("output", f"one of {DETECTION_OUTPUTS}", repr(output))
         if isinstance(min_iou, bool) or not 0.0 <= float(min_iou) <= 1.0:
-            raise ValueError(f"min_iou: expected a number in [0, 1], got {min_iou!r}")
+            raise bad_value("min_iou", "a number in [0, 1]", repr(min_iou))
         self.detector = detector
         self.output = output
         self.min_iou = float(min_iou)
@@ -322,9 +313,7 @@ class DetectionScore(nn.Module):
         """The detector's output for the ``N`` images of ``inputs``."""
         _check_eval(self.detector)
         if not isinstance(inputs, Tensor) or inputs.dim() != 4:
-            raise ValueError(
-                f"inputs: expected images N x 3 x H x W, got {_shape(inputs)}"
-            )
+            raise bad_value("inputs", "images N x 3 x H x W", _shape(inputs))
         detections = self.detector(list(inputs))
         keys = {"boxes", "labels", "scores"}
         if not (
@@ -332,10 +321,10 @@ class DetectionScore(nn.Module):
             and len(detections) == len(inputs)
             and all(isinstance(d, Mapping) and keys <= d.keys() for d in detections)
         ):
-            raise ValueError(
-                "detector: expected a list of one dict with 'boxes', 'labels' and "
-                f"'scores' per image, got {detections!r:.200}"
+            expected = (
+                "a list of one dict with 'boxes', 'labels' and 'scores' per image"
             )
+            raise bad_value("detector", expected, f"{detections!r:.200}")
         return list(detections)
 
     def match(self, inputs: Tensor, boxes: Tensor, labels: Tensor) -> DetectionMatch:
@@ -391,9 +380,12 @@ class DetectionScore(nn.Module):
 
 def _check_eval(detector: nn.Module) -> None:
     if detector.training:
-        raise ValueError(
-            "detector: the model is in training mode, where a torchvision "
-            "detector needs targets and returns losses; call detector.eval() first"
+        raise bad_value(
+            "detector",
+            "a model in eval mode (in training mode a torchvision detector needs "
+            "targets and returns losses)",
+            "one in training mode",
+            "call detector.eval() first",
         )
 
 
@@ -401,22 +393,18 @@ def _check_explained(
     boxes: Tensor, labels: Tensor, examples: int
 ) -> tuple[Tensor, Tensor]:
     if _shape(boxes) != (examples, 4):
-        raise ValueError(
-            f"boxes: expected a tensor of shape ({examples}, 4) with one box "
-            "(x1, y1, x2, y2) per example; pass it as "
-            f"additional_forward_args=(boxes, labels), got {_shape(boxes)}"
+        expected = (
+            f"a tensor of shape ({examples}, 4) with one box (x1, y1, x2, y2) per "
+            "example, passed as additional_forward_args=(boxes, labels)"
         )
+        raise bad_value("boxes", expected, _shape(boxes))
     if _shape(labels) != (examples,):
-        raise ValueError(
-            f"labels: expected a tensor of shape ({examples},) with one label per "
-            f"example, got {_shape(labels)}"
-        )
+        expected = f"a tensor of shape ({examples},) with one label per example"
+        raise bad_value("labels", expected, _shape(labels))
     flat = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     if (first := _first(flat)) is not None:
-        raise ValueError(
-            f"boxes: box {first} {boxes[first].tolist()} has no area (expected "
-            "x1 < x2 and y1 < y2); its IoU with any box is undefined"
-        )
+        expected = "boxes with x1 < x2 and y1 < y2 (a box without area has no IoU)"
+        raise bad_value("boxes", expected, f"box {first} {boxes[first].tolist()}")
     return boxes, labels
 
 

@@ -571,3 +571,31 @@ def test_gauss_legendre_limit_is_inclusive_and_riemann_rules_have_none():
             inputs, target=1, n_steps=n_steps, method=method, internal_batch_size=500
         )
         assert maps.shape == (1, 1, 8, 8) and torch.isfinite(maps).all()
+
+
+def test_every_plugin_error_is_built_in_the_one_message_form():
+    """Every exception the plugin raises is made by ``bad_type`` or
+    ``bad_value`` ("<parameter>: expected ..., got ..."), so the form of the
+    messages holds by construction; ``_unsupported`` returns ``bad_value``'s."""
+    import ast
+    from pathlib import Path
+
+    import captum_igcam
+    from captum_igcam import _checks
+
+    builders = {"bad_type", "bad_value", "_unsupported"}
+    others = []
+    for path in Path(captum_igcam.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            called = node.exc.func if isinstance(node.exc, ast.Call) else None
+            name = getattr(called, "id", getattr(called, "attr", None))
+            if name not in builders:
+                others.append(f"{path.name}:{node.lineno}")
+    assert others == ["__init__.py:47"]  # module __getattr__'s AttributeError
+    assert str(_checks.bad_value("x", "1", 2, "do 3")) == "x: expected 1, got 2; do 3"
+    assert (
+        str(_checks.bad_type("x", "an int", 2.5)) == "x: expected an int, got float 2.5"
+    )
+    assert str(_checks.bad_type("x", "an int", [])) == "x: expected an int, got list"

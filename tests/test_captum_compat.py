@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import captum
+import pytest
+import torch
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -214,3 +216,21 @@ def test_no_plugin_module_imports_matplotlib() -> None:
             if isinstance(node, ast.ImportFrom)
         ]
         assert not [name for name in imported if name.startswith("matplotlib")], path
+
+
+def test_grad_kwargs_before_captum_08_is_refused_naming_the_release(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from captum_igcam import ReshapedLayerGradCam
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2)
+    )
+    inputs = torch.randn(2, 3, 8, 8)
+    monkeypatch.setattr(_captum_compat, "_HAS_GRAD_KWARGS", False)
+    plain = ReshapedLayerGradCam(net, net[0]).attribute(inputs, target=1)
+    assert plain.shape == (2, 1, 6, 6)
+    with pytest.raises(ValueError, match="^grad_kwargs: expected None before Captum"):
+        ReshapedLayerGradCam(net, net[0]).attribute(
+            inputs, target=1, grad_kwargs={"retain_graph": True}
+        )

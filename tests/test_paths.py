@@ -240,7 +240,9 @@ class ViewFromInput(TinyCNN):
 def test_layer_space_refuses_a_model_tied_to_the_input_batch(model_class):
     model = model_class().double().eval()
     with pytest.raises(
-        ValueError, match="forward_func: LayerSpaceIntegratedGradCam needs a model"
+        ValueError,
+        match="^forward_func: expected a model whose part after the layer follows "
+        "the layer's batch size",
     ):
         LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
             torch.randn(1, 3, 8, 8, dtype=torch.float64), target=0, n_steps=3
@@ -249,7 +251,10 @@ def test_layer_space_refuses_a_model_tied_to_the_input_batch(model_class):
 
 def test_layer_space_refuses_a_layer_called_twice():
     model = SharedBlockNet().double().eval()
-    with pytest.raises(ValueError, match="layer: .* needs a layer that runs once"):
+    with pytest.raises(
+        ValueError,
+        match="^layer: expected a layer that runs once per forward pass, got 2",
+    ):
         LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
             torch.randn(2, 3, 8, 8, dtype=torch.float64), target=0, n_steps=3
         )

@@ -54,7 +54,9 @@ def test_top1_is_the_class_on_most_pixels_background_last():
 
 def test_a_class_predicted_nowhere_is_nothing_to_explain():
     bundle = _bundle(FixedLogits(_logits([[0, 2, 2, 2]] * 4)))
-    with pytest.raises(NothingToExplainError, match="no pixel of example 0 to class 1"):
+    with pytest.raises(
+        NothingToExplainError, match="class 1: the model assigns no pixel of example 0"
+    ):
         prepare(bundle, torch.zeros(1, 3, 4, 4), (4, 4), 1, TaskTarget())
 
 

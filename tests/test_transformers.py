@@ -247,8 +247,16 @@ def test_channels_last_grid_moves_channels_to_dimension_one():
 @pytest.mark.parametrize(
     ("transform", "shape", "message"),
     [
-        (vit_tokens(), (1, 1 + 7, 4), "cannot infer a square grid from 7 patch"),
-        (vit_tokens(grid=(2, 2)), (1, 1 + 9, 4), r"grid=\(2, 2\) needs 4 patch"),
+        (
+            vit_tokens(),
+            (1, 1 + 7, 4),
+            r"expected a square number of patch tokens .*, got 7 after 1",
+        ),
+        (
+            vit_tokens(grid=(2, 2)),
+            (1, 1 + 9, 4),
+            r"expected 4 patch tokens for vit_tokens\(grid=\(2, 2\)\), got 9",
+        ),
         (vit_tokens(), (1, 3, 8, 8), r"expected a \(N, tokens, channels\)"),
         (channels_last_grid(), (2, 4), r"expected a \(N, H, W, C\)"),
     ],

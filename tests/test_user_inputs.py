@@ -144,8 +144,8 @@ def test_model_created_in_inference_mode_is_refused_naming_inference_mode():
         model = make_model()
     with pytest.raises(
         ValueError,
-        match="^forward_func: expected a model whose parameters and buffers can be "
-        "used by autograd, but 'conv1.weight' is an inference tensor .*"
+        match="^forward_func: expected a model whose parameters and buffers "
+        "autograd can use, got 'conv1.weight', an inference tensor; .*"
         r"torch.inference_mode\(\)",
     ):
         IntegratedLayerGradCam(model, model.conv2).attribute(
