@@ -358,10 +358,9 @@ def test_every_pass_of_the_default_loop_stays_within_the_memory_budget() -> None
         bundle,
         composites(n=2),
         evaluation.DEFAULT_METHODS,
-        MethodSettings(n_steps=40),
+        MethodSettings(n_steps=40, memory_budget_mb=1),
         curve_steps=20,
         progress=False,
-        memory_budget_mb=1,
     )
     assert result.settings["internal_batch_size"] == sizes.path_rows
     assert result.settings["curve_batch_size"] == sizes.curve_rows
@@ -373,10 +372,9 @@ def test_every_pass_of_the_default_loop_stays_within_the_memory_budget() -> None
         bundle,
         composites(n=1),
         ["igcam"],
-        MethodSettings(n_steps=12, internal_batch_size=12),
+        MethodSettings(n_steps=12, internal_batch_size=12, memory_budget_mb=1),
         curve_steps=2,
         progress=False,
-        memory_budget_mb=1,
     )
     assert chosen.settings["internal_batch_size"] == 12  # the user's choice wins
 

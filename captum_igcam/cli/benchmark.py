@@ -163,7 +163,6 @@ def run(args: argparse.Namespace) -> int:
             curve_steps=curve_steps,
             batch_size=args.batch_images,
             progress=not args.no_progress,
-            memory_budget_mb=settings.memory_budget_mb,
             families=families,
         )
         checks = _sanity_checks(args, bundle, dataset, args.methods, settings)

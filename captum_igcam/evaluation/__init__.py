@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from captum_igcam.evaluation.defaults import DEFAULT_MEMORY_BUDGET_MB, DEFAULT_METHODS
+from captum_igcam.evaluation.defaults import DEFAULT_METHODS
 
 #: Public name -> the module defining it, imported on first access.
 _LAZY = {
@@ -32,9 +32,9 @@ _LAZY = {
 }
 
 #: Submodules reachable as attributes, e.g. ``evaluation.runner``.
-_SUBMODULES = ("datasets", "memory", "metrics", "runner", "statistics")
+_SUBMODULES = ("datasets", "metrics", "runner", "statistics")
 
-__all__ = ["DEFAULT_MEMORY_BUDGET_MB", "DEFAULT_METHODS", *_LAZY]
+__all__ = ["DEFAULT_METHODS", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

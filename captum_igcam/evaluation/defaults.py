@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-# Memory one model pass may use: the application's default.
-from captum_igcam.app.settings import DEFAULT_MEMORY_BUDGET_MB
-
 #: Methods the benchmark compares unless told otherwise.
 DEFAULT_METHODS = (
     "gradcam",
@@ -14,4 +11,3 @@ DEFAULT_METHODS = (
     "layer-ig",
     "ig",
 )
-__all__ = ["DEFAULT_MEMORY_BUDGET_MB", "DEFAULT_METHODS"]

@@ -28,7 +28,7 @@ from captum_igcam.app.models import ModelBundle, resolve_layer
 from captum_igcam.app.settings import MethodSettings, check_positive_int
 from captum_igcam.evaluation import metrics
 from captum_igcam.evaluation.datasets import Annotation, Dataset, Sample
-from captum_igcam.evaluation.defaults import DEFAULT_MEMORY_BUDGET_MB, DEFAULT_METHODS
+from captum_igcam.evaluation.defaults import DEFAULT_METHODS
 from captum_igcam.evaluation.road import road_scores
 from captum_igcam.evaluation.statistics import (
     N_RESAMPLES,
@@ -234,7 +234,6 @@ def evaluate(
     captum_metrics: bool = False,
     batch_size: int = 1,
     progress: bool = True,
-    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
     families: Sequence[str] = (),
 ) -> EvaluationResult:
     """Run methods on every sample and record per-image metric values.
@@ -246,7 +245,7 @@ def evaluate(
     values do not depend on ``batch_size`` (up to float rounding of
     differently sized passes).
 
-    Memory is bounded by ``memory_budget_mb``: unless ``settings`` sets an
+    Memory is bounded by ``settings.memory_budget_mb``: unless ``settings`` sets an
     ``internal_batch_size``, the path methods run as many path points per
     pass as :func:`~captum_igcam.app.memory.chunk_sizes` finds fit in
     the budget, and the curves as many perturbed images.
@@ -282,9 +281,6 @@ def evaluate(
             Default: 1
         progress (bool, optional): Show a tqdm progress bar over images.
             Default: True
-        memory_budget_mb (int, optional): Memory one model pass may use, in
-            MiB.
-            Default: :data:`~captum_igcam.evaluation.defaults.DEFAULT_MEMORY_BUDGET_MB`
         families (sequence of str, optional): Names of further metric
             families (:data:`METRIC_FAMILIES`), run on every batch after the
             built-in metrics.
@@ -312,7 +308,6 @@ def evaluate(
         )
     check_positive_int("curve_steps", curve_steps)
     check_positive_int("batch_size", batch_size)
-    check_positive_int("memory_budget_mb", memory_budget_mb)
     settings = (settings or MethodSettings()).for_model(bundle)
     layer_name = settings.layer or bundle.layer_name
     layer = resolve_layer(bundle.model, layer_name)
@@ -343,7 +338,7 @@ def evaluate(
     try:
         for batch in _batches(dataset, batch_size):
             if sizes is None:
-                sizes = _chunk_sizes(bundle, batch[0], memory_budget_mb)
+                sizes = _chunk_sizes(bundle, batch[0], settings.memory_budget_mb)
                 settings = _with_path_rows(settings, sizes, batch_size)
                 functions = {
                     name: METHODS[name].build(bundle.model, layer, settings)
@@ -353,7 +348,6 @@ def evaluate(
                     **settings.describe(),
                     "curve_steps": curve_steps,
                     "curve_batch_size": sizes.curve_rows,
-                    "memory_budget_mb": memory_budget_mb,
                     "batch_images": batch_size,
                     "metric_families": list(names),
                 }
