@@ -1,7 +1,9 @@
 """Images to explain: photos bundled with scikit-image, and files from disk.
 
-:func:`load_image` is the one way the application reads an image file. It
-returns an 8-bit RGB image as a viewer shows it:
+:func:`read_image` is the one way the application reads an image file: it
+reads the file's bytes once, records their SHA-256 digest (the identity every
+result is bound to) and decodes those same bytes. :func:`load_image` returns
+the image alone. The image is 8-bit RGB as a viewer shows it:
 
 - the EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``), so
   maps line up with the photo as it appears on screen;
@@ -17,7 +19,10 @@ returns an 8-bit RGB image as a viewer shows it:
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,15 +58,50 @@ def bundled_images() -> dict[str, np.ndarray]:
     return {name: getattr(data, name)() for name in BUNDLED_IMAGE_NAMES}
 
 
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Read an image file as 8-bit RGB, fully decoded and upright.
+@dataclass(frozen=True)
+class ImageFile:
+    """An image file as read: the decoded image and the digest of its bytes.
+
+    Attributes:
+        image (PIL.Image.Image): The image in RGB mode, upright.
+        sha256 (str): Hexadecimal SHA-256 of the exact bytes decoded.
+    """
+
+    image: Image.Image
+    sha256: str
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hexadecimal SHA-256 of a file's bytes.
+
+    Args:
+        path (str or os.PathLike): The file.
+
+    Returns:
+        str: 64 hexadecimal digits.
+
+    Example::
+
+        >>> len(file_sha256("cat.jpg"))
+        64
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_image(path: str | os.PathLike[str]) -> ImageFile:
+    """Read an image file's bytes once: their digest and the decoded image.
 
     Args:
         path (str or os.PathLike): File to read (any format Pillow reads).
 
     Returns:
-        PIL.Image.Image: The image in RGB mode, EXIF orientation applied,
-        high-bit-depth images rescaled from their real range to 0..255.
+        ImageFile: The image in RGB mode, EXIF orientation applied,
+        high-bit-depth images rescaled from their real range to 0..255, and
+        the SHA-256 of the bytes it was decoded from.
 
     Raises:
         ImageLoadError: If the file is missing, a directory, unreadable, not
@@ -70,7 +110,7 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
 
     Example::
 
-        >>> load_image("cat.jpg").mode
+        >>> read_image("cat.jpg").image.mode
         'RGB'
     """
     from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: F811
@@ -80,9 +120,11 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         reason = "is a directory" if os.path.isdir(path) else "does not exist"
         raise ImageLoadError(f"image {name!r} {reason}")
     try:
-        with Image.open(path) as image:
+        with open(path, "rb") as file:
+            data = file.read()
+        with Image.open(io.BytesIO(data)) as image:
             upright = ImageOps.exif_transpose(image)
-            return _to_rgb(upright)
+            return ImageFile(_to_rgb(upright), hashlib.sha256(data).hexdigest())
     except UnidentifiedImageError as error:
         raise ImageLoadError(
             f"image {name!r} is not an image file Pillow can read"
@@ -94,6 +136,26 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         ) from error
     except (OSError, ValueError) as error:
         raise ImageLoadError(f"image {name!r} cannot be read ({error})") from error
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Read an image file as 8-bit RGB, fully decoded and upright.
+
+    Args:
+        path (str or os.PathLike): File to read (see :func:`read_image`).
+
+    Returns:
+        PIL.Image.Image: ``read_image(path).image``.
+
+    Raises:
+        ImageLoadError: As :func:`read_image`.
+
+    Example::
+
+        >>> load_image("cat.jpg").mode
+        'RGB'
+    """
+    return read_image(path).image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
