@@ -11,6 +11,7 @@ line in class-index order).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +292,32 @@ def test_solution_boxes_are_clipped_or_left_out(tmp_path: Path) -> None:
     assert "line 3 (ILSVRC2012_val_00000002), object 2" in dataset.skipped[1]
     assert "line 4 (ILSVRC2012_val_00000003), object 1" in dataset.skipped[2]
     assert "missing or non-finite xmax" in dataset.skipped[2]
+
+
+def test_solution_rows_of_one_image_add_up(tmp_path: Path) -> None:
+    # Two rows for image 2, the second with another class and a second box of
+    # the first: every box of both rows is kept, by class.
+    solution_layout(
+        tmp_path,
+        [
+            f"ILSVRC2012_val_00000002,{SYNSETS[970]} 1 1 10 10",
+            f"ILSVRC2012_val_00000002,{SYNSETS[971]} 5 5 9 9 {SYNSETS[970]} 20 5 60 30",
+        ],
+    )
+    (sample,) = list(datasets.load_dataset(f"imagenet-loc:{tmp_path}", n=10))
+    boxes = {a.label: a.boxes.tolist() for a in sample.annotations}
+    assert boxes == {
+        SYNSETS[970]: [[0, 0, 10, 10], [19, 4, 60, 30]],
+        SYNSETS[971]: [[4, 4, 9, 9]],
+    }
+
+
+def test_samples_carry_the_digest_of_their_file(tmp_path: Path) -> None:
+    write_images(tmp_path)
+    write_mapping(tmp_path)
+    write_solution(tmp_path)
+    samples = list(datasets.load_dataset(f"imagenet-loc:{tmp_path}", n=2))
+    for sample in samples:
+        path = tmp_path / "val" / f"{sample.name}.JPEG"
+        assert sample.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert samples[0].sha256 != samples[1].sha256

@@ -1,15 +1,14 @@
 """``captum-igcam benchmark``: compare attribution methods on a data set.
 
 Prints a Markdown table (one row per method, mean and bootstrap 95%
-confidence interval of each metric, seconds per image) and, with ``--json``,
-writes the numbers to a file.
+confidence interval of each metric, then each method's cost: seconds per
+image and peak memory of its attribution calls) and, with ``--json``, writes
+the result file of :mod:`captum_igcam.evaluation.results`.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 from typing import Any
 
@@ -21,7 +20,6 @@ from captum_igcam.evaluation.defaults import DEFAULT_METHODS
 #: the default of every command (``MethodSettings.n_steps``).
 QUICK = {"n": 4, "steps": 10, "curve_steps": 10}
 DEFAULTS = {"n": 20, "curve_steps": 20}
-REFERENCE_METHOD = "gradcam"
 #: Flag (parsed attribute) -> the metric family it turns on
 #: (``captum_igcam.evaluation.METRIC_FAMILIES``). A new family: register it
 #: in the evaluation room, add its flag in :func:`add_arguments` and here.
@@ -128,10 +126,13 @@ def run(args: argparse.Namespace) -> int:
         preset["curve_steps"] if args.curve_steps is None else args.curve_steps
     )
 
-    if args.json and os.path.lexists(args.json):
-        raise UsageError(
-            f"--json: {args.json!r} exists; the benchmark writes only new files"
-        )
+    from captum_igcam.evaluation import results
+
+    if args.json:
+        try:
+            results.check_output_path(args.json)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
     _clock.announce_start_up(settings.model)
     from captum_igcam import evaluation
     from captum_igcam.evaluation.datasets import load_dataset, read_class_map
@@ -177,12 +178,11 @@ def run(args: argparse.Namespace) -> int:
     for check in checks.values():
         print("\n" + sanity.sanity_table(check))
     if args.json:
-        from captum_igcam.app._atomic import atomic_write_json
-
-        data = _to_json(result, summary, differences, accuracy)
-        if checks:
-            data["sanity"] = {mode: sanity.sanity_json(c) for mode, c in checks.items()}
-        atomic_write_json(args.json, data)
+        sanity_data = {mode: sanity.sanity_json(c) for mode, c in checks.items()}
+        results.write_result(
+            args.json,
+            results.result_json(result, summary, differences, accuracy, sanity_data),
+        )
     return 0
 
 
@@ -228,26 +228,32 @@ def _sanity_checks(
 
 def _differences(result: Any, evaluation: Any) -> dict[str, dict[str, Any]]:
     """Paired differences of every method against Grad-CAM, when both ran."""
-    if REFERENCE_METHOD not in result.records:
+    reference = evaluation.results.REFERENCE_METHOD
+    if reference not in result.records:
         return {}
-    record = result.records[REFERENCE_METHOD]
+    record = result.records[reference]
     return {
         name: {
-            metric: evaluation.compare(result, name, REFERENCE_METHOD, metric)
+            metric: evaluation.compare(result, name, reference, metric)
             for metric in record.values
         }
         for name in result.records
-        if name != REFERENCE_METHOD
+        if name != reference
     }
 
 
 def _report(result: Any, summary: dict, differences: dict, accuracy: Any | None) -> str:
+    from captum_igcam.evaluation.results import REFERENCE_METHOD
     from captum_igcam.evaluation.runner import all_metrics
 
     headers = {
         m.name: f"{m.title} {'↑' if m.higher_is_better else '↓'}" for m in all_metrics()
     }
-    metrics = list(dict.fromkeys(name for row in summary.values() for name in row))
+    metrics = [
+        name
+        for name in dict.fromkeys(name for row in summary.values() for name in row)
+        if name != "seconds_per_image"
+    ]
     top1 = (
         f"; model top-1 accuracy on the annotated images: {_cell(accuracy, 'ebpg')}"
         if accuracy is not None
@@ -260,104 +266,46 @@ def _report(result: Any, summary: dict, differences: dict, accuracy: Any | None)
         f"baseline: {result.settings['baseline']}{top1}",
         *result.notes,
         "",
-        "| method | " + " | ".join(headers.get(m, m) for m in metrics) + " |",
-        "|---|" + "---|" * len(metrics),
+        "Mean [95% CI] of each metric; cost of each method's attribution calls "
+        "in this run:",
+        "",
+        "| method | "
+        + " | ".join(headers.get(m, m) for m in metrics)
+        + " | s / image | peak memory MiB |",
+        "|---|" + "---|" * (len(metrics) + 2),
     ]
     for name, row in summary.items():
         cells = [_cell(row[m], m) if m in row else "n/a" for m in metrics]
+        peak = result.records[name].peak_memory_mb
+        cells += [
+            f"{row['seconds_per_image'].mean:.3f}",
+            "n/a" if peak is None else f"{peak:.0f}",
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if result.skipped:
         lines += ["", f"Left out ({len(result.skipped)} annotated objects):"]
         lines += [f"- {line}" for line in result.skipped]
     if differences:
-        shown = [m for m in metrics if m != "seconds_per_image"]
         lines += [
             "",
             f"Paired difference against {REFERENCE_METHOD} (same images), "
             "mean [95% CI]:",
             "",
-            "| method | " + " | ".join(headers.get(m, m) for m in shown) + " |",
-            "|---|" + "---|" * len(shown),
+            "| method | " + " | ".join(headers.get(m, m) for m in metrics) + " |",
+            "|---|" + "---|" * len(metrics),
         ]
         for name, row in differences.items():
             cells = [
-                _cell(row[m], m, signed=True) if m in row else "n/a" for m in shown
+                _cell(row[m], m, signed=True) if m in row else "n/a" for m in metrics
             ]
             lines.append(f"| {name} - {REFERENCE_METHOD} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _cell(estimate: Any, metric: str, signed: bool = False) -> str:
+    from captum_igcam.evaluation.results import format_interval
+
     digits = 1 if metric in ("avg_drop", "increase_in_confidence") else 3
-    sign = "+" if signed else ""
-    half = (estimate.high - estimate.low) / 2
-    if metric == "seconds_per_image" or math.isnan(half):
-        return f"{estimate.mean:{sign}.{digits}f}"
-    if signed:
-        return (
-            f"{estimate.mean:+.{digits}f} "
-            f"[{estimate.low:+.{digits}f}, {estimate.high:+.{digits}f}]"
-        )
-    return f"{estimate.mean:.{digits}f} ± {half:.{digits}f}"
-
-
-def _to_json(
-    result: Any, summary: dict, differences: dict, accuracy: Any | None
-) -> dict[str, Any]:
-    def interval(estimate: Any) -> list[float]:
-        return [estimate.low, estimate.high]
-
-    methods = {}
-    for name, row in summary.items():
-        entry: dict[str, Any] = {
-            metric: estimate.mean for metric, estimate in row.items()
-        }
-        entry["ci95"] = {metric: interval(estimate) for metric, estimate in row.items()}
-        if name in differences:
-            entry[f"difference_vs_{REFERENCE_METHOD}"] = {
-                metric: {"mean": estimate.mean, "ci95": interval(estimate)}
-                for metric, estimate in differences[name].items()
-            }
-        methods[name] = entry
-    return {
-        "dataset": result.dataset,
-        "model": result.model,
-        "layer": result.layer,
-        "n_images": result.n_images,
-        "settings": result.settings,
-        "notes": result.notes,
-        "skipped": result.skipped,
-        "top1_accuracy": None
-        if accuracy is None
-        else {"mean": accuracy.mean, "ci95": interval(accuracy)},
-        "methods": methods,
-        **_per_image_json(result),
-    }
-
-
-def _per_image_json(result: Any) -> dict[str, Any]:
-    """What ``captum-igcam report`` plots: per-image values, objects, curves.
-
-    ``values``: method -> metric -> one value per image (per object, in the
-    order of ``objects``, for the localisation metrics; NaN written as null);
-    ``curves``: method -> ``deletion``/``insertion`` -> the mean curve.
-    """
-
-    def finite(values: list[float]) -> list[float | None]:
-        return [value if math.isfinite(value) else None for value in values]
-
-    return {
-        "images": result.image_names,
-        "objects": result.objects,
-        "values": {
-            name: {metric: finite(column) for metric, column in record.values.items()}
-            for name, record in result.records.items()
-        },
-        "curves": {
-            name: {
-                mode: [sum(point) / len(point) for point in zip(*curves)]
-                for mode, curves in record.curves.items()
-            }
-            for name, record in result.records.items()
-        },
-    }
+    return format_interval(
+        estimate.mean, estimate.low, estimate.high, f".{digits}f", signed
+    )

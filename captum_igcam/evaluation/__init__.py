@@ -32,7 +32,7 @@ _LAZY = {
 }
 
 #: Submodules reachable as attributes, e.g. ``evaluation.runner``.
-_SUBMODULES = ("datasets", "metrics", "runner", "statistics")
+_SUBMODULES = ("datasets", "metrics", "results", "runner", "sanity", "statistics")
 
 __all__ = ["DEFAULT_METHODS", *_LAZY]
 

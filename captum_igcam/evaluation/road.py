@@ -31,7 +31,7 @@ from scipy.sparse.linalg import spsolve
 from torch import Tensor
 
 from captum_igcam.app.settings import check_positive_int
-from captum_igcam.evaluation.metrics import to_input_size
+from captum_igcam.evaluation.metrics import pixel_ranks
 
 #: Neighbour offsets (row, column) and their weights in the imputation.
 NEIGHBOUR_WEIGHTS = (
@@ -157,31 +157,6 @@ def noisy_linear_imputation(
     noise = torch.randn(filled.shape, generator=generator, dtype=filled.dtype)
     mask = removed.to(filled.device)
     return filled + noise_std * noise.to(filled.device) * mask
-
-
-def pixel_ranks(maps: Tensor, size: tuple[int, int], seed: int = 0) -> Tensor:
-    """Rank of every input pixel by map value, highest first.
-
-    Pixels with equal values are ranked in a random order drawn from
-    ``seed``, as in :func:`~captum_igcam.evaluation.metrics.perturbation_curve`.
-
-    Args:
-        maps (Tensor): ``(N, 1, h, w)`` or ``(N, h, w)`` maps, resized
-            bilinearly to ``size``.
-        size (tuple[int, int]): Input ``(H, W)``.
-        seed (int, optional): Seed of the order among equal values.
-            Default: 0
-
-    Returns:
-        Tensor: ``(N, H, W)`` ranks, 0 for the most relevant pixel.
-    """
-    n_pixels = size[0] * size[1]
-    shuffle = torch.randperm(n_pixels, generator=torch.Generator().manual_seed(seed))
-    shuffled = to_input_size(maps, size).flatten(1).cpu()[:, shuffle]
-    order = shuffle[shuffled.argsort(dim=1, descending=True, stable=True)]
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(n_pixels).expand_as(order).contiguous())
-    return ranks.view(-1, *size)
 
 
 def road_curve(

@@ -12,7 +12,6 @@ paired difference between two methods on the same images
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ from captum_igcam.app.methods import METHODS, MapFunction
 from captum_igcam.app.models import ModelBundle, resolve_layer
 from captum_igcam.app.settings import MethodSettings, check_positive_int
 from captum_igcam.evaluation import metrics
+from captum_igcam.evaluation.cost import measured_call
 from captum_igcam.evaluation.datasets import Annotation, Dataset, Sample
 from captum_igcam.evaluation.defaults import DEFAULT_METHODS
 from captum_igcam.evaluation.road import road_scores
@@ -72,6 +72,10 @@ METRIC_NAMES = tuple(metric.name for metric in METRICS)
 INFIDELITY_NOISE_STD = 0.1
 #: Perturbations per image for ``infidelity`` and ``sensitivity_max``.
 CAPTUM_PERTURBATIONS = 4
+#: Most cells a side of the maps kept for pictures (``MethodRecord.small_maps``).
+SMALL_MAP_CELLS = 16
+#: Longest side, in pixels, of the image thumbnails kept for pictures.
+THUMBNAIL_SIDE = 64
 
 
 @dataclass
@@ -87,15 +91,28 @@ class MethodRecord:
             (a batch's time divided among its images).
         curves (dict[str, list[list[float]]]): ``"deletion"`` and
             ``"insertion"`` -> each image's perturbation curve.
+        peak_memory_mb (float, optional): Largest peak memory of one of its
+            attribution calls, in MiB
+            (:func:`~captum_igcam.evaluation.cost.measured_call`); None where
+            not measurable.
+        small_maps (list[np.ndarray]): Each image's map of the predicted
+            class, averaged down to at most :data:`SMALL_MAP_CELLS` cells a
+            side (float32), for pictures of the result.
     """
 
     values: dict[str, list[float]] = field(default_factory=dict)
     labels: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     curves: dict[str, list[list[float]]] = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    small_maps: list[np.ndarray] = field(default_factory=list)
 
     def add(self, metric: str, value: float) -> None:
         self.values.setdefault(metric, []).append(float(value))
+
+    def extend(self, metric: str, values: Tensor) -> None:
+        """Append one value per image of a batch."""
+        self.values.setdefault(metric, []).extend(values.tolist())
 
 
 @dataclass
@@ -118,6 +135,10 @@ class EvaluationResult:
         objects (list[dict]): Per annotated object, in the order of the
             localisation values: ``image`` (index into ``image_names``),
             ``label`` and ``box_fraction`` (share of the image its boxes cover).
+        image_sha256 (list[str or None]): Per image, the SHA-256 of the file
+            it was read from (None for generated images).
+        thumbnails (list[str]): Per image, a PNG thumbnail of at most
+            :data:`THUMBNAIL_SIDE` pixels a side, base64-encoded.
     """
 
     dataset: str
@@ -131,6 +152,8 @@ class EvaluationResult:
     skipped: list[str] = field(default_factory=list)
     image_names: list[str] = field(default_factory=list)
     objects: list[dict[str, object]] = field(default_factory=list)
+    image_sha256: list[str | None] = field(default_factory=list)
+    thumbnails: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -148,7 +171,7 @@ class BatchContext:
         functions (dict[str, MapFunction]): Method -> its map function
             ``maps(inputs, target, baselines=None)``.
         records (dict[str, MethodRecord]): Where to add per-image values
-            (``record.values.setdefault(metric, []).extend(...)``).
+            (``record.extend(metric, values)``).
     """
 
     bundle: ModelBundle
@@ -417,6 +440,8 @@ def _evaluate_batch(
     ]
     first = len(result.image_names)
     result.image_names.extend(sample.name for sample in batch)
+    result.image_sha256.extend(sample.sha256 for sample in batch)
+    result.thumbnails.extend(_thumbnail(sample.image) for sample in batch)
     for index, annotation, _ in objects:
         size = batch[index].image.shape[:2]
         result.objects.append(
@@ -433,10 +458,15 @@ def _evaluate_batch(
     maps = {}
     for name, function in functions.items():
         record = result.records[name]
-        started = time.perf_counter()
-        maps[name] = function(inputs, predicted, baselines).detach()
-        elapsed = time.perf_counter() - started
+        output, elapsed, peak_mb = measured_call(
+            lambda function=function: function(inputs, predicted, baselines),
+            inputs.device,
+        )
+        maps[name] = output.detach()
         record.seconds.extend([elapsed / len(batch)] * len(batch))
+        if peak_mb is not None:
+            record.peak_memory_mb = max(peak_mb, record.peak_memory_mb or 0.0)
+        record.small_maps.extend(_small_maps(maps[name]))
         _localise(
             batch, objects, predicted, inputs, function, maps[name], record, baselines
         )
@@ -445,6 +475,27 @@ def _evaluate_batch(
     )
     _faithfulness(context, curve_steps, sizes.curve_rows)
     return context
+
+
+def _small_maps(maps: Tensor) -> list[np.ndarray]:
+    """``(N, 1, h, w)`` maps averaged down to at most :data:`SMALL_MAP_CELLS` a side."""
+    size = [min(side, SMALL_MAP_CELLS) for side in maps.shape[-2:]]
+    small = torch.nn.functional.adaptive_avg_pool2d(maps.float().cpu(), size)
+    return list(small[:, 0].numpy())
+
+
+def _thumbnail(image: np.ndarray) -> str:
+    """A base64 PNG of the image, at most :data:`THUMBNAIL_SIDE` pixels a side."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    picture = Image.fromarray(image).convert("RGB")
+    picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _class_target(logits: Tensor, annotation: Annotation, sample: Sample) -> int:
@@ -524,7 +575,7 @@ def _faithfulness(context: BatchContext, curve_steps: int, curve_rows: int) -> N
             "insertion_auc": metrics.curve_auc(insertion),
         }
         for metric, column in values.items():
-            record.values.setdefault(metric, []).extend(column.tolist())
+            record.extend(metric, column)
         record.curves.setdefault("deletion", []).extend(deletion.tolist())
         record.curves.setdefault("insertion", []).extend(insertion.tolist())
 
@@ -543,7 +594,7 @@ def _captum_metrics(context: BatchContext) -> None:
             n_perturb_samples=CAPTUM_PERTURBATIONS,
             normalize=True,
         )
-        record.values.setdefault("infidelity", []).extend(value.tolist())
+        record.extend("infidelity", value)
         explanation = metrics.input_space_explanation(
             lambda x, target, function=function: function(x, target)
         )
@@ -553,7 +604,7 @@ def _captum_metrics(context: BatchContext) -> None:
             target=predicted,
             n_perturb_samples=CAPTUM_PERTURBATIONS,
         )
-        record.values.setdefault("sensitivity", []).extend(value.tolist())
+        record.extend("sensitivity", value)
 
 
 #: Captum's metrics as a family (``captum_metrics=True``, ``--captum-metrics``).
@@ -583,7 +634,7 @@ def _road(context: BatchContext) -> None:
     )
     for metric, column in scores.items():
         for name, part in zip(names, column.split(len(inputs)), strict=True):
-            context.records[name].values.setdefault(metric, []).extend(part.tolist())
+            context.records[name].extend(metric, part)
 
 
 #: ROAD (noisy linear imputation, MoRF and LeRF) as a family (``--road``).

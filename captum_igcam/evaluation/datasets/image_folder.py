@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from captum_igcam.app.images import load_image
-from captum_igcam.evaluation.datasets.samples import Dataset, Sample
+from captum_igcam.evaluation.datasets.samples import Dataset, Sample, file_sample
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -36,6 +33,6 @@ def folder(root: Path, n: int) -> Dataset:
         )
 
     def load(index: int) -> Sample:
-        return Sample(paths[index].stem, np.asarray(load_image(paths[index])))
+        return file_sample(paths[index])
 
     return Dataset(f"folder:{root}", False, len(paths), load, [])

@@ -13,12 +13,9 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from captum_igcam.app.images import load_image
 from captum_igcam.evaluation.datasets.boxes import BoxChecker, RawObject, image_size
 from captum_igcam.evaluation.datasets.pascal_voc import parse_voc_annotation
-from captum_igcam.evaluation.datasets.samples import Dataset, Sample
+from captum_igcam.evaluation.datasets.samples import Dataset, Sample, file_sample
 
 #: File names of the ILSVRC2012 validation images and their box files.
 IMAGENET_VAL_IMAGE = re.compile(r"^ILSVRC2012_val_\d{8}\.JPEG$")
@@ -43,7 +40,8 @@ def imagenet_loc(root: Path, n: int) -> Dataset:
     - ``LOC_val_solution.csv`` at ``root`` (header ``ImageId,PredictionString``;
       ``PredictionString`` holds groups ``synset xmin ymin xmax ymax``), as in
       the Kaggle ImageNet localisation challenge. A UTF-8 byte-order mark (as
-      spreadsheet programs write) is accepted.
+      spreadsheet programs write) is accepted. Several rows for one
+      ``ImageId`` add up: the image has the boxes of all of them.
 
     Class indices follow ``LOC_synset_mapping.txt`` at ``root`` (lines
     ``n01440764 tench, Tinca tinca``, in class-index order: the 1000 synsets
@@ -106,7 +104,7 @@ def imagenet_loc(root: Path, n: int) -> Dataset:
 
     def load(index: int) -> Sample:
         path, annotations = chosen[index]
-        return Sample(path.stem, np.asarray(load_image(path)), annotations)
+        return file_sample(path, annotations)
 
     note = (
         f"ImageNet CLS-LOC validation under {root} ({layout}): "
@@ -174,8 +172,12 @@ def _read_synsets(path: Path, required: bool) -> dict[str, int] | None:
 def _read_loc_solution(
     path: Path, synsets: Mapping[str, int]
 ) -> dict[str, list[RawObject]]:
-    """``LOC_val_solution.csv``: image id -> objects."""
-    objects = {}
+    """``LOC_val_solution.csv``: image id -> objects.
+
+    Several rows for one image id add up: the image has the objects of all
+    of them (each named by its own line).
+    """
+    objects: dict[str, list[RawObject]] = {}
     # utf-8-sig: a byte-order mark would otherwise become part of "ImageId".
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
@@ -198,7 +200,9 @@ def _read_loc_solution(
                     f"(ImageId,PredictionString), got {len(row)}: {','.join(row)!r}"
                 )
             image_id, prediction = row[0].strip(), row[1]
-            objects[image_id] = _solution_objects(image_id, prediction, synsets, where)
+            objects.setdefault(image_id, []).extend(
+                _solution_objects(image_id, prediction, synsets, where)
+            )
     return objects
 
 

@@ -12,16 +12,13 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-
-from captum_igcam.app.images import load_image
 from captum_igcam.evaluation.datasets.boxes import (
     CORNERS,
     BoxChecker,
     RawObject,
     image_size,
 )
-from captum_igcam.evaluation.datasets.samples import Dataset, Sample
+from captum_igcam.evaluation.datasets.samples import Dataset, Sample, file_sample
 
 
 def voc(
@@ -79,7 +76,7 @@ def voc(
 
     def load(index: int) -> Sample:
         path, annotations = parsed[index]
-        return Sample(path.stem, np.asarray(load_image(path)), annotations)
+        return file_sample(path, annotations)
 
     notes = [f"VOC directory {root}: {len(parsed)} images with mapped classes"]
     return Dataset(

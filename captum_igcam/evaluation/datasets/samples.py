@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from captum_igcam.app.images import read_image
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,31 @@ class Sample:
         name (str): Identifier (file stem or composite description).
         image (np.ndarray): ``HxWx3`` uint8 RGB image.
         annotations (tuple[Annotation, ...]): Annotated classes.
+        sha256 (str, optional): SHA-256 of the bytes of the file the image
+            was decoded from; None for a generated image.
+            Default: None
     """
 
     name: str
     image: np.ndarray
     annotations: tuple[Annotation, ...] = ()
+    sha256: str | None = None
+
+
+def file_sample(path: Path, annotations: tuple[Annotation, ...] = ()) -> Sample:
+    """The sample of an image file, named by its stem, bound to its bytes' digest.
+
+    Args:
+        path (Path): The image file.
+        annotations (tuple[Annotation, ...], optional): Its annotated classes.
+            Default: ()
+
+    Returns:
+        Sample: The decoded image (one read of the file) with the SHA-256 of
+        the bytes it was decoded from.
+    """
+    read = read_image(path)
+    return Sample(path.stem, np.asarray(read.image), annotations, read.sha256)
 
 
 @dataclass

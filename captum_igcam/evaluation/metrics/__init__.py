@@ -43,6 +43,7 @@ from captum_igcam.evaluation.metrics.faithfulness import (
     perturbation_curve,
     perturbation_curves,
     pick,
+    pixel_ranks,
     predicted_target,
 )
 from captum_igcam.evaluation.metrics.localisation import (
@@ -84,6 +85,7 @@ __all__ = [
     "perturbation_curve",
     "perturbation_curves",
     "pick",
+    "pixel_ranks",
     "pointing_game_accuracy",
     "pointing_game_hits",
     "predicted_target",

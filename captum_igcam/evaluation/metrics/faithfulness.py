@@ -314,7 +314,7 @@ def perturbation_curves(
     target = _resolve_target(forward_func, inputs, target)
     size = spatial_size(inputs)
     n_images, n_pixels = len(inputs), size[0] * size[1]
-    rank = torch.stack([_pixel_rank(m, size, seed) for m in maps])
+    rank = torch.stack([pixel_ranks(m, size, seed).flatten(1) for m in maps])
     counts = torch.round(torch.arange(n_steps + 1) * (n_pixels / n_steps)).long()
     # Canvases: 0 the inputs, then each mode's baseline; a mode's curve runs
     # from its start canvas to its end canvas.
@@ -362,15 +362,29 @@ def perturbation_curves(
     return curves
 
 
-def _pixel_rank(maps: Tensor, size: tuple[int, int], seed: int) -> Tensor:
-    """``(N, P)`` rank of each pixel in the map's order, ties in a seeded order."""
+def pixel_ranks(maps: Tensor, size: tuple[int, int], seed: int = 0) -> Tensor:
+    """Rank of every input pixel by map value, highest first.
+
+    Pixels with equal values are ranked in a random order drawn from
+    ``seed``, as in :func:`perturbation_curve` and ROAD.
+
+    Args:
+        maps (Tensor): ``(N, 1, h, w)`` or ``(N, h, w)`` maps, resized
+            bilinearly to ``size``.
+        size (tuple[int, int]): Input ``(H, W)``.
+        seed (int, optional): Seed of the order among equal values.
+            Default: 0
+
+    Returns:
+        Tensor: ``(N, H, W)`` ranks, 0 for the most relevant pixel.
+    """
     n_pixels = size[0] * size[1]
     shuffle = torch.randperm(n_pixels, generator=torch.Generator().manual_seed(seed))
     shuffled = to_input_size(maps, size).flatten(1).cpu()[:, shuffle]
     order = shuffle[shuffled.argsort(dim=1, descending=True, stable=True)]
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(n_pixels).expand_as(order).contiguous())
-    return rank
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(n_pixels).expand_as(order).contiguous())
+    return ranks.view(-1, *size)
 
 
 def _as_canvas(baselines: Tensor | float, inputs: Tensor) -> Tensor:

@@ -1,34 +1,8 @@
-"""Model-randomisation sanity checks (Adebayo et al., NeurIPS 2018).
+"""The model-randomisation checks: randomise, restore, compare, summarise.
 
-A map that explains the model must change when the model's weights are
-replaced by random ones. :func:`model_randomisation` re-initialises the
-model's layers *in place*, from the logits down, and compares each
-method's map on the randomised model with its map on the trained one, on the
-same images and for the same (trained model's) predicted class:
-
-- ``"cascading"``: stage ``k`` randomises stages ``0..k`` together (the
-  logits first, then layer after layer towards the input);
-- ``"independent"``: stage ``k`` randomises stage ``k`` alone.
-
-A stage is a group of modules (by dotted name). Every module in it with a
-``reset_parameters`` method is re-initialised by it (PyTorch's own
-initialisation: Kaiming-uniform for convolutions and linear layers, unit
-scale, zero shift and reset running statistics for batch norms); parameters of
-modules without one are redrawn from a normal distribution with the trained
-tensor's mean and standard deviation (a constant tensor: a standard normal).
-Stage ``k`` draws from torch's generator seeded with ``seed + k``, so a stage
-gets the same random weights in both modes. The model's parameters, buffers
-and train/eval flags are restored bit for bit afterwards, also when an
-exception is raised half way.
-
-Similarities (:data:`SIMILARITIES`), per image, between the two maps resized
-to the model input: Spearman rank correlation of the maps and of their
-absolute values (:func:`scipy.stats.spearmanr`), SSIM
-(:func:`skimage.metrics.structural_similarity`) of the maps min-max
-normalised to [0, 1], and the Pearson correlation of their HOG descriptors
-(:func:`skimage.feature.hog`). A method passes where the similarity falls to
-near zero; summaries carry percentile-bootstrap 95% intervals over images
-(:mod:`captum_igcam.evaluation.statistics`).
+The computing part of :mod:`captum_igcam.evaluation.sanity` (see there for
+the method); tables and JSON are in :mod:`.tables`, the figure in
+:mod:`.figure`.
 """
 
 from __future__ import annotations
@@ -307,7 +281,9 @@ def model_randomisation(
     """Compare each method's maps on the trained and the randomised model.
 
     The model is changed in place stage by stage and restored exactly at the
-    end (see :func:`restored`), also on error. The explained class of every
+    end (see :func:`restored`), also on error; every pass runs inside that
+    block, so a model in training mode gets its batch norms' running
+    statistics back too. The explained class of every
     image is the trained model's prediction, kept for all stages.
 
     Args:
@@ -379,8 +355,6 @@ def model_randomisation(
     baselines = torch.cat(
         [baseline_input(bundle, image, settings.baseline) for image in images]
     )
-    with torch.no_grad():
-        target = model(inputs).argmax(dim=1)
     result = SanityResult(
         model=bundle.name,
         layer=layer_name,
@@ -411,7 +385,9 @@ def model_randomisation(
         }
 
     bar = _progress_bar(len(stages) + 1, mode, progress)
-    with restored(model):
+    with restored(model):  # every pass on the model, the targets' included
+        with torch.no_grad():
+            target = model(inputs).argmax(dim=1)
         trained = explain_all()
         _advance(bar)
         per_stage = []
@@ -537,168 +513,3 @@ def compare_sanity(
             result.values[method][measure], result.values[reference][measure]
         )
     ]
-
-
-def sanity_table(result: SanityResult, summary: dict | None = None) -> str:
-    """A Markdown table: one row per method and stage, mean [95% CI] per measure.
-
-    Args:
-        result (SanityResult): From :func:`model_randomisation`.
-        summary (dict, optional): From :func:`summarize_sanity`.
-            Default: None (computed here)
-
-    Returns:
-        str: The table, preceded by a line naming the model, layer and mode.
-    """
-    summary = summary or summarize_sanity(result)
-    lines = [
-        f"Model randomisation ({result.mode}): {result.model}, layer "
-        f"{result.layer}, {result.n_images} images; similarity of each map "
-        "to the trained model's, mean [95% CI] (lower: the map depends more "
-        "on the weights); constant: images whose randomised map is constant "
-        "(correlations undefined, left out)",
-        "",
-        "| method | randomised | "
-        + " | ".join(SIMILARITIES.values())
-        + " | constant |",
-        "|---|---|" + "---|" * (len(SIMILARITIES) + 1),
-    ]
-    prefix = "up to " if result.mode == "cascading" else ""
-    for name, table in summary.items():
-        for index, stage in enumerate(result.stages):
-            cells = [_interval(table[m][index]) for m in SIMILARITIES]
-            cells.append(
-                str(int(np.isnan(result.values[name]["spearman"][index]).sum()))
-            )
-            label = prefix + stage_label(stage)
-            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _interval(value: Estimate) -> str:
-    if np.isnan(value.low):
-        return f"{value.mean:.2f}"
-    return f"{value.mean:.2f} [{value.low:.2f}, {value.high:.2f}]"
-
-
-def sanity_json(result: SanityResult, summary: dict | None = None) -> dict[str, Any]:
-    """The result as JSON-ready data: settings, stages, per-stage estimates.
-
-    Args:
-        result (SanityResult): From :func:`model_randomisation`.
-        summary (dict, optional): From :func:`summarize_sanity`.
-            Default: None (computed here)
-
-    Returns:
-        dict: ``model``, ``layer``, ``mode``, ``stages``, ``n_images``,
-        ``settings`` and, per method and measure, ``mean``, ``ci95`` and the
-        per-image ``values`` (``null`` where undefined) of every stage.
-    """
-    summary = summary or summarize_sanity(result)
-    return {
-        "model": result.model,
-        "layer": result.layer,
-        "mode": result.mode,
-        "stages": [list(stage) for stage in result.stages],
-        "n_images": result.n_images,
-        "settings": result.settings,
-        "methods": {
-            name: {
-                measure: {
-                    "mean": [value.mean for value in estimates],
-                    "ci95": [[value.low, value.high] for value in estimates],
-                    "values": [
-                        [None if np.isnan(v) else v for v in row.tolist()]
-                        for row in result.values[name][measure]
-                    ],
-                }
-                for measure, estimates in table.items()
-            }
-            for name, table in summary.items()
-        },
-    }
-
-
-def randomisation_figure(
-    result: SanityResult,
-    summary: dict | None = None,
-    methods: Sequence[str] | None = None,
-    panel_size: float = 1.3,
-) -> Any:
-    """The paper's figure: maps down the randomisation, then similarity curves.
-
-    The top grid shows, for the first image, each method's map (absolute
-    value over its maximum, in grey, as Adebayo et al. draw them) on the
-    trained model and after each stage; below, one panel per similarity
-    measure with its mean and 95% interval per stage for every method.
-
-    Args:
-        result (SanityResult): From :func:`model_randomisation`.
-        summary (dict, optional): From :func:`summarize_sanity`.
-            Default: None (computed here)
-        methods (sequence of str, optional): Methods to draw, in row order.
-            Default: None (all, in the result's order)
-        panel_size (float, optional): Side of a map panel in inches.
-            Default: 1.3
-
-    Returns:
-        matplotlib.figure.Figure: The figure (save it with
-        ``figure.savefig`` or :func:`captum_igcam.app._atomic.atomic_save_figure`).
-    """
-    from matplotlib.figure import Figure
-
-    summary = summary or summarize_sanity(result)
-    methods = list(methods or result.values)
-    columns = len(result.stages) + 2
-    width = panel_size * columns
-    maps_height = panel_size * len(methods)
-    figure = Figure(figsize=(width, maps_height + 2.6), layout="constrained")
-    top, bottom = figure.subfigures(2, 1, height_ratios=[maps_height, 2.6])
-    grid = top.subplots(len(methods), columns, squeeze=False)
-    titles = ["input", "trained"] + [
-        ("up to " if result.mode == "cascading" else "") + stage_label(stage)
-        for stage in result.stages
-    ]
-    for row, name in enumerate(methods):
-        for column, ax in enumerate(grid[row]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if column == 0:
-                ax.imshow(result.image)
-                ax.set_ylabel(METHODS[name].title, fontsize=7)
-            else:
-                shown = np.abs(result.examples[name][column - 1])
-                peak = shown.max()
-                ax.imshow(
-                    shown / peak if peak > 0 else shown, cmap="gray", vmin=0, vmax=1
-                )
-            if row == 0:
-                ax.set_title(titles[column], fontsize=6, rotation=30, loc="left")
-    curves = bottom.subplots(1, len(SIMILARITIES), squeeze=False)[0]
-    positions = np.arange(len(result.stages))
-    for ax, (measure, title) in zip(curves, SIMILARITIES.items()):
-        for name in methods:
-            estimates = summary[name][measure]
-            means = [value.mean for value in estimates]
-            ax.plot(
-                positions, means, marker="o", markersize=3, label=METHODS[name].title
-            )
-            ax.fill_between(
-                positions,
-                [value.low for value in estimates],
-                [value.high for value in estimates],
-                alpha=0.2,
-            )
-        ax.axhline(0.0, color="black", linewidth=0.5)
-        ax.set_title(title, fontsize=8)
-        ax.set_xticks(positions, [stage_label(s) for s in result.stages], fontsize=5)
-        ax.tick_params(axis="x", labelrotation=60)
-        ax.tick_params(axis="y", labelsize=6)
-    curves[0].set_ylabel("similarity to trained", fontsize=7)
-    curves[0].legend(fontsize=5, loc="best")
-    bottom.suptitle(
-        f"{result.model}, layer {result.layer}: {result.mode} randomisation, "
-        f"{result.n_images} images (mean, 95% CI)",
-        fontsize=8,
-    )
-    return figure
