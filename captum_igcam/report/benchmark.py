@@ -3,16 +3,19 @@
 :func:`build_benchmark_report` reads the JSON of ``captum-igcam benchmark
 --json FILE`` and writes a static page: the metric table with 95% intervals
 (and the paired differences against Grad-CAM), one interval chart per
-metric, the mean deletion and insertion curves per method, the localisation
-metrics by object size and by class, and the images on which the methods
-differ most. Sections whose data the file lacks (a file written by an older
-version) are left out with a note.
+metric, each method's cost (seconds per image, peak memory), the mean
+deletion and insertion curves per method, the localisation metrics by object
+size and by class, and the images on which the methods differ most with each
+method's map over them. The file is read and checked by
+:func:`captum_igcam.evaluation.results.read_result`; sections whose data the
+file lacks (a file written by an older version) are left out with a note.
 """
 
 from __future__ import annotations
 
+import base64
 import html
-import json
+import io
 import math
 import os
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from captum_igcam.evaluation.results import format_interval, read_result
 from captum_igcam.report import files, page, svg
 
 #: Object-size groups of the breakdown: (name, smallest box fraction).
@@ -32,27 +36,6 @@ SIZE_GROUPS = (
 MAX_CLASSES = 12
 #: Images listed where the methods differ most.
 MOST_DIFFERENT = 10
-
-
-def read_benchmark(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a benchmark result and check its shape.
-
-    Raises:
-        ValueError: Naming the file, if it is not a benchmark result.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            result = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(
-            f"result: cannot read {os.fspath(path)!r} ({error})"
-        ) from error
-    if not isinstance(result, dict) or not isinstance(result.get("methods"), dict):
-        raise ValueError(
-            f"result: {os.fspath(path)!r} is not the JSON of captum-igcam benchmark "
-            "--json (it has no 'methods' object)"
-        )
-    return result
 
 
 def build_benchmark_report(
@@ -72,7 +55,7 @@ def build_benchmark_report(
         >>> build_benchmark_report("bench.json", "bench-report")
         PosixPath('bench-report/index.html')
     """
-    result = read_benchmark(path)
+    result = read_result(path)
     report = files.open_report_folder(out)
     methods = list(result["methods"])
     colours = {name: svg.colour(i) for i, name in enumerate(methods)}
@@ -85,6 +68,7 @@ def build_benchmark_report(
         _curves(result, colours),
         _breakdowns(result, metrics, colours),
         _most_different(result, metrics),
+        _example_maps(result, colours),
     ]
     title = f"Benchmark: {result.get('model', '?')} on {result.get('dataset', '?')}"
     data = {"kind": "benchmark", "title": title}
@@ -110,11 +94,7 @@ def _interval(row: dict[str, Any], metric: str) -> tuple[float, float, float]:
 
 
 def _format(mean: float, low: float, high: float) -> str:
-    if not math.isfinite(mean):
-        return "n/a"
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return f"{mean:.3g}"
-    return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+    return format_interval(mean, low, high, ".3g")
 
 
 def _facts(result: dict[str, Any]) -> str:
@@ -162,11 +142,16 @@ def _table(result: dict[str, Any], metrics: list[tuple[str, str, bool]]) -> str:
             cells.append(
                 f'<td{css} data-value="{sort_value}">{_format(mean, low, high)}</td>'
             )
+        peak = _number((row.get("cost") or {}).get("peak_memory_mb"))
+        shown = f"{peak:.0f}" if math.isfinite(peak) else "n/a"
+        sort_value = peak if math.isfinite(peak) else ""
+        cells.append(f'<td class="cost" data-value="{sort_value}">{shown}</td>')
         rows.append(f"<tr><td>{html.escape(method)}</td>{''.join(cells)}</tr>")
+    cost_head = f'<th data-sort="{len(metrics) + 1}">peak memory MiB (cost) ↓</th>'
     return (
         "<h2>Metrics (mean [95% CI]; best in bold; click a header to sort)</h2>"
         '<table id="metrics"><thead><tr><th data-sort="0">method</th>'
-        f"{head}</tr></thead>"
+        f"{head}{cost_head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -355,6 +340,53 @@ def _most_different(result: dict[str, Any], metrics: list) -> str:
         "<h2>Images where the methods differ most (largest spread)</h2>"
         f'<div id="most-different">{"".join(tables)}</div>'
     )
+
+
+def _example_maps(result: dict[str, Any], colours: dict[str, str]) -> str:
+    """Each method's map over the images where the methods differ most."""
+    examples, images = result.get("examples"), result.get("images")
+    if not images:
+        return ""  # the section above says what is missing
+    if not examples:
+        return _missing("Maps of the images where the methods differ most", "examples")
+    methods = [m for m in result["methods"] if m in examples[0]["maps"]]
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
+    rows = []
+    for example in examples:
+        photo = _picture(example["thumbnail_png"])
+        cells = [f"<td>{_img(photo, 'input')}</td>"]
+        for method in methods:
+            grid = np.asarray(example["maps"][method], dtype=np.float64)
+            cells.append(f"<td>{_img(_overlay(photo, grid), method)}</td>")
+        name = html.escape(str(images[example["image"]]))
+        rows.append(f"<tr><td>{name}</td>{''.join(cells)}</tr>")
+    return (
+        "<h2>Maps of the images where the methods differ most</h2>"
+        '<table id="example-maps"><thead><tr><th>image</th><th>input</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _picture(encoded: str) -> Any:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")
+
+
+def _overlay(photo: Any, grid: np.ndarray) -> Any:
+    import torch
+
+    from captum_igcam.report.thumbnails import overlay
+
+    values = torch.from_numpy(np.nan_to_num(grid)).float()[None]
+    return overlay(photo, values)
+
+
+def _img(picture: Any, label: str) -> str:
+    from captum_igcam.report.thumbnails import jpeg_bytes
+
+    data = base64.b64encode(jpeg_bytes(picture)).decode("ascii")
+    return f'<img alt="{html.escape(label)}" src="data:image/jpeg;base64,{data}">'
 
 
 def _missing(section: str, fields: str) -> str:
