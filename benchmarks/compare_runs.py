@@ -12,14 +12,17 @@ methods the same way (the question a benchmark answers).
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
+from captum_igcam.evaluation.results import ResultFileError, read_result
+
 
 def load(path: str) -> dict:
-    run = json.loads(Path(path).read_text())
+    try:
+        run = read_result(path)
+    except ResultFileError as error:
+        raise SystemExit(str(error)) from None
     for key in ("images", "values", "settings"):
         if key not in run:
             raise SystemExit(f"{path}: expected a benchmark --json file with {key!r}")

@@ -218,6 +218,7 @@ def _benchmark_json(path: Path, steps: int, values: dict[str, list[float]]) -> s
     import json
 
     run = {
+        "methods": {method: {} for method in values},
         "images": ["a", "b"],
         "settings": {"n_steps": steps, "curve_steps": 2 * steps},
         "values": {
@@ -245,6 +246,21 @@ def test_compare_runs_prints_differences_and_whether_the_order_holds(
     assert "| y | ebpg | 0.3000 | 0.4000 | +0.1000 | 0.1000 |" in out
     assert "ebpg: different order" in out
     assert "deletion_auc: same order" in out
+
+
+def test_compare_runs_refuses_a_file_of_another_shape_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import compare_runs
+
+    fine = _benchmark_json(tmp_path / "f.json", 50, {"x": [0.5, 0.7]})
+    coarse = tmp_path / "c.json"
+    coarse.write_text('{"methods": {"x": {"ebpg": "high"}}}')
+    monkeypatch.setattr(sys, "argv", ["compare_runs.py", fine, str(coarse)])
+    with pytest.raises(SystemExit, match=r"c\.json: methods\.x\.ebpg: expected a"):
+        compare_runs.main()
 
 
 def test_cost_and_call_memory_tables_in_results_are_the_committed_runs() -> None:
@@ -359,14 +375,89 @@ def test_a_script_stops_before_measuring_when_its_file_is_not_its_own(
     assert users.read_text() == "my notes"
 
 
-def test_benchmark_scripts_write_json_only_through_results_file() -> None:
-    writers = {
-        path.name
-        for path in BENCHMARKS.glob("*.py")
-        if path.name != "results_file.py"
-        and ("json.dump(" in (text := path.read_text()) or ".write_text(json" in text)
+def json_writes(source: str) -> list[str]:
+    """The calls in a script's source that write JSON to a file, as ``line: name``.
+
+    Counted: the ``json`` module's ``dump`` under any name it is imported as,
+    ``atomic_write_json``, and a ``write``, ``write_text`` or ``write_bytes``
+    whose argument holds a ``dumps`` call.
+    """
+    import ast
+
+    tree = ast.parse(source)
+    aliases = {
+        "dump": "dump",
+        "dumps": "dumps",
+        "atomic_write_json": "atomic_write_json",
     }
-    assert writers == set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            for name in node.names:
+                if name.name in aliases:
+                    aliases[name.asname or name.name] = name.name
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        called = getattr(node.func, "attr", None) or aliases.get(
+            getattr(node.func, "id", ""), ""
+        )
+        writes_dumps = called in ("write", "write_text", "write_bytes") and any(
+            isinstance(inner, ast.Call)
+            and (
+                getattr(inner.func, "attr", None)
+                or aliases.get(getattr(inner.func, "id", ""), "")
+            )
+            == "dumps"
+            for argument in node.args
+            for inner in ast.walk(argument)
+        )
+        if called in ("dump", "atomic_write_json") or writes_dumps:
+            found.append(f"{node.lineno}: {called}")
+    return found
+
+
+def test_json_writes_finds_every_form_of_writing_json() -> None:
+    writers = """
+from json import dump as save_json, dumps as text_of
+import json
+save_json(data, handle)
+json.dump(data, handle)
+Path(name).write_text(json.dumps(data))
+handle.write(text_of(data) + "\\n")
+Path(name).write_bytes(json.dumps(data).encode())
+atomic_write_json(name, data)
+"""
+    assert [line.split(": ")[1] for line in json_writes(writers)] == [
+        "dump",
+        "dump",
+        "write_text",
+        "write",
+        "write_bytes",
+        "atomic_write_json",
+    ]
+    readers = """
+import json
+print(json.dumps(data))
+data = json.loads(Path(name).read_text())
+Path(name).write_text(markdown)
+figure.savefig(name)
+"""
+    assert json_writes(readers) == []
+
+
+def test_benchmark_scripts_write_json_only_through_results_file() -> None:
+    scripts = [
+        path for path in BENCHMARKS.rglob("*.py") if path.name != "results_file.py"
+    ]
+    # Every script, wherever it lies below benchmarks/.
+    assert len(scripts) >= 15
+    writers = {
+        str(path.relative_to(BENCHMARKS)): found
+        for path in scripts
+        if (found := json_writes(path.read_text()))
+    }
+    assert writers == {}
 
 
 def test_committed_results_are_marked_with_the_script_that_wrote_them() -> None:

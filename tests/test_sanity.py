@@ -251,6 +251,19 @@ def test_model_is_restored_bitwise_when_a_method_fails_half_way(mode: str) -> No
     assert ok.n_images == 3
 
 
+@pytest.mark.parametrize("mode", sanity.MODES)
+def test_a_model_in_training_mode_keeps_its_batch_norm_statistics(mode: str) -> None:
+    # In training mode every forward pass updates the running statistics and
+    # the pass counter: the targets' pass as much as the maps'.
+    model = WithNorm().train()
+    saved = _snapshot(model)
+    sanity.model_randomisation(
+        _bundle(model), _images(), ["gradcam"], FAST, mode=mode, progress=False
+    )
+    assert _bitwise_equal(model, saved)
+    assert model.training and model.norm.training
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
