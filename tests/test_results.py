@@ -338,3 +338,31 @@ def test_measured_call_sees_a_large_allocation_on_the_cpu() -> None:
 
 def test_evaluation_exposes_the_results_module() -> None:
     assert evaluation.results is results
+
+
+def test_results_md_states_the_codes_limits_and_messages(tmp_path: Path) -> None:
+    from captum_igcam.evaluation import runner
+
+    text = " ".join(
+        (Path(__file__).resolve().parents[1] / "docs" / "results.md")
+        .read_text()
+        .split()
+    )
+    assert f"| `format_version` | {results.FORMAT_VERSION} |" in text
+    assert f"the version `result_json` writes ({results.FORMAT_VERSION})" in text
+    assert "at most six images (`MAX_EXAMPLES`)" in text and results.MAX_EXAMPLES == 6
+    assert f"at most {runner.THUMBNAIL_SIDE} pixels a side" in text
+    cells = runner.SMALL_MAP_CELLS
+    assert f"at most {cells} x {cells} cells, rounded to four decimals" in text
+    shown = results.format_interval(0.25, -0.125, 0.625)
+    assert f"`format_interval(0.25, -0.125, 0.625)` is `{shown}`" in text
+    for name in results.RECORDED_DISTRIBUTIONS:
+        assert f"`{name}`" in text
+    path = tmp_path / "bench.json"
+    path.write_text(
+        json.dumps(mutated(lambda d: d["methods"]["igcam"]["ci95"].update(ebpg=[0.4])))
+    )
+    with pytest.raises(ResultFileError) as raised:
+        results.read_result(path)
+    message = str(raised.value).replace(str(path), "bench.json")
+    assert f"```text {message} ```" in text

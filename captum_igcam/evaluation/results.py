@@ -399,6 +399,9 @@ class _Checker:
             shown = shown[:57] + "..."
         raise ResultFileError(self.path, field, f"expected {expected}, got {shown}")
 
+    def wrong_count(self, field: str, expected: str, count: int) -> None:
+        raise ResultFileError(self.path, field, f"expected {expected}, got {count}")
+
     def of_type(self, field: str, value: Any, kind: type | tuple, expected: str) -> Any:
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             self.fail(field, expected, value)
@@ -413,7 +416,7 @@ class _Checker:
     def numbers(self, field: str, value: Any, size: int | None = None) -> None:
         self.of_type(field, value, list, "a list of numbers")
         if size is not None and len(value) != size:
-            self.fail(field, f"{size} numbers", f"{len(value)} numbers")
+            self.wrong_count(field, f"{size} numbers", len(value))
         for index, item in enumerate(value):
             self.number(f"{field}[{index}]", item)
 
@@ -461,10 +464,10 @@ class _Checker:
             if "image_sha256" in data:
                 self.strings("image_sha256", data["image_sha256"], nullable=True)
                 if len(data["image_sha256"]) != len(images):
-                    self.fail(
+                    self.wrong_count(
                         "image_sha256",
                         f"one digest per image ({len(images)})",
-                        f"{len(data['image_sha256'])} digests",
+                        len(data["image_sha256"]),
                     )
         if "objects" in data:
             self.objects(data["objects"], len(images or []))
@@ -498,21 +501,20 @@ class _Checker:
         for index, item in enumerate(objects):
             where = f"objects[{index}]"
             self.of_type(where, item, dict, 'an object {"image", "label", ...}')
-            image = item.get("image")
-            self.of_type(f"{where}.image", image, int, "an image index")
-            if not 0 <= image < n_images:
-                self.fail(f"{where}.image", f"an index below {n_images}", image)
+            self.image_index(f"{where}.image", item.get("image"), n_images)
             self.number(f"{where}.box_fraction", item.get("box_fraction"))
+
+    def image_index(self, field: str, value: Any, n_images: int) -> None:
+        self.of_type(field, value, int, "an image index")
+        if not 0 <= value < n_images:
+            self.fail(field, f"an index below {n_images}", value)
 
     def examples(self, examples: Any, n_images: int) -> None:
         self.of_type("examples", examples, list, "a list of objects")
         for index, item in enumerate(examples):
             where = f"examples[{index}]"
             self.of_type(where, item, dict, 'an object {"image", "maps", ...}')
-            image = item.get("image")
-            self.of_type(f"{where}.image", image, int, "an image index")
-            if not 0 <= image < n_images:
-                self.fail(f"{where}.image", f"an index below {n_images}", image)
+            self.image_index(f"{where}.image", item.get("image"), n_images)
             self.of_type(
                 f"{where}.thumbnail_png", item.get("thumbnail_png"), str, "a string"
             )
