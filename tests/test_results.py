@@ -202,8 +202,8 @@ def mutated(change) -> dict:
 @pytest.mark.parametrize(
     ("data", "field", "expected"),
     [
-        ([1, 2], "", "expected a JSON object"),
-        ({"dataset": "x"}, "methods", "expected an object of methods"),
+        ([1, 2], "", "not the JSON of captum-igcam benchmark --json"),
+        ({"dataset": "x"}, "", "expected an object with 'methods', got no 'methods'"),
         (mutated(lambda d: d["methods"].update(igcam=3)), "methods.igcam", "an object"),
         (
             mutated(lambda d: d["methods"]["igcam"]["ci95"].update(ebpg=[0.4])),

@@ -437,9 +437,14 @@ class _Checker:
             check(f"{field}.{key}", item)
 
     def result(self, data: Any) -> None:
-        self.of_type("", data, dict, "a JSON object (captum-igcam benchmark --json)")
-        if "methods" not in data:
-            self.fail("methods", "an object of methods", "nothing")
+        if not isinstance(data, dict) or "methods" not in data:
+            found = "no 'methods'" if isinstance(data, dict) else type(data).__name__
+            raise ResultFileError(
+                self.path,
+                "",
+                "not the JSON of captum-igcam benchmark --json (expected an "
+                f"object with 'methods', got {found})",
+            )
         version = data.get("format_version", 1)
         self.of_type("format_version", version, int, "an integer")
         if not 1 <= version <= FORMAT_VERSION:
