@@ -1,5 +1,6 @@
-"""Evaluation of attribution maps: metrics, data sources, the benchmark loop and
-its statistics.
+"""Evaluation of attribution maps: metrics, data sources, the benchmark loop,
+its statistics, its result file (:mod:`.results`) and the sanity checks
+(:mod:`.sanity`).
 
 The loop's public names are available here, so ``from captum_igcam import
 evaluation; evaluation.evaluate(...)`` works without naming the module. They

@@ -322,7 +322,13 @@ def _per_image_matrices(
 
 def _examples(result: Any) -> list[dict[str, Any]]:
     """The maps and thumbnails of the images where the methods differ most."""
-    values = {name: record.values for name, record in result.records.items()}
+    from captum_igcam.evaluation.runner import all_metrics
+
+    per_object = {metric.name for metric in all_metrics() if metric.per_object}
+    values = {
+        name: {m: v for m, v in record.values.items() if m not in per_object}
+        for name, record in result.records.items()
+    }
     chosen = most_different_images(values, len(result.image_names))
     return [
         {
