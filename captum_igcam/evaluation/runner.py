@@ -607,19 +607,6 @@ def _captum_metrics(context: BatchContext) -> None:
         record.extend("sensitivity", value)
 
 
-#: Captum's metrics as a family (``captum_metrics=True``, ``--captum-metrics``).
-CAPTUM_FAMILY = register_metric_family(
-    MetricFamily(
-        "captum",
-        (
-            Metric("infidelity", "infidelity", False),
-            Metric("sensitivity", "sensitivity", False),
-        ),
-        _captum_metrics,
-    )
-)
-
-
 def _road(context: BatchContext) -> None:
     """ROAD's MoRF and LeRF scores of every method's maps, in shared passes."""
     names = list(context.maps)
@@ -637,15 +624,28 @@ def _road(context: BatchContext) -> None:
             context.records[name].extend(metric, part)
 
 
-#: ROAD (noisy linear imputation, MoRF and LeRF) as a family (``--road``).
-ROAD_FAMILY = register_metric_family(
-    MetricFamily(
-        "road",
+#: The built-in families: Captum's metrics (``captum_metrics=True``,
+#: ``--captum-metrics``) and ROAD (noisy linear imputation, MoRF and LeRF;
+#: ``--road``).
+CAPTUM_FAMILY, ROAD_FAMILY = (
+    register_metric_family(MetricFamily(name, family_metrics, compute))
+    for name, family_metrics, compute in (
         (
-            Metric("road_morf", "ROAD MoRF", False),
-            Metric("road_lerf", "ROAD LeRF", True),
+            "captum",
+            (
+                Metric("infidelity", "infidelity", False),
+                Metric("sensitivity", "sensitivity", False),
+            ),
+            _captum_metrics,
         ),
-        _road,
+        (
+            "road",
+            (
+                Metric("road_morf", "ROAD MoRF", False),
+                Metric("road_lerf", "ROAD LeRF", True),
+            ),
+            _road,
+        ),
     )
 )
 
