@@ -183,6 +183,15 @@ def test_write_result_writes_null_for_non_finite_numbers(tmp_path: Path) -> None
         results.write_result(path, data)  # a new file only
 
 
+def _png() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+PNG = _png()
+
+
 def valid() -> dict:
     return {
         "format_version": 2,
@@ -237,9 +246,23 @@ def mutated(change) -> dict:
             "a number or null",
         ),
         (
-            mutated(lambda d: d.update(examples=[{"image": 0, "thumbnail_png": ""}])),
+            mutated(lambda d: d.update(examples=[{"image": 0, "thumbnail_png": PNG}])),
             "examples[0].maps",
             "an object",
+        ),
+        (
+            mutated(lambda d: d.update(examples=[{"image": 0, "thumbnail_png": "%"}])),
+            "examples[0].thumbnail_png",
+            "a base64-encoded PNG",
+        ),
+        (
+            mutated(
+                lambda d: d.update(
+                    examples=[{"image": 0, "thumbnail_png": "aGVsbG8=", "maps": {}}]
+                )
+            ),
+            "examples[0].thumbnail_png",
+            "a base64-encoded PNG",
         ),
     ],
 )

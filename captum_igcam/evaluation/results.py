@@ -18,6 +18,7 @@ field):
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
 import json
 import math
@@ -52,6 +53,8 @@ RECORDED_DISTRIBUTIONS = (
 )
 
 Number = float | None
+#: The first bytes of every PNG file.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ResultFileError(ValueError):
@@ -526,10 +529,17 @@ class _Checker:
             where = f"examples[{index}]"
             self.of_type(where, item, dict, 'an object {"image", "maps", ...}')
             self.image_index(f"{where}.image", item.get("image"), n_images)
-            self.of_type(
-                f"{where}.thumbnail_png", item.get("thumbnail_png"), str, "a string"
-            )
+            self.png(f"{where}.thumbnail_png", item.get("thumbnail_png"))
             self.table(f"{where}.maps", item.get("maps"), self.grid)
+
+    def png(self, field: str, value: Any) -> None:
+        self.of_type(field, value, str, "a base64-encoded PNG")
+        try:
+            data = base64.b64decode(value, validate=True)
+        except ValueError:
+            data = b""
+        if not data.startswith(PNG_SIGNATURE):
+            self.fail(field, "a base64-encoded PNG", value)
 
     def grid(self, field: str, value: Any) -> None:
         self.of_type(field, value, list, "a list of rows of numbers")
