@@ -585,16 +585,24 @@ def test_restart_right_after_kill_9_of_a_run_with_workers(
     _assert_complete_and_correct(out, expected)
 
 
+_DIGEST = "0" * 64
+
+
+def _records(probability: float) -> object:
+    """A classifier record of class 0 with ``probability``, as the writer takes it."""
+    record = {
+        "predicted": 0,
+        "probability": probability,
+        "target": 0,
+        "target_probability": probability,
+    }
+    return lambda: [record]
+
+
 def test_shard_writer_error_is_raised_by_close(tmp_path: Path) -> None:
     writer = ShardWriter(tmp_path, 0, "run", {}, tmp_path, shard_size=1)
     # No shards/ folder: the background thread cannot write the first shard.
-    writer.add(
-        ["a.png"],
-        [io.FileStamp(1, 1)],
-        torch.zeros(1, 1, 2, 2),
-        torch.tensor([[0, 0]]),
-        torch.tensor([[1.0, 1.0]]),
-    )
+    writer.add(["a.png"], [_DIGEST], torch.zeros(1, 1, 2, 2), _records(1.0))
     with pytest.raises(FileNotFoundError, match="shards"):
         writer.close()
     # The index records the shard it was about to write, and nothing else.
@@ -610,14 +618,8 @@ def test_non_finite_logits_are_refused_before_any_index_lists_them(
 ) -> None:
     (tmp_path / "shards").mkdir()
     writer = ShardWriter(tmp_path, 0, "run", {}, tmp_path, shard_size=1)
-    writer.add(
-        ["a.png"],
-        [io.FileStamp(1, 1)],
-        torch.zeros(1, 1, 2, 2),
-        torch.tensor([[0, 0]]),
-        torch.tensor([[float("nan"), float("nan")]]),
-    )
-    with pytest.raises(ValueError, match="model: expected finite logits.*'a.png'"):
+    writer.add(["a.png"], [_DIGEST], torch.zeros(1, 1, 2, 2), _records(float("nan")))
+    with pytest.raises(ValueError, match="model: expected finite outputs.*'a.png'"):
         writer.close()
     assert not (tmp_path / io.rank_index_name(0)).exists()
 

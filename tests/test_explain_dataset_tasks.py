@@ -44,6 +44,11 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def _write_same_size(path: Path, pixels: np.ndarray) -> None:
+    """Save ``pixels`` as an uncompressed PNG: the same size for the same shape."""
+    Image.fromarray(pixels).save(path, compress_level=0)
+
+
 def _dataset(source: Path, out: Path, *options: str) -> int:
     return main(
         [
@@ -156,6 +161,7 @@ def test_nothing_to_explain_is_recorded_and_not_tried_again(
     source.mkdir()
     for name in PHOTOS:
         (source / name).write_bytes((photos / name).read_bytes())
+    _write_same_size(source / "black.png", PHOTOS["black.png"])
     out = tmp_path / "maps"
     arguments = ("--model", DETECTOR, "--target", "bird")
     assert _dataset(source, out, *arguments) == 0
@@ -179,9 +185,20 @@ def test_nothing_to_explain_is_recorded_and_not_tried_again(
     assert "nothing to explain" not in captured.err
     assert sorted((out / io.SHARD_FOLDER).iterdir()) == shards
 
-    # A changed file is tried again; the others are still skipped.
+    # A file touched but not changed is still skipped: its bytes are the same.
     status = os.stat(source / "black.png")
     os.utime(source / "black.png", ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))
+    assert _dataset(source, out, *arguments) == 0
+    assert "skipped 3" in capsys.readouterr().out
+
+    # A file whose bytes changed is tried again, even with its old size and
+    # time; the others are still skipped.
+    status = os.stat(source / "black.png")
+    bytes_before = (source / "black.png").read_bytes()
+    _write_same_size(source / "black.png", np.full((30, 40, 3), 1, np.uint8))
+    os.utime(source / "black.png", ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert (source / "black.png").read_bytes() != bytes_before
+    assert os.stat(source / "black.png").st_size == status.st_size
     assert _dataset(source, out, *arguments) == 0
     captured = capsys.readouterr()
     assert "skipped 2" in captured.out
