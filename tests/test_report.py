@@ -86,7 +86,7 @@ def test_gallery_shows_every_image_with_its_record_and_overlays(
     )
     data = _read_data(out)
     maps = open_maps(maps_folders[0])
-    assert data["methods"] == ["maps-input", "maps-layer"]
+    assert data["methods"] == ["Integrated Grad-CAM", "IG-CAM (layer path)"]
     assert data["truth"] is True
     assert len(data["rows"]) == len(maps) == CLASSES * PER_CLASS
     column = {name: i for i, name in enumerate(data["columns"])}
