@@ -118,6 +118,9 @@ def build_gallery(
         for key in first:
             rows.append(_row(key, opened, report, truth))
             bar.update(1)
+    # A segmentation or detection record names the class it explains.
+    records = [first.record(key) for key in first]
+    named = {r.target: r.explained["target_label"] for r in records if r.explained}
     shown = [row[COLUMN[name]] for row in rows for name in ("predicted", "target")]
     used = sorted({index for index in shown if index is not None})
     data = {
@@ -126,7 +129,9 @@ def build_gallery(
         "methods": names,
         "settings": [maps.settings for maps in opened],
         "truth": truth,
-        "classes": {str(index): label_of(index, labels) for index in used},
+        "classes": {
+            str(index): named.get(index) or label_of(index, labels) for index in used
+        },
         "columns": list(GALLERY_COLUMNS),
         "rows": rows,
     }
