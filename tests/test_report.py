@@ -335,7 +335,8 @@ def test_ten_thousand_images_open_one_page_at_a_time(tmp_path: Path) -> None:
     report = files.open_report_folder(tmp_path / "report")
     Image.new("RGB", (16, 16), (200, 80, 40)).save(report / "thumb.jpg")
     rows = [
-        [f"{i:05d}.jpg", "thumb.jpg", ["thumb.jpg"], i % 3, 0.5, i % 3, 0.5, None, None]
+        [f"{i:05d}.jpg", "thumb.jpg", ["thumb.jpg"], i % 3, 0.5, i % 3, 0.5]
+        + [None, None, gallery.SOURCE_SAME]
         for i in range(10_000)
     ]
     data = {
