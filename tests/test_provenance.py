@@ -117,7 +117,7 @@ def test_the_reader_says_whether_a_photo_still_has_its_maps_bytes(
 
 
 def test_report_marks_a_photo_replaced_or_removed_after_the_run(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     source = _folder(tmp_path / "photos", seed=0)
     out = tmp_path / "maps"
@@ -125,7 +125,9 @@ def test_report_marks_a_photo_replaced_or_removed_after_the_run(
     _save(tmp_path / "other.png", seed=10)
     _replace_keeping_stamp(source / "a.png", tmp_path / "other.png")
     (source / "c.png").unlink()
+    capsys.readouterr()
     assert _report(out, out=tmp_path / "report") == 0
+    assert "2 image file(s) changed or gone" in capsys.readouterr().err
     data = read_report_data(tmp_path / "report")
     column = {name: i for i, name in enumerate(data["columns"])}
     rows = {row[column["key"]]: row for row in data["rows"]}

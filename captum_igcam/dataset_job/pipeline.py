@@ -63,11 +63,17 @@ class Prepared:
     records: Callable[[], Sequence[Mapping[str, Any]]]
 
 
+@dataclass(frozen=True)
 class Nothing:
-    """A row with nothing to explain, and why."""
+    """A row of a batch with nothing to explain, and why.
 
-    def __init__(self, row: int, reason: str) -> None:
-        self.row, self.reason = row, reason
+    Args:
+        row (int): Row of the batch.
+        reason (str): Why (no pixel of the class, no such detection, ...).
+    """
+
+    row: int
+    reason: str
 
 
 #: Prepares a batch (on the device) into groups of rows and rows with nothing.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,15 @@ def build_gallery(
         for key in first:
             rows.append(_row(key, opened, report, truth))
             bar.update(1)
+    stale = [row[COLUMN["key"]] for row in rows if row[COLUMN["source"]] != SOURCE_SAME]
+    if stale:
+        shown = ", ".join(map(repr, stale[:5])) + (", ..." if len(stale) > 5 else "")
+        print(
+            f"captum-igcam: note: {len(stale)} image file(s) changed or gone since "
+            f"their maps were computed ({shown}): marked on their cards, shown "
+            "without photo or overlay; run explain-dataset again to explain them",
+            file=sys.stderr,
+        )
     # A segmentation or detection record names the class it explains.
     records = [first.record(key) for key in first]
     named = {r.target: r.explained["target_label"] for r in records if r.explained}
