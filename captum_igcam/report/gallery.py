@@ -79,8 +79,8 @@ def build_gallery(
             each folder's maps as one method.
         out (str or os.PathLike): The report folder (see
             :func:`~captum_igcam.report.files.open_report_folder`).
-        progress (bool, optional): Print a first line at once and show a
-            progress bar over images.
+        progress (bool, optional): Show a progress bar, on the screen at
+            once and advanced image by image.
             Default: True
 
     Returns:
@@ -103,49 +103,67 @@ def build_gallery(
     report = files.open_report_folder(out)
     (report / THUMBNAIL_FOLDER).mkdir(exist_ok=True)
     first = opened[0]
-    labels = class_labels(first.settings)
     truth = first.settings.get("target") == GROUND_TRUTH_TARGET
-    from tqdm import tqdm
-
-    with tqdm(
-        total=len(first),
-        unit="image",
-        desc="report",
-        disable=not progress,
-        mininterval=0,
-    ) as bar:
-        bar.refresh()
-        rows = []
-        for key in first:
-            rows.append(_row(key, opened, report, truth))
-            bar.update(1)
-    stale = [row[COLUMN["key"]] for row in rows if row[COLUMN["source"]] != SOURCE_SAME]
-    if stale:
-        shown = ", ".join(map(repr, stale[:5])) + (", ..." if len(stale) > 5 else "")
-        print(
-            f"captum-igcam: note: {len(stale)} image file(s) changed or gone since "
-            f"their maps were computed ({shown}): marked on their cards, shown "
-            "without photo or overlay; run explain-dataset again to explain them",
-            file=sys.stderr,
-        )
-    # A segmentation or detection record names the class it explains.
-    records = [first.record(key) for key in first]
-    named = {r.target: r.explained["target_label"] for r in records if r.explained}
-    shown = [row[COLUMN[name]] for row in rows for name in ("predicted", "target")]
-    used = sorted({index for index in shown if index is not None})
+    rows = _rows(opened, report, truth, progress)
+    _note_stale(rows)
     data = {
         "kind": "gallery",
         "title": f"{Path(folders[0]).resolve().name}: {len(rows)} images",
         "methods": names,
         "settings": [maps.settings for maps in opened],
         "truth": truth,
-        "classes": {
-            str(index): named.get(index) or label_of(index, labels) for index in used
-        },
+        "classes": _class_names(first, rows),
         "columns": list(GALLERY_COLUMNS),
         "rows": rows,
     }
     return page.write_page(report, "gallery", data)
+
+
+def _rows(
+    opened: Sequence[ExplanationMaps], report: Path, truth: bool, progress: bool
+) -> list[list[Any]]:
+    """Every row of the first folder's images, with a progress bar."""
+    from tqdm import tqdm
+
+    rows = []
+    with tqdm(
+        total=len(opened[0]),
+        unit="image",
+        desc="report",
+        disable=not progress,
+        mininterval=0,
+    ) as bar:
+        bar.refresh()  # on the screen before the first photo is read
+        for key in opened[0]:
+            rows.append(_row(key, opened, report, truth))
+            bar.update(1)
+    return rows
+
+
+def _note_stale(rows: Sequence[list[Any]]) -> None:
+    """Say on stderr which images' files changed or vanished since."""
+    stale = [row[COLUMN["key"]] for row in rows if row[COLUMN["source"]] != SOURCE_SAME]
+    if stale:
+        listed = ", ".join(map(repr, stale[:5])) + (", ..." if len(stale) > 5 else "")
+        print(
+            f"captum-igcam: note: {len(stale)} image file(s) changed or gone since "
+            f"their maps were computed ({listed}): marked on their cards, shown "
+            "without photo or overlay; run explain-dataset again to explain them",
+            file=sys.stderr,
+        )
+
+
+def _class_names(first: ExplanationMaps, rows: Sequence[list[Any]]) -> dict[str, str]:
+    """Index -> name of every class the rows show: the label a segmentation
+    or detection record names, ImageNet's, or ``class N``."""
+    labels = class_labels(first.settings)
+    records = [first.record(key) for key in first]
+    named = {r.target: r.explained["target_label"] for r in records if r.explained}
+    shown = {row[COLUMN[name]] for row in rows for name in ("predicted", "target")}
+    return {
+        str(index): named.get(index) or label_of(index, labels)
+        for index in sorted(shown - {None})
+    }
 
 
 #: Position of each column in a row.
