@@ -417,3 +417,19 @@ def test_interval_chart_labels_start_inside_the_chart() -> None:
     assert min(dots) >= svg.MARGIN + 7.15 * len(label)
     width = float(re.search(r'<svg[^>]* width="([\d.]+)"', chart).group(1))
     assert max(dots) <= width
+
+
+def test_the_page_is_filled_in_one_pass_with_every_value_escaped(
+    tmp_path: Path,
+) -> None:
+    """A title holding the body's placeholder does not receive the body."""
+    from captum_igcam.report import page
+
+    report = files.open_report_folder(tmp_path / "report")
+    body = '<section id="only-once">chart</section>'
+    page.write_page(report, "benchmark", {"title": HOSTILE}, body)
+    text = (report / "index.html").read_text(encoding="utf-8")
+    assert text.count('id="only-once"') == 1
+    assert f'<main id="report">{body}</main>' in text
+    assert text.count(f"<h1>{html.escape(HOSTILE)}</h1>") == 1
+    assert '<script src="benchmark.js"></script>' in text
