@@ -48,7 +48,7 @@ class Prepared:
     """What to explain for some rows of a batch, sharing one forward function.
 
     Args:
-        rows (list[int]): Rows of the batch.
+        rows (slice): Rows of the batch (a view of its tensors, no copy).
         forward (nn.Module): The function to explain (the model, or the model
             with a region or box bound).
         target (torch.Tensor or int or None): The method's target for these
@@ -57,7 +57,7 @@ class Prepared:
             the shard writer once the maps' copies to the CPU are done.
     """
 
-    rows: list[int]
+    rows: slice
     forward: nn.Module
     target: torch.Tensor | int | None
     records: Callable[[], Sequence[Mapping[str, Any]]]
@@ -113,7 +113,7 @@ def classification_preparer(model: nn.Module) -> Preparer:
                 )
             ]
 
-        return [Prepared(list(range(len(inputs))), model, targets, records)]
+        return [Prepared(slice(0, len(inputs)), model, targets, records)]
 
     return prepare
 
@@ -147,7 +147,9 @@ def task_preparer(bundle: ModelBundle, choice: TaskTarget) -> Preparer:
                 "explained": one.record,
             }
             prepared.append(
-                Prepared([row], one.forward, one.target, lambda r=record: [r])
+                Prepared(
+                    slice(row, row + 1), one.forward, one.target, lambda r=record: [r]
+                )
             )
         return prepared
 
@@ -201,13 +203,12 @@ class Pipeline:
                     key, batch.digests[part.row], part.reason, requested
                 )
                 unexplained.append((key, part.reason))
-            else:
-                rows = part.rows
-                maps = self._maps(part.forward)(
-                    inputs[rows], part.target, baselines[rows]
-                )
-                self._record(batch, part, maps, writer)
-            progress(1 if isinstance(part, Nothing) else len(part.rows))
+                progress(1)
+                continue
+            rows = part.rows
+            maps = self._maps(part.forward)(inputs[rows], part.target, baselines[rows])
+            self._record(batch, part, maps, writer)
+            progress(len(batch.keys[rows]))
         return unexplained
 
     def _maps(self, forward: nn.Module) -> MapFunction:
@@ -230,13 +231,8 @@ class Pipeline:
         if self.device.type == "cuda":
             ready = torch.cuda.Event()
             ready.record()
-        writer.add(
-            [batch.keys[row] for row in part.rows],
-            [batch.digests[row] for row in part.rows],
-            copy,
-            part.records,
-            ready,
-        )
+        rows = part.rows
+        writer.add(batch.keys[rows], batch.digests[rows], copy, part.records, ready)
 
 
 def explain_into_shards(
