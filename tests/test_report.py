@@ -433,3 +433,16 @@ def test_the_page_is_filled_in_one_pass_with_every_value_escaped(
     assert f'<main id="report">{body}</main>' in text
     assert text.count(f"<h1>{html.escape(HOSTILE)}</h1>") == 1
     assert '<script src="benchmark.js"></script>' in text
+
+
+def test_line_chart_legend_fits_its_longest_name() -> None:
+    import re
+
+    from captum_igcam.report import svg
+
+    name = "W" * 30
+    chart = svg.line_chart("t", {name: [0.0, 1.0]}, {name: "#000"}, "x", "y")
+    width = float(re.search(r'<svg[^>]* width="([\d.]+)"', chart).group(1))
+    start = float(re.search(rf'<text x="([\d.]+)" y="[\d.]+">{name}<', chart).group(1))
+    # 11 px text: a wide letter is at most 0.65 em = 7.15 px.
+    assert start + 7.15 * len(name) <= width

@@ -113,7 +113,10 @@ def line_chart(
     Returns:
         str: An ``<svg>`` element.
     """
-    width, height, left, top, plot_w, plot_h = 440, 300, 45, 30, 240, 220
+    height, left, top, plot_w, plot_h = 300, 45, 30, 240, 220
+    # The legend right of the plot: as wide as its longest name needs.
+    longest = max((len(name) for name in series), default=0)
+    width = max(440, round(left + plot_w + 32 + CHARACTER * longest + MARGIN))
     finite = [v for curve in series.values() for v in curve if math.isfinite(v)]
     high = max(finite, default=1.0) or 1.0
     bottom = top + plot_h
