@@ -203,3 +203,17 @@ def test_report_of_folders_from_different_sources_sharing_names_is_refused(
     shutil.copy2(source_a / "b.png", source_b / "b.png")
     _explain(source_b, tmp_path / "maps-c")
     assert _report(maps_a, tmp_path / "maps-c", out=tmp_path / "report") == 0
+
+
+def test_a_fifo_in_place_of_an_explained_photo_is_explained_again_not_waited_on(
+    tmp_path: Path,
+) -> None:
+    source = _folder(tmp_path / "photos", seed=0)
+    out = tmp_path / "maps"
+    _explain(source, out)
+    (source / "a.png").unlink()
+    os.mkfifo(source / "a.png")
+    summary = _explain(source, out)  # the record is dropped; no image to read
+    assert (summary.explained, summary.skipped) == (0, 2)
+    assert sorted(open_maps(out)) == ["b.png", "c.png"]
+    assert not open_maps(out).source_matches("a.png")

@@ -98,20 +98,30 @@ class IndexFormatError(ValueError):
 
 
 def source_digest(path: str | os.PathLike[str]) -> str | None:
-    """SHA-256 of a source image's bytes now, or None if it cannot be read.
+    """SHA-256 of a source image's bytes now, or None if it is not a readable
+    regular file.
+
+    The file is opened without blocking and its type checked first, so a
+    FIFO or a device put in place of an image is never waited on.
 
     Args:
-        path (str or os.PathLike): The image file.
+        path (str or os.PathLike): The image file (a link to one is followed).
 
     Returns:
         str or None: 64 hex digits, as ``"file_sha256"`` records them.
     """
-    from captum_igcam.app.images import file_sha256
-
     try:
-        return file_sha256(path)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        os.set_blocking(handle.fileno(), True)
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        return digest.hexdigest()
 
 
 def rank_index_name(rank: int | str) -> str:

@@ -224,10 +224,12 @@ class ExplanationMaps(Mapping[str, torch.Tensor]):
         Returns:
             bool: True if the file in the source folder has the SHA-256 the
             index records; False if its bytes differ (whatever its name,
-            size and time) or it cannot be read.
+            size and time), it is not a readable regular file, or the index
+            lists no such image.
         """
         key = self._key(path)
-        return source_digest(self.source / key) == self.digests.get(key)
+        recorded = self.digests.get(key)
+        return recorded is not None and source_digest(self.source / key) == recorded
 
     def _key(self, path: str | os.PathLike[str]) -> str:
         text = os.fspath(path)
