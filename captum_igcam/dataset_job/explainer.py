@@ -188,19 +188,21 @@ def explain_dataset(
 ) -> RunSummary:
     r"""Explain every image of a folder and store the maps in shards.
 
-    For a classifier, one forward pass per batch gives the softmax
-    probabilities (the model must return logits), then the registry's
-    ``method``, built with ``settings`` for the bundle's model and layer,
-    computes the maps of each image's target class. For a segmentation
-    model or a detector (``bundle.task``), each image is explained as
-    ``captum-igcam explain --task`` explains it:
-    :func:`captum_igcam.app.tasks.prepare` binds its region or box to the
-    model, the method is built for that
-    bound model, and the index records what was explained; an image with
-    nothing to explain (no pixel of the class, no such detection) is
+    Every image goes through one per-example pipeline
+    (:mod:`~captum_igcam.dataset_job.pipeline`): its target is prepared,
+    the registry's ``method``, built with ``settings`` for the target's
+    forward function and the bundle's layer, computes its map, and the
+    index records it with the SHA-256 of the image's bytes. A classifier's
+    target is the model itself and the image's class (one forward pass per
+    batch gives the softmax probabilities; the model must return logits; a
+    batch is explained in one call). A segmentation model's or a detector's
+    (``bundle.task``) is prepared as ``captum-igcam explain --task``
+    prepares it: :func:`captum_igcam.app.tasks.prepare` binds the image's
+    region or box to the model. An image with nothing to explain (no pixel
+    of the class, no such detection, a box covering none of its pixels) is
     reported, listed under ``unexplained`` and not tried again while its
-    file is unchanged. Call it on every rank when ``torch.distributed`` is
-    initialised; see the module's description.
+    file's bytes are unchanged. Call it on every rank when
+    ``torch.distributed`` is initialised; see the module's description.
 
     Args:
         bundle (ModelBundle): The model (in eval mode, on the device the
