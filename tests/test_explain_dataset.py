@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -106,10 +107,15 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def finished_run(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished_run(
+    image_folder: Path, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The output folder of one finished run on ``image_folder``."""
     out = tmp_path_factory.mktemp("finished") / "maps"
-    assert main(_arguments(image_folder, out, "--workers", "0", "--no-progress")) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(model_dir))
+        arguments = _arguments(image_folder, out, "--workers", "0", "--no-progress")
+        assert main(arguments) == 0
     return out
 
 
@@ -585,16 +591,24 @@ def test_restart_right_after_kill_9_of_a_run_with_workers(
     _assert_complete_and_correct(out, expected)
 
 
+_DIGEST = "0" * 64
+
+
+def _records(probability: float) -> object:
+    """A classifier record of class 0 with ``probability``, as the writer takes it."""
+    record = {
+        "predicted": 0,
+        "probability": probability,
+        "target": 0,
+        "target_probability": probability,
+    }
+    return lambda: [record]
+
+
 def test_shard_writer_error_is_raised_by_close(tmp_path: Path) -> None:
     writer = ShardWriter(tmp_path, 0, "run", {}, tmp_path, shard_size=1)
     # No shards/ folder: the background thread cannot write the first shard.
-    writer.add(
-        ["a.png"],
-        [io.FileStamp(1, 1)],
-        torch.zeros(1, 1, 2, 2),
-        torch.tensor([[0, 0]]),
-        torch.tensor([[1.0, 1.0]]),
-    )
+    writer.add(["a.png"], [_DIGEST], torch.zeros(1, 1, 2, 2), _records(1.0))
     with pytest.raises(FileNotFoundError, match="shards"):
         writer.close()
     # The index records the shard it was about to write, and nothing else.
@@ -610,14 +624,8 @@ def test_non_finite_logits_are_refused_before_any_index_lists_them(
 ) -> None:
     (tmp_path / "shards").mkdir()
     writer = ShardWriter(tmp_path, 0, "run", {}, tmp_path, shard_size=1)
-    writer.add(
-        ["a.png"],
-        [io.FileStamp(1, 1)],
-        torch.zeros(1, 1, 2, 2),
-        torch.tensor([[0, 0]]),
-        torch.tensor([[float("nan"), float("nan")]]),
-    )
-    with pytest.raises(ValueError, match="model: expected finite logits.*'a.png'"):
+    writer.add(["a.png"], [_DIGEST], torch.zeros(1, 1, 2, 2), _records(float("nan")))
+    with pytest.raises(ValueError, match="model: expected finite outputs.*'a.png'"):
         writer.close()
     assert not (tmp_path / io.rank_index_name(0)).exists()
 
@@ -887,6 +895,14 @@ def _edit_bool_target(index: dict) -> None:
     index["images"]["0/img0.png"]["target"] = True
 
 
+def _edit_extra_field(index: dict) -> None:
+    index["images"]["0/img0.png"]["note"] = "checked by hand"
+
+
+def _edit_digest_away(index: dict) -> None:
+    del index["images"]["0/img0.png"]["file_sha256"]
+
+
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
@@ -894,6 +910,9 @@ def _edit_bool_target(index: dict) -> None:
         (_edit_row_text, r"field images\['1/img1.png'\].row"),
         (_edit_shard_outside, r"field shards\['shards/../../photo.npz'\]"),
         (_edit_bool_target, r"field images\['0/img0.png'\].target"),
+        (_edit_extra_field, r"field images\['0/img0.png'\].note: expected no such"),
+        (_edit_digest_away, r"field images\['0/img0.png'\].file_sha256: expected a"),
+        (b'{"format": "\xff\xfe"}', "not valid JSON"),
         ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
         ('{"format": 1, "format": 2}', "'format' appears twice"),
         ("", "not valid JSON"),
@@ -913,6 +932,8 @@ def test_a_hand_edited_index_names_the_file_and_the_field(
             index = json.loads(path.read_text())
             edit(index)
             path.write_text(json.dumps(index))
+        elif isinstance(edit, bytes):
+            path.write_bytes(edit)
         else:
             path.write_text(edit)
     with pytest.raises(IndexFormatError, match=f"index: '{out}/index.json'.*{field}"):
@@ -921,6 +942,30 @@ def test_a_hand_edited_index_names_the_file_and_the_field(
     assert main(_arguments(image_folder, out, "--workers", "0")) == 1
     error = _one_error_line(capsys.readouterr().err)
     assert re.search(f"index: '{out}/index.json'.*{field}", error)
+
+
+@pytest.mark.parametrize(
+    "name", [io.MERGED_INDEX_NAME, io.rank_index_name(0), io.LOCK_NAME]
+)
+def test_a_fifo_in_place_of_a_file_of_the_folder_is_refused_not_waited_on(
+    finished_out: Path,
+    image_folder: Path,
+    capsys: pytest.CaptureFixture,
+    name: str,
+) -> None:
+    """A FIFO opened for reading waits for a writer forever: the job and the
+    reader check the file's type on a descriptor opened without blocking."""
+    out = finished_out
+    (out / name).unlink()
+    os.mkfifo(out / name)
+    if name == io.MERGED_INDEX_NAME:
+        with pytest.raises(IndexFormatError, match="not a regular file"):
+            open_maps(out)
+    capsys.readouterr()
+    assert main(_arguments(image_folder, out, "--workers", "0")) == 1
+    error = _one_error_line(capsys.readouterr().err)
+    assert str(out / name) in error and "not a regular file" in error
+    assert stat.S_ISFIFO(os.lstat(out / name).st_mode)  # left as it is
 
 
 def test_a_key_listed_by_two_rank_indexes_is_refused_before_any_change(

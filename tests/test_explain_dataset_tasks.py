@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from report_data import read_report_data
 from skimage import data
 from task_models import segmenter_bundle
 
@@ -42,6 +43,11 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, pixels in PHOTOS.items():
         Image.fromarray(pixels).save(folder / name)
     return folder
+
+
+def _write_same_size(path: Path, pixels: np.ndarray) -> None:
+    """Save ``pixels`` as an uncompressed PNG: the same size for the same shape."""
+    Image.fromarray(pixels).save(path, compress_level=0)
 
 
 def _dataset(source: Path, out: Path, *options: str) -> int:
@@ -156,6 +162,7 @@ def test_nothing_to_explain_is_recorded_and_not_tried_again(
     source.mkdir()
     for name in PHOTOS:
         (source / name).write_bytes((photos / name).read_bytes())
+    _write_same_size(source / "black.png", PHOTOS["black.png"])
     out = tmp_path / "maps"
     arguments = ("--model", DETECTOR, "--target", "bird")
     assert _dataset(source, out, *arguments) == 0
@@ -179,9 +186,20 @@ def test_nothing_to_explain_is_recorded_and_not_tried_again(
     assert "nothing to explain" not in captured.err
     assert sorted((out / io.SHARD_FOLDER).iterdir()) == shards
 
-    # A changed file is tried again; the others are still skipped.
+    # A file touched but not changed is still skipped: its bytes are the same.
     status = os.stat(source / "black.png")
     os.utime(source / "black.png", ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))
+    assert _dataset(source, out, *arguments) == 0
+    assert "skipped 3" in capsys.readouterr().out
+
+    # A file whose bytes changed is tried again, even with its old size and
+    # time; the others are still skipped.
+    status = os.stat(source / "black.png")
+    bytes_before = (source / "black.png").read_bytes()
+    _write_same_size(source / "black.png", np.full((30, 40, 3), 1, np.uint8))
+    os.utime(source / "black.png", ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert (source / "black.png").read_bytes() != bytes_before
+    assert os.stat(source / "black.png").st_size == status.st_size
     assert _dataset(source, out, *arguments) == 0
     captured = capsys.readouterr()
     assert "skipped 2" in captured.out
@@ -232,3 +250,79 @@ def test_a_hand_edited_task_record_names_the_field(
         io.IndexFormatError, match=r"images\['black.png'\].explained.target_index"
     ):
         open_maps(out)
+
+
+def test_a_box_that_fits_one_photo_but_not_another_is_nothing_to_explain(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The box lies inside chelsea (451 x 300) and outside black (40 x 30)."""
+    out = tmp_path / "maps"
+    arguments = ("--model", SEGMENTER, "--target", "dog", "--box", "100,50,200,150")
+    assert _dataset(photos, out, *arguments) == 0
+    captured = capsys.readouterr()
+    maps = open_maps(out)
+    assert sorted(maps) == ["astronaut.png", "chelsea.png"]
+    assert list(maps.unexplained) == ["black.png"]
+    assert "boxes" in maps.unexplained["black.png"]
+    assert captured.err.count("black.png: nothing to explain") == 1
+    assert "1 with nothing to explain" in captured.out
+    # A re-run does not stop at it, nor try it again.
+    assert _dataset(photos, out, *arguments) == 0
+    captured = capsys.readouterr()
+    assert "skipped 3" in captured.out and "nothing to explain" not in captured.err
+
+
+def test_report_of_a_segmentation_folder_shows_each_explained_class(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "maps"
+    assert _dataset(photos, out, "--model", SEGMENTER) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    captured = capsys.readouterr()
+    # A first line at once, before the progress bar, then one step per image.
+    assert captured.err.startswith("captum-igcam report: reading")
+    assert "3/3" in captured.err
+    data = read_report_data(out / "report")
+    column = {name: i for i, name in enumerate(data["columns"])}
+    maps = open_maps(out)
+    assert data["methods"] == ["Integrated Grad-CAM"]
+    for row in data["rows"]:
+        record = maps.record(row[column["key"]])
+        assert row[column["predicted"]] is None
+        assert row[column["probability"]] is None
+        assert row[column["target"]] == record.target
+        assert data["classes"][str(record.target)] == record.explained["target_label"]
+        assert row[column["source"]] == "same"
+        assert (out / "report" / row[column["overlays"]][0]).is_file()
+
+
+def test_progress_shows_a_first_line_at_once_and_each_image(
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bar is on the screen before the first image is explained, and it
+    advances image by image."""
+    from task_models import TinySegmenter
+
+    seen: list[str] = []
+    forward = TinySegmenter.forward
+
+    def watched(self: TinySegmenter, inputs: torch.Tensor) -> torch.Tensor:
+        if not seen:
+            seen.append(capsys.readouterr().err)
+        return forward(self, inputs)
+
+    monkeypatch.setattr(TinySegmenter, "forward", watched)
+    assert main(
+        [
+            "explain-dataset", str(photos), "--out", str(tmp_path / "maps"),
+            "--model", SEGMENTER, "--steps", str(STEPS), "--workers", "0",
+            "--images-per-batch", "3",
+        ]
+    ) == 0  # fmt: skip
+    assert "explaining:   0%" in seen[0] and "0/3" in seen[0]
+    later = capsys.readouterr().err
+    assert later.index("1/3") < later.index("2/3") < later.index("3/3")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import textwrap
@@ -13,6 +14,7 @@ import pytest
 import torch
 from helpers import TinyCNN
 from PIL import Image, ImageStat
+from report_data import read_report_data
 
 from captum_igcam.app.model_bundle import ModelBundle
 from captum_igcam.app.settings import MethodSettings
@@ -28,13 +30,6 @@ from captum_igcam.report import browser, files, gallery
 
 CLASSES = 3
 PER_CLASS = 3
-
-
-def _read_data(report: Path) -> dict:
-    text = (report / "data.js").read_text(encoding="utf-8")
-    prefix = "window.IGCAM_REPORT = "
-    assert text.startswith(prefix) and text.rstrip().endswith(";")
-    return json.loads(text[len(prefix) :].rstrip().rstrip(";"))
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +79,9 @@ def test_gallery_shows_every_image_with_its_record_and_overlays(
         main(["report", *map(str, maps_folders), "--out", str(out), "--no-progress"])
         == 0
     )
-    data = _read_data(out)
+    data = read_report_data(out)
     maps = open_maps(maps_folders[0])
-    assert data["methods"] == ["maps-input", "maps-layer"]
+    assert data["methods"] == ["Integrated Grad-CAM", "IG-CAM (layer path)"]
     assert data["truth"] is True
     assert len(data["rows"]) == len(maps) == CLASSES * PER_CLASS
     column = {name: i for i, name in enumerate(data["columns"])}
@@ -114,7 +109,7 @@ def test_one_folder_has_no_disagreement(
     assert (
         main(["report", str(maps_folders[1]), "--out", str(out), "--no-progress"]) == 0
     )
-    data = _read_data(out)
+    data = read_report_data(out)
     column = data["columns"].index("disagreement")
     assert {row[column] for row in data["rows"]} == {None}
 
@@ -340,7 +335,8 @@ def test_ten_thousand_images_open_one_page_at_a_time(tmp_path: Path) -> None:
     report = files.open_report_folder(tmp_path / "report")
     Image.new("RGB", (16, 16), (200, 80, 40)).save(report / "thumb.jpg")
     rows = [
-        [f"{i:05d}.jpg", "thumb.jpg", ["thumb.jpg"], i % 3, 0.5, i % 3, 0.5, None, None]
+        [f"{i:05d}.jpg", "thumb.jpg", ["thumb.jpg"], i % 3, 0.5, i % 3, 0.5]
+        + [None, None, gallery.SOURCE_SAME]
         for i in range(10_000)
     ]
     data = {
@@ -357,3 +353,96 @@ def test_ten_thousand_images_open_one_page_at_a_time(tmp_path: Path) -> None:
     assert console == []
     assert dom.count('class="card') == 48
     assert "10000 of 10000 images" in dom and "page 1 of 209" in dom
+
+
+HOSTILE = "m{{body}}<b>x</b></script>{{title}}"
+
+
+def test_names_with_placeholders_and_markup_are_shown_as_text(
+    tmp_path: Path,
+) -> None:
+    """A folder and a model named with template placeholders and markup: the
+    page shows them as text; no part of the page is pasted into another."""
+    source = tmp_path / "photos"
+    source.mkdir()
+    Image.new("RGB", (20, 10), "red").save(source / "a.png")
+    torch.manual_seed(0)
+    bundle = ModelBundle(
+        HOSTILE, TinyCNN(classes=5).eval(), "conv2", 32, (0.0,) * 3, (1.0,) * 3,
+        [f"class {i}" for i in range(5)],
+    )  # fmt: skip
+    folders = [tmp_path / f"{HOSTILE.replace('/', '_')}-{i}" for i in range(2)]
+    for folder in folders:
+        explain_dataset(
+            bundle, source, folder, MethodSettings(n_steps=2),
+            options=JobOptions(progress=False),
+        )  # fmt: skip
+    out = tmp_path / "report"
+    assert main(["report", *map(str, folders), "--out", str(out), "--no-progress"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    title = f"{folders[0].name}: 1 images"
+    escaped = html.escape(title)
+    assert page.count(f"<title>{escaped}</title>") == 1
+    assert page.count(f"<h1>{escaped}</h1>") == 1
+    assert page.count("<script") == 2 and page.count("</script>") == 2
+    assert "<b>" not in page and '<main id="report"></main>' in page
+    data_script = (out / "data.js").read_text(encoding="utf-8")
+    assert "</script>" not in data_script and "<\\/script>" in data_script
+    data = read_report_data(out)
+    assert data["title"] == title
+    # The same method and model twice: the labels say which folder is which.
+    assert data["methods"] == [
+        f"Integrated Grad-CAM, {HOSTILE} ({folder.name})" for folder in folders
+    ]
+
+
+def test_interval_chart_labels_start_inside_the_chart() -> None:
+    """Long labels of wide letters are never cut at the left edge: each label
+    starts at the margin and the plot begins after the widest one."""
+    import re
+
+    from captum_igcam.report import svg
+
+    label = "W" * 40
+    chart = svg.interval_chart(
+        "t", [(label, 0.5, 0.4, 0.6, "#000"), ("a", 1, 0, 2, "#111")]
+    )
+    texts = re.findall(
+        r'<text x="([\d.]+)" y="[\d.]+"( text-anchor="end")?>([^<]*)<', chart
+    )
+    labels = {text: (float(x), anchor) for x, anchor, text in texts}
+    assert labels[label] == (svg.MARGIN, "") and labels["a"] == (svg.MARGIN, "")
+    dots = [float(x) for x in re.findall(r'<circle cx="([\d.]+)"', chart)]
+    # 11 px text: a wide letter is at most 0.65 em = 7.15 px.
+    assert min(dots) >= svg.MARGIN + 7.15 * len(label)
+    width = float(re.search(r'<svg[^>]* width="([\d.]+)"', chart).group(1))
+    assert max(dots) <= width
+
+
+def test_the_page_is_filled_in_one_pass_with_every_value_escaped(
+    tmp_path: Path,
+) -> None:
+    """A title holding the body's placeholder does not receive the body."""
+    from captum_igcam.report import page
+
+    report = files.open_report_folder(tmp_path / "report")
+    body = '<section id="only-once">chart</section>'
+    page.write_page(report, "benchmark", {"title": HOSTILE}, body)
+    text = (report / "index.html").read_text(encoding="utf-8")
+    assert text.count('id="only-once"') == 1
+    assert f'<main id="report">{body}</main>' in text
+    assert text.count(f"<h1>{html.escape(HOSTILE)}</h1>") == 1
+    assert '<script src="benchmark.js"></script>' in text
+
+
+def test_line_chart_legend_fits_its_longest_name() -> None:
+    import re
+
+    from captum_igcam.report import svg
+
+    name = "W" * 30
+    chart = svg.line_chart("t", {name: [0.0, 1.0]}, {name: "#000"}, "x", "y")
+    width = float(re.search(r'<svg[^>]* width="([\d.]+)"', chart).group(1))
+    start = float(re.search(rf'<text x="([\d.]+)" y="[\d.]+">{name}<', chart).group(1))
+    # 11 px text: a wide letter is at most 0.65 em = 7.15 px.
+    assert start + 7.15 * len(name) <= width

@@ -8,6 +8,7 @@ and breakdowns. The work is :func:`captum_igcam.report.build_report`.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from captum_igcam.app.errors import UsageError
@@ -52,11 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``captum-igcam report``; print where the report is."""
+    if not args.no_progress:
+        shown = ", ".join(map(str, args.paths))
+        print(f"captum-igcam report: reading {shown}", file=sys.stderr, flush=True)
     from captum_igcam.report import build_report
 
     try:
         index = build_report(args.paths, args.out, progress=not args.no_progress)
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, FileExistsError) as error:  # IndexFormatError included
         raise UsageError(str(error)) from error
     print(f"report written: open {index} in a browser")
     return 0

@@ -14,7 +14,7 @@ An output folder holds
 
 Each index is a JSON object::
 
-    {"format": "captum-igcam-maps/3",
+    {"format": "captum-igcam-maps/4",
      "settings": {...},            # what the maps depend on
      "source": "/abs/images",      # the folder the keys are relative to
      "shards": {"shards/<run>-rank0-00000.npz":
@@ -23,7 +23,7 @@ Each index is a JSON object::
      "images": {"cats/a.png": {"shard": ..., "row": 0, "predicted": 285,
                                "probability": 0.8, "target": 285,
                                "target_probability": 0.8,
-                               "file_size": 4821, "file_mtime_ns": ...}},
+                               "file_sha256": "..."}},
      "unexplained": {}}
 
 A segmentation model's or a detector's image record has, in place of the
@@ -32,8 +32,19 @@ default) and ``"explained"`` (what was explained: class, region or box,
 matched detection; see :func:`captum_igcam.app.tasks.prepare`), with
 ``"target"`` the class or label explained. ``"unexplained"`` lists the
 images with nothing to explain (no pixel of the class, no such detection),
-``{"reason": ..., "requested": ..., "file_size": ..., "file_mtime_ns": ...}``
-each: they are not explained again while their file is unchanged.
+``{"reason": ..., "requested": ..., "file_sha256": ...}`` each: they are not
+explained again while their file's bytes are unchanged.
+
+Every record is bound to the exact bytes of its source image:
+``"file_sha256"`` is the SHA-256 of the bytes the job read and decoded
+(:func:`captum_igcam.app.images.read_image`). A resumed run explains again
+every image whose file no longer has that digest, the reader
+(:mod:`~captum_igcam.dataset_job.maps_io`) serves it to compare, and the
+report shows no map over a photo of other bytes.
+
+A record holds exactly the fields above (:data:`IMAGE_FIELDS`,
+:data:`TASK_IMAGE_FIELDS`, :data:`UNEXPLAINED_FIELDS`): an extra or missing
+field is a format error, like a wrong value.
 
 A file is **proven** to be one the job wrote when an index records its name
 and its content (size and SHA-256) and the file is a regular file with that
@@ -52,9 +63,9 @@ import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-INDEX_FORMAT = "captum-igcam-maps/3"
+INDEX_FORMAT = "captum-igcam-maps/4"
 _FORMAT_FAMILY = "captum-igcam-maps/"
 MERGED_INDEX_NAME = "index.json"
 SHARD_FOLDER = "shards"
@@ -64,33 +75,53 @@ _SHARD_NAME = re.compile(r"shards/[0-9A-Za-z][0-9A-Za-z_-]*\.npz")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 #: The tasks whose image records say what was explained (``"explained"``).
 TASK_RECORDS = ("segmentation", "detection")
+#: The fields of a classifier's image record.
+IMAGE_FIELDS = frozenset(
+    {"shard", "row", "predicted", "probability", "target", "target_probability",
+     "file_sha256"}
+)  # fmt: skip
+#: The fields of a segmentation model's or detector's image record.
+TASK_IMAGE_FIELDS = frozenset(
+    {"shard", "row", "target", "requested", "explained", "file_sha256"}
+)
+#: The fields of an image with nothing to explain.
+UNEXPLAINED_FIELDS = frozenset({"reason", "requested", "file_sha256"})
 
 
 class IndexFormatError(ValueError):
-    """An index or shard file is not what the job wrote (damaged, edited, old)."""
+    """A file of an output folder is not what the job wrote (damaged, edited,
+    old, or not a regular file); the message names the file and the field.
+
+    The one error every reader of the folder's files raises (the job on
+    resume, :func:`~captum_igcam.dataset_job.maps_io.open_maps`, the report).
+    """
 
 
-class FileStamp(NamedTuple):
-    """What identifies the version of an image file: its size and mtime."""
+def source_digest(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of a source image's bytes now, or None if it is not a readable
+    regular file.
 
-    size: int
-    mtime_ns: int
-
-
-def file_stamp(path: str | os.PathLike[str]) -> FileStamp | None:
-    """Size and modification time of a file, or None if it cannot be read.
+    The file is opened without blocking and its type checked first, so a
+    FIFO or a device put in place of an image is never waited on.
 
     Args:
-        path (str or os.PathLike): The file.
+        path (str or os.PathLike): The image file (a link to one is followed).
 
     Returns:
-        FileStamp or None: ``(size, mtime_ns)`` from :func:`os.stat`.
+        str or None: 64 hex digits, as ``"file_sha256"`` records them.
     """
     try:
-        status = os.stat(path)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
-    return FileStamp(status.st_size, status.st_mtime_ns)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        os.set_blocking(handle.fileno(), True)
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        return digest.hexdigest()
 
 
 def rank_index_name(rank: int | str) -> str:
@@ -114,14 +145,20 @@ def content_entry(data: bytes) -> dict[str, Any]:
 
 
 def read_regular_file(path: Path) -> bytes | None:
-    """A regular file's bytes; None if it is missing, a link or not a file."""
+    """A regular file's bytes; None if it is missing, a link or not a file.
+
+    The file is opened without blocking (a FIFO or a device in its place
+    would otherwise wait forever for a writer) and its type is checked on
+    the open descriptor before anything is read.
+    """
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             return None
+        os.set_blocking(handle.fileno(), True)
         return handle.read()
 
 
@@ -183,7 +220,8 @@ def read_index(path: str | os.PathLike[str]) -> dict[str, Any]:
     data = read_regular_file(Path(path))
     if data is None:
         raise IndexFormatError(
-            f"index: {name!r} is missing, a link or not a regular file"
+            f"index: {name!r} is missing, a link or not a regular file (a FIFO, "
+            "a device or a folder); remove it or choose another folder"
         )
     try:
         index = json.loads(
@@ -262,10 +300,13 @@ def _check_index(index: Any, name: str) -> None:
                 _check_count(entry, "rows", where, 1, fail)
     for key, record in index["images"].items():
         where = f"images[{key!r}]"
-        _check_image_entry(key, record, where, fail)
-        shard = index["shards"].get(record.get("shard"))
+        is_task = isinstance(record, dict) and "explained" in record
+        fields = TASK_IMAGE_FIELDS if is_task else IMAGE_FIELDS
+        _check_image_entry(key, record, where, fields, fail)
+        listed = record["shard"]
+        shard = index["shards"].get(listed) if isinstance(listed, str) else None
         if shard is None:
-            fail(f"{where}.shard", "a name listed in shards", record.get("shard"))
+            fail(f"{where}.shard", "a name listed in shards", listed)
         if not _is_int(record.get("row")) or not 0 <= record["row"] < shard["rows"]:
             fail(
                 f"{where}.row",
@@ -283,7 +324,7 @@ def _check_index(index: Any, name: str) -> None:
                 fail(f"{where}.{field}", "a number in [0, 1]", value)
     for key, record in index["unexplained"].items():
         where = f"unexplained[{key!r}]"
-        _check_image_entry(key, record, where, fail)
+        _check_image_entry(key, record, where, UNEXPLAINED_FIELDS, fail)
         if key in index["images"]:
             fail(where, "an image without a map (it is in images)", key)
         if not isinstance(record.get("reason"), str):
@@ -291,15 +332,22 @@ def _check_index(index: Any, name: str) -> None:
         _check_count(record, "requested", where, -1, fail)
 
 
-def _check_image_entry(key: str, record: Any, where: str, fail: Any) -> None:
-    """The checks common to ``images`` and ``unexplained`` entries."""
+def _check_image_entry(
+    key: str, record: Any, where: str, fields: frozenset[str], fail: Any
+) -> None:
+    """The checks common to ``images`` and ``unexplained`` entries: a
+    relative key, exactly ``fields``, the source file's digest."""
     if not key or key.startswith("/") or ".." in key.split("/"):
         fail(where, "a path relative to the source folder", key)
     if not isinstance(record, dict):
         fail(where, "a JSON object", record)
-    _check_count(record, "file_size", where, 0, fail)
-    if not _is_int(record.get("file_mtime_ns")):
-        fail(f"{where}.file_mtime_ns", "an integer", record.get("file_mtime_ns"))
+    for extra in sorted(set(record) - fields):
+        fail(f"{where}.{extra}", "no such field (it is not one the job writes)", extra)
+    for missing in sorted(fields - set(record)):
+        fail(f"{where}.{missing}", "a field the job writes (it is missing)", None)
+    digest = record["file_sha256"]
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        fail(f"{where}.file_sha256", "64 lower-case hex digits", digest)
 
 
 def _check_task_fields(record: dict, where: str, fail: Any) -> None:

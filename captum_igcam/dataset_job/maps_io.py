@@ -29,6 +29,7 @@ from captum_igcam.dataset_job.index import (
     content_entry,
     read_index,
     read_regular_file,
+    source_digest,
 )
 
 
@@ -44,8 +45,10 @@ class MapRecord:
         shard (str): Shard file, relative to the output folder.
         row (int): Row of the image in the shard's ``maps`` array.
         target (int): The class the map explains (a detection's label).
-        file_size (int): Size in bytes of the image file that was explained.
-        file_mtime_ns (int): Its modification time, in nanoseconds.
+        file_sha256 (str): SHA-256 of the bytes of the image file the map
+            was computed from (compare it with
+            :func:`captum_igcam.app.images.read_image`'s before showing the
+            map over a photo).
         predicted (int, optional): The classifier's top-1 class.
         probability (float, optional): Softmax probability of ``predicted``.
         target_probability (float, optional): Softmax probability of ``target``.
@@ -59,8 +62,7 @@ class MapRecord:
     shard: str
     row: int
     target: int
-    file_size: int
-    file_mtime_ns: int
+    file_sha256: str
     predicted: int | None = None
     probability: float | None = None
     target_probability: float | None = None
@@ -101,7 +103,7 @@ class ExplanationMaps(Mapping[str, torch.Tensor]):
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
         index_path = self.folder / MERGED_INDEX_NAME
-        if not index_path.is_file():
+        if not os.path.lexists(index_path):
             raise ValueError(
                 f"folder: {os.fspath(folder)!r} holds no {MERGED_INDEX_NAME}; "
                 "it is not an explain-dataset output folder, or its run has not "
@@ -117,6 +119,13 @@ class ExplanationMaps(Mapping[str, torch.Tensor]):
         #: Image key -> why it has no map (nothing to explain on it).
         self.unexplained: dict[str, str] = {
             key: fields["reason"] for key, fields in index["unexplained"].items()
+        }
+        #: Image key -> SHA-256 of the source file's bytes, for every image
+        #: of the index (with a map or with nothing to explain).
+        self.digests: dict[str, str] = {
+            key: fields["file_sha256"]
+            for group in ("images", "unexplained")
+            for key, fields in index[group].items()
         }
         self._cached_shard: tuple[str, np.ndarray, np.ndarray] | None = None
 
@@ -205,6 +214,22 @@ class ExplanationMaps(Mapping[str, torch.Tensor]):
                 f"(keys are paths relative to {str(self.source)!r})"
             )
         return self._records[key]
+
+    def source_matches(self, path: str | os.PathLike[str]) -> bool:
+        """Whether the image's file still has the bytes its map was computed from.
+
+        Args:
+            path (str or os.PathLike): Image key, or the image's file path.
+
+        Returns:
+            bool: True if the file in the source folder has the SHA-256 the
+            index records; False if its bytes differ (whatever its name,
+            size and time), it is not a readable regular file, or the index
+            lists no such image.
+        """
+        key = self._key(path)
+        recorded = self.digests.get(key)
+        return recorded is not None and source_digest(self.source / key) == recorded
 
     def _key(self, path: str | os.PathLike[str]) -> str:
         text = os.fspath(path)

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -28,18 +29,15 @@ from captum_igcam.app import _atomic
 from captum_igcam.dataset_job.index import (
     LOCK_NAME,
     MERGED_INDEX_NAME,
-    FileStamp,
     IndexFormatError,
-    file_stamp,
     new_index,
     rank_index_paths,
     read_index,
     remove_if_written_by_job,
+    source_digest,
     written_by_job,
 )
-
-#: ``PREDICTED`` target of an image: "explain the model's top-1 class".
-PREDICTED = -1
+from captum_igcam.dataset_job.source_images import PREDICTED
 
 
 class OutputMismatchError(ValueError):
@@ -92,10 +90,21 @@ def lock_output(folder: str | os.PathLike[str]) -> Iterator[None]:
             status = os.stat(path)
             if (status.st_dev, status.st_ino) in _HELD:
                 raise locked
-        descriptor = os.open(
-            path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666
-        )
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            descriptor = os.open(path, flags, 0o666)
+        except OSError as error:
+            raise OutputLockedError(
+                f"out: cannot open the lock file {str(path)!r} ({error}); remove "
+                "it if it is not a regular file, or choose another folder"
+            ) from error
         status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            os.close(descriptor)
+            raise OutputLockedError(
+                f"out: the lock file {str(path)!r} is not a regular file; remove "
+                "it or choose another folder"
+            )
         identity = (status.st_dev, status.st_ino)
         try:
             fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -133,7 +142,8 @@ def prepare_output(
     index, resolves the shards an interrupted run was writing (deleting
     those proven complete), verifies every listed shard (size and SHA-256;
     a damaged or missing one is unlisted and its images explained again),
-    drops the records of image files that changed or vanished, deletes
+    drops the records of image files whose bytes changed (their SHA-256
+    differs from the record's) or that vanished, deletes
     shards no record uses any more (when proven), and rewrites the index.
 
     Args:
@@ -293,15 +303,14 @@ def _drop_damaged_shards(folder: Path, index: dict[str, Any], notes: list[str]) 
 
 
 def _forget_changed_images(index: dict[str, Any], source: Path) -> bool:
-    """Drop the records (maps and unexplained) of images whose file changed
-    or vanished since."""
+    """Drop the records (maps and unexplained) of images whose file's bytes
+    changed (whatever its size and time say) or that vanished since."""
     changed = False
     for group in ("images", "unexplained"):
         kept = {
             key: record
             for key, record in index[group].items()
-            if file_stamp(source / key)
-            == FileStamp(record["file_size"], record["file_mtime_ns"])
+            if source_digest(source / key) == record["file_sha256"]
         }
         changed |= len(kept) < len(index[group])
         index[group] = kept

@@ -31,7 +31,6 @@ import torch
 
 from captum_igcam.app import _atomic
 from captum_igcam.dataset_job.index import (
-    FileStamp,
     content_entry,
     new_index,
     rank_index_name,
@@ -42,9 +41,9 @@ from captum_igcam.dataset_job.index import (
 
 class _Pending(NamedTuple):
     keys: Sequence[str]
-    stamps: Sequence[FileStamp]
+    digests: Sequence[str]  # SHA-256 of each source image's bytes
     maps: torch.Tensor  # (n, 1, h, w) float32 on the CPU, maybe still being copied
-    fields: Callable[[], list[dict[str, Any]]]  # each row's record, once ready
+    records: Callable[[], Sequence[Mapping[str, Any]]]  # each row's, once ready
     ready: torch.cuda.Event | None  # recorded after the copies to the CPU
 
 
@@ -76,7 +75,7 @@ class ShardWriter:
     Example::
 
         >>> with ShardWriter(Path("maps"), 0, run_id, settings, source, 256) as writer:
-        ...     writer.add(keys, stamps, maps, classes, probabilities)
+        ...     writer.add(keys, digests, maps, lambda: records)
     """
 
     def __init__(
@@ -116,71 +115,27 @@ class ShardWriter:
     def add(
         self,
         keys: Sequence[str],
-        stamps: Sequence[FileStamp],
+        digests: Sequence[str],
         maps: torch.Tensor,
-        classes: torch.Tensor,
-        probabilities: torch.Tensor,
+        records: Callable[[], Sequence[Mapping[str, Any]]],
         ready: torch.cuda.Event | None = None,
     ) -> None:
-        """Queue a batch: ``maps`` (n, 1, h, w), ``classes`` (n, 2) predicted
-        and target, ``probabilities`` (n, 2) of those classes, all on the CPU
-        once ``ready`` (if given) has completed."""
+        """Queue explained images: ``maps`` ``(n, 1, h, w)`` on the CPU once
+        ``ready`` (if given) has completed, each image's source digest and,
+        from ``records()`` (called in the writer's thread after ``ready``),
+        each image's record (JSON values; the fields of
+        :data:`~captum_igcam.dataset_job.index.IMAGE_FIELDS` or
+        :data:`~captum_igcam.dataset_job.index.TASK_IMAGE_FIELDS` but
+        ``shard``, ``row`` and ``file_sha256``)."""
         self._raise_error()
-
-        def fields() -> list[dict[str, Any]]:
-            if not torch.isfinite(probabilities).all():
-                raise ValueError(
-                    "model: expected finite logits, got NaN or infinity for one of "
-                    f"{', '.join(map(repr, keys))}"
-                )
-            return [
-                {
-                    "predicted": predicted,
-                    "probability": p_top,
-                    "target": target,
-                    "target_probability": p_target,
-                }
-                for (predicted, target), (p_top, p_target) in zip(
-                    classes.tolist(), probabilities.tolist()
-                )
-            ]
-
-        self._queue.put(_Pending(keys, stamps, maps, fields, ready))
-
-    def add_explained(
-        self,
-        keys: Sequence[str],
-        stamps: Sequence[FileStamp],
-        maps: torch.Tensor,
-        records: Sequence[Mapping[str, Any]],
-    ) -> None:
-        """Queue a segmentation or detection batch: ``maps`` (n, 1, h, w) on
-        the CPU and each image's record (``target``, ``requested``,
-        ``explained``; JSON values, finite numbers)."""
-        self._raise_error()
-
-        def fields() -> list[dict[str, Any]]:
-            for key, record in zip(keys, records):
-                if not _finite(record):
-                    raise ValueError(
-                        f"model: expected finite outputs, got NaN or infinity for "
-                        f"{key!r} ({record})"
-                    )
-            return [dict(record) for record in records]
-
-        self._queue.put(_Pending(keys, stamps, maps, fields, None))
+        self._queue.put(_Pending(keys, digests, maps, records, ready))
 
     def add_unexplained(
-        self, key: str, stamp: FileStamp, reason: str, requested: int
+        self, key: str, digest: str, reason: str, requested: int
     ) -> None:
         """Queue an image with nothing to explain, ``reason`` saying why."""
         self._raise_error()
-        record = {
-            "reason": reason,
-            "requested": requested,
-            "file_size": stamp.size,
-            "file_mtime_ns": stamp.mtime_ns,
-        }
+        record = {"reason": reason, "requested": requested, "file_sha256": digest}
         self._queue.put(_Unexplained(key, record))
 
     def close(self) -> None:
@@ -219,13 +174,17 @@ class ShardWriter:
             return
         if pending.ready is not None:
             pending.ready.synchronize()
-        fields = pending.fields()
+        records = pending.records()
+        for key, record in zip(pending.keys, records):
+            if not _finite(record):
+                raise ValueError(
+                    f"model: expected finite outputs, got NaN or infinity for "
+                    f"{key!r} ({dict(record)})"
+                )
         self._keys.extend(pending.keys)
         self._maps.extend(pending.maps.numpy())
-        for record, stamp in zip(fields, pending.stamps):
-            self._records.append(
-                {**record, "file_size": stamp.size, "file_mtime_ns": stamp.mtime_ns}
-            )
+        for record, digest in zip(records, pending.digests):
+            self._records.append({**record, "file_sha256": digest})
         while len(self._keys) >= self.shard_size:
             self._write(self.shard_size)
 

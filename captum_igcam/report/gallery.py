@@ -6,14 +6,25 @@ e.g. ``--path input`` and ``--path layer``, or two models), writes a photo
 thumbnail and one overlay thumbnail per method for every image of the first
 folder, and the page that shows them: paged, sortable and filterable by
 class, confidence and disagreement between the methods' maps.
+
+Every picture is bound to the bytes it was drawn from. The photo is read
+once (:func:`captum_igcam.app.images.read_image`) and its SHA-256 compared
+with the digest the index records for the map: a photo whose bytes changed
+since ``explain-dataset`` is shown neither as a photo nor under an
+overlay, and its card says so plainly.
+Thumbnails are named by content: a photo's by the digest of its bytes, an
+overlay's by that digest and the map's own bytes, so a photo replaced by
+another (even with the same name, size and time) can never show an old
+picture. Folders compared side by side must hold maps of the same bytes for
+each image they share; otherwise the report is refused, naming the image.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from captum_igcam.app.images import ImageLoadError
+from captum_igcam.app.images import ImageLoadError, read_image
 from captum_igcam.app.maps import upsample
 from captum_igcam.dataset_job import open_maps
+from captum_igcam.dataset_job.maps_io import ExplanationMaps
 from captum_igcam.report import files, page, thumbnails
 
 #: Columns of each image's row in the page's data, in order.
@@ -37,7 +49,14 @@ GALLERY_COLUMNS = (
     "target_probability",
     "truth",
     "disagreement",
+    "source",
 )
+#: ``source`` column: the photo has the bytes its maps were computed from.
+SOURCE_SAME = "same"
+#: ``source`` column: the photo's bytes changed since (no overlay is drawn).
+SOURCE_CHANGED = "changed"
+#: ``source`` column: the photo cannot be read any more.
+SOURCE_MISSING = "missing"
 #: ``explain-dataset --target`` value whose targets are ground truth.
 GROUND_TRUTH_TARGET = "folder"
 THUMBNAIL_FOLDER = "thumbs"
@@ -50,9 +69,9 @@ def build_gallery(
 ) -> Path:
     """Write the gallery of ``explain-dataset`` output folders into ``out``.
 
-    Thumbnails are named by what they show (image key, the image file's size
-    and modification time, the folder's settings), so a second run reuses
-    every thumbnail that is still right and writes only the new ones.
+    Thumbnails are named by the bytes they are drawn from (see the module's
+    description), so a second run reuses every thumbnail that is still right
+    and writes only the new ones.
 
     Args:
         folders (sequence of str or os.PathLike): ``explain-dataset --out``
@@ -60,11 +79,16 @@ def build_gallery(
             each folder's maps as one method.
         out (str or os.PathLike): The report folder (see
             :func:`~captum_igcam.report.files.open_report_folder`).
-        progress (bool, optional): Show a progress bar over images.
+        progress (bool, optional): Show a progress bar, on the screen at
+            once and advanced image by image.
             Default: True
 
     Returns:
         Path: The report's ``index.html``.
+
+    Raises:
+        ValueError: If two folders hold maps of different bytes under one
+            image name (the message names the image and the folders).
 
     Example::
 
@@ -74,42 +98,133 @@ def build_gallery(
     if not folders:
         raise ValueError("folders: expected at least one explain-dataset folder")
     opened = [open_maps(folder) for folder in folders]
-    names = method_names(folders)
+    check_same_images(folders, opened)
+    names = method_names(opened, folders)
     report = files.open_report_folder(out)
     (report / THUMBNAIL_FOLDER).mkdir(exist_ok=True)
     first = opened[0]
-    labels = class_labels(first.settings)
     truth = first.settings.get("target") == GROUND_TRUTH_TARGET
-    from tqdm import tqdm
-
-    rows = [
-        _row(key, opened, report, truth)
-        for key in tqdm(first, unit="image", desc="report", disable=not progress)
-    ]
-    predicted, target = (
-        GALLERY_COLUMNS.index("predicted"),
-        GALLERY_COLUMNS.index("target"),
-    )
-    used = sorted({row[predicted] for row in rows} | {row[target] for row in rows})
+    rows = _rows(opened, report, truth, progress)
+    _note_stale(rows)
     data = {
         "kind": "gallery",
         "title": f"{Path(folders[0]).resolve().name}: {len(rows)} images",
         "methods": names,
         "settings": [maps.settings for maps in opened],
         "truth": truth,
-        "classes": {str(index): label_of(index, labels) for index in used},
+        "classes": _class_names(first, rows),
         "columns": list(GALLERY_COLUMNS),
         "rows": rows,
     }
     return page.write_page(report, "gallery", data)
 
 
-def method_names(folders: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """One name per folder: its base name, or its path where names repeat."""
-    bases = [Path(folder).resolve().name for folder in folders]
-    if len(set(bases)) == len(bases):
-        return bases
-    return [os.fspath(folder) for folder in folders]
+def _rows(
+    opened: Sequence[ExplanationMaps], report: Path, truth: bool, progress: bool
+) -> list[list[Any]]:
+    """Every row of the first folder's images, with a progress bar."""
+    from tqdm import tqdm
+
+    rows = []
+    with tqdm(
+        total=len(opened[0]),
+        unit="image",
+        desc="report",
+        disable=not progress,
+        mininterval=0,
+    ) as bar:
+        bar.refresh()  # on the screen before the first photo is read
+        for key in opened[0]:
+            rows.append(_row(key, opened, report, truth))
+            bar.update(1)
+    return rows
+
+
+def _note_stale(rows: Sequence[list[Any]]) -> None:
+    """Say on stderr which images' files changed or vanished since."""
+    stale = [row[COLUMN["key"]] for row in rows if row[COLUMN["source"]] != SOURCE_SAME]
+    if stale:
+        listed = ", ".join(map(repr, stale[:5])) + (", ..." if len(stale) > 5 else "")
+        print(
+            f"captum-igcam: note: {len(stale)} image file(s) changed or gone since "
+            f"their maps were computed ({listed}): marked on their cards, shown "
+            "without photo or overlay; run explain-dataset again to explain them",
+            file=sys.stderr,
+        )
+
+
+def _class_names(first: ExplanationMaps, rows: Sequence[list[Any]]) -> dict[str, str]:
+    """Index -> name of every class the rows show: the label a segmentation
+    or detection record names, ImageNet's, or ``class N``."""
+    labels = class_labels(first.settings)
+    records = [first.record(key) for key in first]
+    named = {r.target: r.explained["target_label"] for r in records if r.explained}
+    shown = {row[COLUMN[name]] for row in rows for name in ("predicted", "target")}
+    return {
+        str(index): named.get(index) or label_of(index, labels)
+        for index in sorted(shown - {None})
+    }
+
+
+#: Position of each column in a row.
+COLUMN = {name: position for position, name in enumerate(GALLERY_COLUMNS)}
+
+
+def check_same_images(
+    folders: Sequence[str | os.PathLike[str]], opened: Sequence[ExplanationMaps]
+) -> None:
+    """Refuse folders whose maps of one image name come from different bytes.
+
+    Args:
+        folders (sequence of str or os.PathLike): The folders, as given.
+        opened (sequence of ExplanationMaps): Their readers, in order.
+
+    Raises:
+        ValueError: Naming the first image whose source digests differ.
+    """
+    first = opened[0]
+    for folder, maps in zip(folders[1:], opened[1:]):
+        for key, digest in maps.digests.items():
+            if key in first.digests and first.digests[key] != digest:
+                there = os.fspath(folders[0])
+                raise ValueError(
+                    f"paths: {key!r} is not the same image in {there!r} and "
+                    f"{os.fspath(folder)!r} (SHA-256 {first.digests[key][:12]}... "
+                    f"and {digest[:12]}...); a report compares maps of the same "
+                    "images: explain the same source folder into each"
+                )
+
+
+def method_names(
+    opened: Sequence[ExplanationMaps], folders: Sequence[str | os.PathLike[str]]
+) -> list[str]:
+    """One label per folder: its method's title, with the model where methods
+    repeat, and the folder's name where both repeat.
+
+    Args:
+        opened (sequence of ExplanationMaps): The folders' readers.
+        folders (sequence of str or os.PathLike): The folders, as given.
+
+    Returns:
+        list[str]: E.g. ``["Integrated Grad-CAM", "IG-CAM (layer path)"]``.
+    """
+    from captum_igcam.app.methods import METHODS
+
+    def title(maps: ExplanationMaps) -> str:
+        name = maps.settings.get("attribution")
+        return METHODS[name].title if name in METHODS else str(name)
+
+    labels = [title(maps) for maps in opened]
+    if len(set(labels)) < len(labels):
+        labels = [f"{t}, {m.settings.get('model')}" for t, m in zip(labels, opened)]
+    if len(set(labels)) < len(labels):
+        labels = [
+            f"{label} ({Path(folder).resolve().name})"
+            for label, folder in zip(labels, folders)
+        ]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} ({os.fspath(f)})" for label, f in zip(labels, folders)]
+    return labels
 
 
 def class_labels(settings: dict[str, Any]) -> list[str] | None:
@@ -164,67 +279,70 @@ def _row(key: str, opened: list[Any], report: Path, truth: bool) -> list[Any]:
     """One image's row of :data:`GALLERY_COLUMNS`, writing missing thumbnails.
 
     ``opened`` are the folders' :func:`open_maps` readers, the first one's
-    images shown.
+    images shown. The photo is read once; it and its overlays are shown
+    only when its bytes are those the maps were computed from.
     """
     first = opened[0]
     record = first.record(key)
-    stamp = [key, record.file_size, record.file_mtime_ns]
-    photo_name = _thumbnail_name("photo", stamp)
-    overlays: list[str | None] = []
     present = [maps for maps in opened if key in maps]
-    photo = None
-    for maps in opened:
-        if key not in maps:
-            overlays.append(None)
-            continue
-        name = _thumbnail_name("overlay", [*stamp, maps.settings])
-        if not (report / THUMBNAIL_FOLDER / name).exists():
-            if photo is None:
-                photo = _photo(
-                    first.source / key, report / THUMBNAIL_FOLDER / photo_name
-                )
-            if photo is False:
-                overlays.append(None)
-                continue
-            files.create_once(
-                report / THUMBNAIL_FOLDER / name,
-                thumbnails.jpeg_bytes(thumbnails.overlay(photo, maps[key])),
-            )
-        overlays.append(f"{THUMBNAIL_FOLDER}/{name}")
-    if photo is None:
-        photo = _photo(first.source / key, report / THUMBNAIL_FOLDER / photo_name)
+    try:
+        read = read_image(first.source / key)
+    except ImageLoadError:
+        read = None
+    if read is None or read.sha256 != record.file_sha256:
+        # Neither the photo nor an overlay: the record is of other bytes.
+        photo_path, overlays = None, [None] * len(opened)
+        source = SOURCE_MISSING if read is None else SOURCE_CHANGED
+    else:
+        photo_path, photo = _photo_thumbnail(read.image, read.sha256, report)
+        overlays = [
+            _overlay(photo, read.sha256, maps[key], report) if key in maps else None
+            for maps in opened
+        ]
+        source = SOURCE_SAME
     return [
         key,
-        None if photo is False else f"{THUMBNAIL_FOLDER}/{photo_name}",
+        photo_path,
         overlays,
         record.predicted,
-        round(record.probability, 4),
+        _rounded(record.probability),
         record.target,
-        round(record.target_probability, 4),
+        _rounded(record.target_probability),
         record.target if truth else None,
         _rounded(disagreement([maps[key] for maps in present])),
+        source,
     ]
 
 
-def _photo(source: Path, thumbnail: Path) -> Any:
-    """The photo's thumbnail (written once), or False if the file is gone."""
+def _photo_thumbnail(image: Any, digest: str, report: Path) -> tuple[str, Any]:
+    """The photo's thumbnail path (written once) and picture, named by the
+    digest of the bytes ``image`` was decoded from."""
     from PIL import Image
 
-    if thumbnail.exists():
-        with Image.open(thumbnail) as image:
-            return image.convert("RGB")
-    try:
-        photo = thumbnails.photo_thumbnail(source)
-    except ImageLoadError:
-        return False
-    files.create_once(thumbnail, thumbnails.jpeg_bytes(photo))
-    return photo
+    name = f"{THUMBNAIL_FOLDER}/photo-{digest}.jpg"
+    if (report / name).is_file():
+        with Image.open(report / name) as thumbnail:
+            return name, thumbnail.convert("RGB")
+    photo = thumbnails.resized(image)
+    files.create_once(report / name, thumbnails.jpeg_bytes(photo))
+    return name, photo
 
 
-def _thumbnail_name(kind: str, identity: list[Any]) -> str:
-    text = json.dumps([kind, *identity], sort_keys=True, default=str)
-    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}.jpg"
+def _overlay(photo: Any, digest: str, layer_map: torch.Tensor, report: Path) -> str:
+    """An overlay's thumbnail path (written once), named by the photo's digest
+    and the map's bytes."""
+    identity = hashlib.sha256(digest.encode())
+    identity.update(repr(tuple(layer_map.shape)).encode())
+    identity.update(layer_map.float().contiguous().numpy().tobytes())
+    name = f"{THUMBNAIL_FOLDER}/overlay-{identity.hexdigest()}.jpg"
+    if not (report / name).is_file():
+        files.create_once(
+            report / name, thumbnails.jpeg_bytes(thumbnails.overlay(photo, layer_map))
+        )
+    return name
 
 
 def _rounded(value: float | None) -> float | None:
+    """Four decimals; None stays None (a segmentation or detection record has
+    no probability)."""
     return None if value is None else round(value, 4)

@@ -15,8 +15,11 @@ ROW = 18
 #: Width of the interval charts' plotting area, and least width of their labels.
 PLOT = 230
 LABELS = 120
-#: Approximate width of one character of the charts' 11 px text.
-CHARACTER = 6
+#: Width of one character of the charts' 11 px text, rounded up (wide
+#: letters such as ``M`` or ``W`` take about 0.65 em).
+CHARACTER = 7.5
+#: Margin left of the labels.
+MARGIN = 4
 
 
 def colour(index: int) -> str:
@@ -58,7 +61,8 @@ def interval_chart(
     low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
     if high == low:
         low, high = low - 0.5, high + 0.5
-    labels = max(LABELS, 12 + CHARACTER * max((len(row[0]) for row in rows), default=0))
+    longest = max((len(row[0]) for row in rows), default=0)
+    labels = max(LABELS, round(MARGIN + 8 + CHARACTER * longest))
     width = labels + PLOT + 20
 
     def x(value: float) -> str:
@@ -68,7 +72,8 @@ def interval_chart(
     parts = [_header(title, width, height)]
     for i, (label, mean, lo, hi, fill) in enumerate(rows):
         y = 30 + ROW * i
-        parts.append(element("text", label, x=labels - 6, y=y + 4, text_anchor="end"))
+        # Anchored at the left margin: a label is never cut at the chart's edge.
+        parts.append(element("text", label, x=MARGIN, y=y + 4))
         if math.isfinite(lo) and math.isfinite(hi):
             parts.append(
                 element(
@@ -108,7 +113,10 @@ def line_chart(
     Returns:
         str: An ``<svg>`` element.
     """
-    width, height, left, top, plot_w, plot_h = 440, 300, 45, 30, 240, 220
+    height, left, top, plot_w, plot_h = 300, 45, 30, 240, 220
+    # The legend right of the plot: as wide as its longest name needs.
+    longest = max((len(name) for name in series), default=0)
+    width = max(440, round(left + plot_w + 32 + CHARACTER * longest + MARGIN))
     finite = [v for curve in series.values() for v in curve if math.isfinite(v)]
     high = max(finite, default=1.0) or 1.0
     bottom = top + plot_h

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import torch
 from PIL import Image
 
-from captum_igcam.app.images import load_image
 from captum_igcam.app.maps import normalize, upsample
 
 #: Longer side of a thumbnail, in pixels.
@@ -20,23 +18,17 @@ OVERLAY_ALPHA = 0.5
 COLOUR_MAP = "jet"
 
 
-def photo_thumbnail(
-    path: str | os.PathLike[str], size: int = THUMBNAIL_SIZE
-) -> Image.Image:
-    """The image file resized to ``size`` pixels on its longer side.
+def resized(image: Image.Image, size: int = THUMBNAIL_SIZE) -> Image.Image:
+    """A picture resized to ``size`` pixels on its longer side, aspect kept.
 
     Args:
-        path (str or os.PathLike): Image file (read as ``explain-dataset`` reads it).
+        image (PIL.Image.Image): RGB picture.
         size (int, optional): Longer side in pixels.
             Default: :data:`THUMBNAIL_SIZE`
 
     Returns:
-        PIL.Image.Image: RGB thumbnail, aspect ratio kept.
-
-    Raises:
-        ImageLoadError: If the file cannot be read.
+        PIL.Image.Image: The resized picture.
     """
-    image = load_image(path)
     scale = size / max(image.size)
     shape = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(shape, Image.Resampling.LANCZOS)
@@ -46,7 +38,7 @@ def overlay(photo: Image.Image, layer_map: torch.Tensor) -> Image.Image:
     """A map's positive part, min-max normalised, coloured over the photo.
 
     Args:
-        photo (PIL.Image.Image): RGB photo (e.g. a :func:`photo_thumbnail`).
+        photo (PIL.Image.Image): RGB photo (e.g. a :func:`resized` photo).
         layer_map (torch.Tensor): ``(1, h, w)`` map at any resolution; it is
             upsampled bilinearly to the photo's size.
 

@@ -13,6 +13,10 @@
     return node;
   };
   const label = (index) => data.classes[String(index)];
+  // A classifier's row has the predicted class; a segmentation or detection
+  // row only the class explained (and no probability).
+  const shownClass = (r) => (r[col.predicted] === null ? r[col.target] : r[col.predicted]);
+  const chance = (r) => (r[col.probability] === null ? 0 : r[col.probability]);
   const several = data.methods.length > 1;
   let page = 0;
 
@@ -46,7 +50,7 @@
   const where = el("span", { id: "page" });
   pager.append(prev, " ", where, " ", next);
   const methods = el("p", { class: "note" },
-    "Methods (one explain-dataset folder each): " + data.methods.join(", ") +
+    "Methods (one explain-dataset folder each): " + data.methods.join("; ") +
     (several ? ". Disagreement: 1 - correlation of the maps, mean over method pairs." : "."));
   main.append(methods, controls, grid, pager);
 
@@ -54,15 +58,15 @@
     const lo = Number(minConf.value), hi = Number(maxConf.value), dis = Number(minDis.value);
     const text = search.value.toLowerCase();
     const rows = data.rows.filter((r) =>
-      (cls.value === "" || String(r[col.predicted]) === cls.value) &&
-      r[col.probability] >= lo && r[col.probability] <= hi &&
+      (cls.value === "" || String(shownClass(r)) === cls.value) &&
+      (r[col.probability] === null || (r[col.probability] >= lo && r[col.probability] <= hi)) &&
       (!several || dis === 0 || (r[col.disagreement] !== null && r[col.disagreement] >= dis)) &&
       (!wrong.checked || (r[col.truth] !== null && r[col.truth] !== r[col.predicted])) &&
       (text === "" || r[col.key].toLowerCase().includes(text)));
     const by = {
       "key": (a, b) => a[col.key].localeCompare(b[col.key]),
-      "confidence-asc": (a, b) => a[col.probability] - b[col.probability],
-      "confidence-desc": (a, b) => b[col.probability] - a[col.probability],
+      "confidence-asc": (a, b) => chance(a) - chance(b),
+      "confidence-desc": (a, b) => chance(b) - chance(a),
       "disagreement-desc": (a, b) => (b[col.disagreement] || 0) - (a[col.disagreement] || 0),
     }[sort.value];
     return rows.sort(by);
@@ -79,15 +83,24 @@
   function card(r) {
     const box = el("div", { class: "card" });
     const truth = r[col.truth];
-    if (truth !== null && truth !== r[col.predicted]) box.classList.add("wrong");
+    if (truth !== null && r[col.predicted] !== null && truth !== r[col.predicted]) box.classList.add("wrong");
+    if (r[col.source] !== "same") box.classList.add("changed");
     const pictures = el("div", { class: "pictures" });
     pictures.append(picture(r[col.photo], "photo"));
     r[col.overlays].forEach((src, i) => pictures.append(picture(src, data.methods[i])));
     const facts = el("div", { class: "facts" });
     facts.append(el("div", { class: "key" }, r[col.key]));
-    facts.append(el("div", {}, `predicted: ${label(r[col.predicted])} (${r[col.probability].toFixed(3)})`));
+    if (r[col.source] === "changed") {
+      facts.append(el("div", { class: "warning" }, "this image file changed since its maps were computed (other bytes): neither it nor the maps are shown; explain it again"));
+    } else if (r[col.source] === "missing") {
+      facts.append(el("div", { class: "warning" }, "this image file cannot be read any more: its maps are not shown"));
+    }
+    if (r[col.predicted] !== null) {
+      facts.append(el("div", {}, `predicted: ${label(r[col.predicted])} (${r[col.probability].toFixed(3)})`));
+    }
     if (r[col.target] !== r[col.predicted]) {
-      facts.append(el("div", {}, `explained: ${label(r[col.target])} (${r[col.target_probability].toFixed(3)})`));
+      const p = r[col.target_probability];
+      facts.append(el("div", {}, `explained: ${label(r[col.target])}` + (p === null ? "" : ` (${p.toFixed(3)})`)));
     }
     if (truth !== null) facts.append(el("div", {}, `ground truth: ${label(truth)}`));
     if (r[col.disagreement] !== null) facts.append(el("div", {}, `disagreement: ${r[col.disagreement].toFixed(3)}`));
