@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from captum_igcam.app.devices import device_of
+from captum_igcam.app.layers import resolve_layer
 from captum_igcam.reshapes import ReshapeTransform
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -121,12 +123,4 @@ class ModelBundle:
 
     def layer(self) -> nn.Module:
         """Return the module named by :attr:`layer_name`."""
-        from captum_igcam.app.layers import resolve_layer
-
         return resolve_layer(self.model, self.layer_name)
-
-
-def device_of(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameterless one)."""
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")

@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from captum_igcam.app.devices import device_of
 from captum_igcam.app.layers import default_task_layer
 from captum_igcam.app.model_bundle import (
     DEFAULT_INPUT_SIZE,
     IMAGENET_MEAN,
     IMAGENET_STD,
     ModelBundle,
-    device_of,
 )
 
 #: ``package.module:callable`` (dotted names on both sides).

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     for check in checks.values():
         print("\n" + sanity.sanity_table(check))
     if args.json:
-        from captum_igcam.app._atomic import atomic_write_json
+        from captum_igcam.app.safe_files import atomic_write_json
 
         data = _to_json(result, summary, differences, accuracy)
         if checks:

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from captum_igcam.app import _atomic
+from captum_igcam.app import safe_files as _atomic
 from captum_igcam.dataset_job.index import (
     LOCK_NAME,
     MERGED_INDEX_NAME,

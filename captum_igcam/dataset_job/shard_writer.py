@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from captum_igcam.app import _atomic
+from captum_igcam.app import safe_files as _atomic
 from captum_igcam.dataset_job.index import (
     FileStamp,
     content_entry,

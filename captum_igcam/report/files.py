@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from captum_igcam.app import _atomic
+from captum_igcam.app import safe_files as _atomic
 
 #: File that marks a folder as written by ``captum-igcam report``.
 MARKER_NAME = ".captum-igcam-report"
