@@ -133,3 +133,29 @@ def test_exclusive_create_without_hard_links_copies_into_a_new_file(
     with pytest.raises(FileExistsError):
         safe_files.atomic_write_json(tmp_path / "summary.json", {"a": 2})
     assert json.loads((tmp_path / "summary.json").read_text()) == {"a": 1}
+
+
+def test_json_is_strict_non_finite_numbers_are_null(tmp_path):
+    path = tmp_path / "values.json"
+    values = {"nan": float("nan"), "inf": [float("inf"), -float("inf")], "one": 1.5}
+    safe_files.atomic_write_json(path, values)
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(text, parse_constant=refuse) == {
+        "nan": None,
+        "inf": [None, None],
+        "one": 1.5,
+    }
+    assert safe_files.strict_json((np.float64("nan"), 2)) == "[\n  null,\n  2\n]\n"
+
+
+def test_created_folders_are_reported_and_only_empty_ones_removed(tmp_path):
+    made = safe_files.ensure_writable_folder(tmp_path / "a" / "b" / "c")
+    assert made == [tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"]
+    assert safe_files.ensure_writable_folder(tmp_path / "a") == []
+    (tmp_path / "a" / "kept.txt").write_text("x")
+    safe_files.remove_empty_folders(made)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["kept.txt"]

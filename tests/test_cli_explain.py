@@ -422,3 +422,41 @@ def test_other_methods_and_baselines(run_cli, photos, tmp_path):
         for kind in ("layer", "upsampled")
     ]
     assert np.load(tmp_path / "coffee_igcam-notebook_layer.npy").min() >= 0
+
+
+def test_a_failed_run_removes_only_the_output_folders_it_created_empty(
+    run_cli, photos, tmp_path
+):
+    made = tmp_path / "new" / "out"
+    status, _, _ = run_cli("explain", str(photos["chelsea"]), "--model", "resnet5",
+                           "--out", str(made))  # fmt: skip
+    assert status == 1
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    status, _, _ = run_cli("explain", str(photos["chelsea"]), "--model", "resnet5",
+                           "--out", str(existing / "sub"))  # fmt: skip
+    assert status == 1
+    assert existing.is_dir() and list(existing.iterdir()) == []
+    status, _, _ = run_cli("explain", str(tmp_path / "missing.png"),
+                           "--out", str(existing))  # fmt: skip
+    assert status == 1
+    assert existing.is_dir()  # it was there before the run
+
+
+def test_help_names_every_task_and_lists_the_methods(run_cli, capsys):
+    from captum_igcam.app.methods import METHODS
+
+    texts = []
+    for argv in (["--help"], ["explain", "--help"]):
+        with pytest.raises(SystemExit):
+            run_cli(*argv)
+        texts.append(" ".join(capsys.readouterr().out.split()))
+    for text in texts:
+        assert "classifier" in text and "segmentation" in text
+        assert "detector" in text
+        assert "for image classifiers." not in text
+    methods_help = texts[1].split("--methods LIST comma")[1].split("--target")[0]
+    listed = methods_help.split("one or more of:")[1].replace("- ", "-")
+    assert [name.strip() for name in listed.split(",")] == list(METHODS)
+    assert "docs/cli.md" not in methods_help

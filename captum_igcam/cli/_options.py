@@ -336,21 +336,19 @@ def add_methods_option(
             Default: ""
     """
     default_text = shown_default or ",".join(default or ())
+    help_text = f"comma-separated method names (default: {default_text})"
     action = parser.add_argument(
         "--methods",
         type=method_list,
         default=None if default is None else list(default),
         metavar="LIST",
-        help=f"comma-separated method names (default: {default_text})",
+        help=help_text,
     )
 
     def list_names() -> None:
         from captum_igcam.app.methods import METHODS
 
-        action.help = (
-            f"comma-separated method names from: {', '.join(METHODS)} "
-            f"(default: {default_text})"
-        )
+        action.help = f"{help_text}; one or more of: {', '.join(METHODS)}"
 
     if isinstance(parser, CommandParser):
         parser.help_fillers.append(list_names)
