@@ -28,14 +28,14 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the arguments of ``explain``."""
+    """Register the arguments of ``explain``: the shared options, the images."""
+    _options.add_settings_options(parser)
     parser.add_argument(
         "images",
         nargs="*",
         metavar="IMAGE",
         help="image files (for a folder, use explain-dataset)",
     )
-    _options.add_settings_options(parser)
     _options.add_methods_option(parser, DEFAULT_METHODS)
     _options.add_target_option(parser)
     _options.add_task_options(parser)
