@@ -127,3 +127,39 @@ def test_bundled_photos_are_read_from_their_files():
         np.asarray(photo.image), images.bundled_images()["chelsea"]
     )
     assert photo.sha256 == images.file_sha256(images.bundled_image_files()["chelsea"])
+
+
+def test_a_run_stopped_by_an_error_still_lists_every_file_it_wrote(
+    photo_files, tmp_path, monkeypatch
+):
+    from captum_igcam.app import maps
+
+    real_figure = maps.explanation_figure
+    calls = []
+
+    def failing_second_figure(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("no memory for the figure")
+        return real_figure(*args, **kwargs)
+
+    monkeypatch.setattr(maps, "explanation_figure", failing_second_figure)
+    out = tmp_path / "out"
+    out.mkdir()
+    sources, _ = explain.image_sources(photo_files)
+    with pytest.raises(RuntimeError, match="no memory for the figure"):
+        explain.explain_images(
+            _bundle(TinyClassifier()), sources, out, SETTINGS, methods=["gradcam"]
+        )
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [record["image"] for record in summary["images"]] == photo_files[:1]
+    assert summary["errors"] == [
+        {
+            "image": photo_files[1],
+            "error": "the run stopped on this image: "
+            "RuntimeError('no memory for the figure')",
+            "files": ["b_gradcam_layer.npy", "b_gradcam_upsampled.npy"],
+        }
+    ]
+    listed = set(summary["images"][0]["files"]) | set(summary["errors"][0]["files"])
+    assert {p.name for p in out.iterdir()} == listed | {"summary.json"}

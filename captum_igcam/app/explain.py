@@ -113,7 +113,10 @@ def explain_images(
     reported on stderr by name, listed in the summary's ``errors``, and
     skipped; the others are explained. A progress bar counts the maps on
     stderr, and the summary is strict JSON (a non-finite number is
-    ``null``).
+    ``null``). An error that stops the run (or an interrupt) is raised after
+    the summary is written: it lists the image being explained under
+    ``errors`` with the files it left, so that every file of the run is
+    listed.
 
     Args:
         bundle (ModelBundle): The model, e.g. from
@@ -170,53 +173,89 @@ def explain_images(
     records, failed = [], list(errors)
     stems: set[str] = set()
     suffixes = map_files.map_suffixes(methods, upsampled_maps)
-    with tqdm(
-        total=len(sources) * len(methods), desc="explaining", unit="map"
-    ) as progress:
-        for label, loader in sources:
-            progress.set_postfix_str(_base_stem(label), refresh=True)
-            try:
-                photo = loader()
-            except images.ImageLoadError as error:
-                progress.write(f"captum-igcam: error: {error}", file=sys.stderr)
-                failed.append({"image": label, "error": str(error)})
-                progress.update(len(methods))
-                continue
-            stem = _free_stem(folder, label, suffixes, stems)
-            wanted = _base_stem(label)
-            if stem != wanted:
-                progress.write(
-                    f"captum-igcam: note: names {wanted}.png and {wanted}_*.npy are "
-                    f"taken in {str(folder)!r}; the files of {label!r} are named "
-                    f"{stem}* instead (existing files are left as they are)",
-                    file=sys.stderr,
-                )
-            try:
-                record = explain_photo(
-                    bundle,
-                    settings,
-                    explainers,
-                    photo,
-                    folder,
-                    stem,
-                    target=target,
-                    task_target=task_target,
-                    upsampled_maps=upsampled_maps,
-                    on_map=lambda: progress.update(1),
-                )
-            except NothingToExplainError as error:
-                message = f"{label}: nothing to explain: {error}"
-                progress.write(f"captum-igcam: error: {message}", file=sys.stderr)
-                failed.append({"image": label, "error": str(error)})
-                progress.update(len(methods))
-                continue
-            records.append({"image": label, **record})
-    summary = {
+    current: tuple[str, str] | None = None  # (label, stem) being explained
+    try:
+        with tqdm(
+            total=len(sources) * len(methods), desc="explaining", unit="map"
+        ) as progress:
+            for label, loader in sources:
+                progress.set_postfix_str(_base_stem(label), refresh=True)
+                try:
+                    photo = loader()
+                except images.ImageLoadError as error:
+                    progress.write(f"captum-igcam: error: {error}", file=sys.stderr)
+                    failed.append({"image": label, "error": str(error)})
+                    progress.update(len(methods))
+                    continue
+                stem = _free_stem(folder, label, suffixes, stems)
+                wanted = _base_stem(label)
+                if stem != wanted:
+                    progress.write(
+                        f"captum-igcam: note: names {wanted}.png and {wanted}_*.npy "
+                        f"are taken in {str(folder)!r}; the files of {label!r} are "
+                        f"named {stem}* instead (existing files are left as they are)",
+                        file=sys.stderr,
+                    )
+                current = (label, stem)
+                try:
+                    record = explain_photo(
+                        bundle,
+                        settings,
+                        explainers,
+                        photo,
+                        folder,
+                        stem,
+                        target=target,
+                        task_target=task_target,
+                        upsampled_maps=upsampled_maps,
+                        on_map=lambda: progress.update(1),
+                    )
+                except NothingToExplainError as error:
+                    message = f"{label}: nothing to explain: {error}"
+                    progress.write(f"captum-igcam: error: {message}", file=sys.stderr)
+                    failed.append({"image": label, "error": str(error)})
+                    progress.update(len(methods))
+                else:
+                    records.append({"image": label, **record})
+                current = None
+    except BaseException as error:
+        if current is not None:  # record what the stopped photo left
+            label, stem = current
+            failed.append(
+                {
+                    "image": label,
+                    "error": f"the run stopped on this image: {error!r}",
+                    "files": [
+                        f"{stem}{suffix}"
+                        for suffix in suffixes
+                        if os.path.lexists(folder / f"{stem}{suffix}")
+                    ],
+                }
+            )
+        raise
+    finally:
+        summary = _summary(bundle, settings, task_target, methods, records, failed)
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        summary_name = _free_stem(folder, "summary", (".json",), set()) + ".json"
+        summary["summary"] = summary_name
+        safe_files.atomic_write_json(folder / summary_name, summary)
+    return summary
+
+
+def _summary(
+    bundle: ModelBundle,
+    settings: MethodSettings,
+    task_target: TaskTarget,
+    methods: Sequence[str],
+    records: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """``summary.json`` without its timing and name."""
+    classifier = bundle.task == "classification"
+    return {
         "model": bundle.name,
         "task": bundle.task,
-        "task_target": None
-        if bundle.task == "classification"
-        else task_target.describe(),
+        "task_target": None if classifier else task_target.describe(),
         "random_weights": settings.random_weights,
         "weights": settings.weights,
         "layer": bundle.layer_name,
@@ -229,12 +268,7 @@ def explain_images(
         "device": settings.device,
         "images": records,
         "errors": failed,
-        "seconds": round(time.perf_counter() - started, 3),
     }
-    summary_name = _free_stem(folder, "summary", (".json",), set()) + ".json"
-    summary["summary"] = summary_name
-    safe_files.atomic_write_json(folder / summary_name, summary)
-    return summary
 
 
 def _explainers(
