@@ -6,7 +6,7 @@ was given (:func:`claim`): the name must be new, or hold an earlier results
 file of the same script, which the new results then replace. Anything else
 under that name (a user's file, another script's results, a folder, a
 link) stops the script with a message naming it, before any work, and is
-left as it is. Each write is atomic (``captum_igcam.app._atomic``): a
+left as it is. Each write is atomic (``captum_igcam.app.safe_files``): a
 killed run leaves the previous file whole, and a write that finds a new
 file under the name in the meantime fails instead of replacing it.
 
@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from captum_igcam.app._atomic import atomic_write_bytes
+from captum_igcam.app.safe_files import atomic_write_bytes
 
 #: The key that names the script that wrote a results file.
 WRITTEN_BY = "written_by"

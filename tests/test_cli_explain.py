@@ -191,10 +191,6 @@ def test_corrupt_image_is_named_and_fails_the_run(run_cli, photos, tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (
-            ["--model", "resnet5"],
-            r"unknown model 'resnet5' \(tried as a model name\); did you mean resnet50",
-        ),
         (["--layer", "_blocks.16"], "closest names: .*_blocks.15"),
         (["--target", "1000"], r"--target: expected a class index in 0\.\.999"),
         (["--target", "egyptian kat"], "closest labels: Egyptian cat"),
@@ -213,6 +209,34 @@ def test_bad_values_give_one_line_errors(run_cli, photos, tmp_path, options, mes
     assert status == 1
     assert re.search(message, _error_line(stderr).removeprefix("captum-igcam: error: "))
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_mistyped_model_gets_a_short_wrapped_message(run_cli, photos, tmp_path):
+    status, _, stderr = run_cli(
+        "explain", str(photos["chelsea"]), "--model", "resnet5", "--out", str(tmp_path)
+    )
+    assert status == 1
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("captum-igcam"))
+    message = lines[start:]
+    assert all(len(line) <= 79 for line in message), message
+    assert all(line.startswith("  ") for line in message[1:]), message
+    text = " ".join(line.strip() for line in message)
+    assert len(text) < 400
+    assert re.search(r"--model: unknown model 'resnet5'.*did you mean resnet50", text)
+    assert "--list-models lists them" in text
+    assert "alexnet" not in text  # the known names are not all printed
+
+
+def test_list_models_prints_the_known_names(run_cli, capsys):
+    from captum_igcam.app.models import known_models
+
+    with pytest.raises(SystemExit) as raised:
+        run_cli("explain", "--list-models")
+    assert raised.value.code == 0
+    printed = capsys.readouterr().out
+    assert " ".join(printed.split()) == ", ".join(known_models())
+    assert max(len(line) for line in printed.splitlines()) <= 79
 
 
 def test_unwritable_output_folder(run_cli, photos, tmp_path):
@@ -398,3 +422,41 @@ def test_other_methods_and_baselines(run_cli, photos, tmp_path):
         for kind in ("layer", "upsampled")
     ]
     assert np.load(tmp_path / "coffee_igcam-notebook_layer.npy").min() >= 0
+
+
+def test_a_failed_run_removes_only_the_output_folders_it_created_empty(
+    run_cli, photos, tmp_path
+):
+    made = tmp_path / "new" / "out"
+    status, _, _ = run_cli("explain", str(photos["chelsea"]), "--model", "resnet5",
+                           "--out", str(made))  # fmt: skip
+    assert status == 1
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    status, _, _ = run_cli("explain", str(photos["chelsea"]), "--model", "resnet5",
+                           "--out", str(existing / "sub"))  # fmt: skip
+    assert status == 1
+    assert existing.is_dir() and list(existing.iterdir()) == []
+    status, _, _ = run_cli("explain", str(tmp_path / "missing.png"),
+                           "--out", str(existing))  # fmt: skip
+    assert status == 1
+    assert existing.is_dir()  # it was there before the run
+
+
+def test_help_names_every_task_and_lists_the_methods(run_cli, capsys):
+    from captum_igcam.app.methods import METHODS
+
+    texts = []
+    for argv in (["--help"], ["explain", "--help"]):
+        with pytest.raises(SystemExit):
+            run_cli(*argv)
+        texts.append(" ".join(capsys.readouterr().out.split()))
+    for text in texts:
+        assert "classifier" in text and "segmentation" in text
+        assert "detector" in text
+        assert "for image classifiers." not in text
+    methods_help = texts[1].split("--methods LIST comma")[1].split("--target")[0]
+    listed = methods_help.split("one or more of:")[1].replace("- ", "-")
+    assert [name.strip() for name in listed.split(",")] == list(METHODS)
+    assert "docs/cli.md" not in methods_help

@@ -174,3 +174,126 @@ def test_torchvision_task_models_end_to_end(
     assert record["task"] == task
     heat = np.load(out / "chelsea_igcam_upsampled.npy")
     assert heat.shape == (300, 451) and np.isfinite(heat).all() and heat.max() > 0
+
+
+def test_a_box_outside_one_photo_skips_that_photo_only(run_cli, photo, tmp_path):
+    small = tmp_path / "small.png"
+    Image.fromarray(data.chelsea()[:80, :100]).save(small)  # 80 x 100
+    out = tmp_path / "out"
+    status, _, err = run_cli(
+        "explain", str(small), str(photo), "--model", "tiny_task_models:segmenter",
+        "--target", "dog", "--box", "200,150,400,290", "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert status == 1
+    assert f"{small}: nothing to explain: box: 200,150,400,290 lies outside" in err
+    summary = _summary(out)
+    assert [record["image"] for record in summary["images"]] == [str(photo)]
+    assert summary["images"][0]["box"] == [200.0, 150.0, 400.0, 290.0]
+    assert summary["errors"] == [
+        {
+            "image": str(small),
+            "error": "box: 200,150,400,290 lies outside this photo (100 x 80 pixels)",
+        }
+    ]
+    # Every file of the run is one the summary lists.
+    listed = {name for record in summary["images"] for name in record["files"]}
+    assert {p.name for p in out.iterdir()} == listed | {"summary.json"}
+
+
+@pytest.mark.parametrize("size", [(1, 40), (2, 2), (40, 1)])
+def test_a_very_small_photo_gets_its_segmentation_figure(run_cli, tmp_path, size):
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(data.chelsea()[: size[0], : size[1]]).save(tiny)
+    out = tmp_path / "out"
+    status, _, err = run_cli(
+        "explain", str(tiny), "--model", "tiny_task_models:segmenter",
+        "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert status == 0, err
+    record = _summary(out)["images"][0]
+    assert record["region_pixels"] > 0
+    with Image.open(out / "tiny.png") as figure:
+        assert figure.format == "PNG" and figure.width > 100
+    assert np.load(out / "tiny_igcam_upsampled.npy").shape == size
+
+
+NOT_A_BOX = (
+    "expected a detection index (0 is the highest score) or x1,y1,x2,y2 in the "
+    "photo's pixels"
+)
+
+
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        ("nan,0,10,10", "expected finite coordinates, got 'nan,0,10,10'"),
+        ("0,0,inf,10", "expected finite coordinates, got '0,0,inf,10'"),
+        ("²", f"{NOT_A_BOX}, got '²'"),
+        ("-1", f"{NOT_A_BOX}, got '-1'"),
+        ("1,2,3", f"{NOT_A_BOX}, got '1,2,3'"),
+    ],
+)
+def test_bad_boxes_are_invalid_option_values(run_cli, photo, tmp_path, box, message):
+    status, _, err = run_cli(
+        "explain", str(photo), "--model", "tiny_task_models:detector",
+        "--box", box, "--out", str(tmp_path / "out"), *FAST,
+    )  # fmt: skip
+    assert status == 2
+    assert err.splitlines()[-1].endswith(f"error: argument --box: {message}")
+    assert "int()" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["explain", "explain-dataset"])
+def test_a_box_for_a_classifier_is_refused_in_both_commands(
+    run_cli, photo, tmp_path, monkeypatch, command
+):
+    monkeypatch.setattr(
+        cli,
+        "SUBCOMMAND_MODULES",
+        ("captum_igcam.cli.explain", "captum_igcam.cli.explain_dataset"),
+    )
+    status, _, err = run_cli(
+        command, str(photo if command == "explain" else photo.parent), "--box", "0",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert status == 2
+    assert err.splitlines()[-1] == (
+        f"captum-igcam {command}: error: argument --box: a region or box is for "
+        "a segmentation model or a detector; the model is a classifier"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_box_for_a_users_classifier_is_refused_once_loaded(run_cli, photo, tmp_path):
+    module = tmp_path / "tiny_classifier.py"
+    module.write_text(
+        "import torch\n"
+        "def build():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU(),\n"
+        "        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())\n"
+    )
+    status, _, err = run_cli(
+        "explain", str(photo), "--model", "tiny_classifier:build", "--box", "0",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert status == 2
+    assert "argument --box: a region or box is for" in err.splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_progress_is_shown_for_a_single_photo(run_cli, photo, tmp_path):
+    status, _, err = run_cli(
+        "explain", str(photo), "--model", "tiny_task_models:segmenter",
+        "--out", str(tmp_path / "out"), *FAST,
+    )  # fmt: skip
+    assert status == 0, err
+    lines = err.replace("\r", "\n").splitlines()
+    assert lines[0] == "loading torch and tiny_task_models:segmenter ..."
+    assert lines[1].startswith(
+        "loaded tiny-segmentation (segmentation, layer backbone.2) in "
+    )
+    assert lines[1].endswith("s; explaining 1 image(s) with gradcam, igcam")
+    bar = [line for line in lines if line.startswith("explaining:")]
+    assert "0/2" in bar[0] and "2/2" in bar[-1]
+    assert "chelsea" in bar[-1]

@@ -90,7 +90,9 @@ def _assert_same_as_explain(out: Path, explained: dict) -> None:
     assert sorted(maps) == sorted(PHOTOS)
     for key, (record, layer_map) in explained.items():
         stored = maps.record(key)
-        assert stored.explained == record
+        expected = dict(record)
+        assert stored.file_sha256 == expected.pop("sha256")  # the same photo
+        assert stored.explained == expected
         assert stored.target == record["target_index"]
         assert stored.predicted is None and stored.probability is None
         scale = _assert_same_map(maps[key], torch.from_numpy(layer_map)[None])
@@ -213,15 +215,25 @@ def test_nothing_to_explain_is_recorded_and_not_tried_again(
 
 
 @pytest.mark.parametrize(
-    "options, message",
+    "options, status, message",
     [
-        (["--model", SEGMENTER, "--box", "0"], "box: a segmentation region is a box"),
+        (
+            ["--model", SEGMENTER, "--box", "0"],
+            2,
+            "box: a segmentation region is a box",
+        ),
         (
             ["--random-weights", "--model", "resnet18", "--box", "1"],
-            "--box, --detection-output and --min-iou are for --task",
+            2,
+            "argument --box: a region or box is for a segmentation model or a "
+            "detector; the model is a classifier",
         ),
-        (["--model", DETECTOR, "--box", "3,3,1,1"], "--box: expected x1 < x2"),
-        (["--model", SEGMENTER, "--path", "layer"], "--path layer is for classifiers"),
+        (["--model", DETECTOR, "--box", "3,3,1,1"], 2, "--box: expected x1 < x2"),
+        (
+            ["--model", SEGMENTER, "--path", "layer"],
+            1,
+            "--path layer is for classifiers",
+        ),
     ],
 )
 def test_task_options_that_do_not_fit_are_refused_before_any_write(
@@ -229,10 +241,17 @@ def test_task_options_that_do_not_fit_are_refused_before_any_write(
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
     options: list[str],
+    status: int,
     message: str,
 ) -> None:
+    """Invalid option values exit 2 (argparse's usage error), a value that
+    does not fit the loaded model exits 1; neither writes an index."""
     out = tmp_path / "maps"
-    assert _dataset(photos, out, *options) == 1
+    try:
+        code = _dataset(photos, out, *options)
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == status
     assert message in capsys.readouterr().err
     assert not list(out.glob("index*.json"))
 
@@ -263,7 +282,7 @@ def test_a_box_that_fits_one_photo_but_not_another_is_nothing_to_explain(
     maps = open_maps(out)
     assert sorted(maps) == ["astronaut.png", "chelsea.png"]
     assert list(maps.unexplained) == ["black.png"]
-    assert "boxes" in maps.unexplained["black.png"]
+    assert "outside this photo" in maps.unexplained["black.png"]
     assert captured.err.count("black.png: nothing to explain") == 1
     assert "1 with nothing to explain" in captured.out
     # A re-run does not stop at it, nor try it again.

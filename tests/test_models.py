@@ -131,12 +131,23 @@ def test_resolve_layer_suggests_closest_names(lite0):
         models.resolve_layer(lite0.model, "zzzzzzzz")
 
 
-def test_unknown_model_lists_known_models():
+def test_unknown_model_gives_close_names_and_how_to_list_all():
     with pytest.raises(ValueError, match="did you mean resnet50") as raised:
         models.load_model("resnet5")
-    assert "unknown model 'resnet5' (tried as a model name)" in str(raised.value)
-    assert "efficientnet-lite0" in str(raised.value)
-    assert "vgg16" in str(raised.value)
+    message = str(raised.value)
+    assert "unknown model 'resnet5' (tried as a model name)" in message
+    known = models.known_models()
+    assert f"there are {len(known)} known models" in message
+    assert "known_models() lists them" in message
+    assert "vgg16" not in message and len(message) < 400
+    assert raised.value.close == ["resnet50", "resnet152", "resnet34"]
+
+
+def test_registered_task_is_known_before_loading():
+    assert models.registered_task(None) == "classification"
+    assert models.registered_task("fcn_resnet50") == "segmentation"
+    assert models.registered_task("retinanet_resnet50_fpn") == "detection"
+    assert models.registered_task("my.nets:build") is None
 
 
 PICKLE_TRAP = textwrap.dedent(

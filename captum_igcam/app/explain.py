@@ -1,5 +1,8 @@
 """Explain a few photos: what ``captum-igcam explain`` writes, as functions.
 
+The heavy modules (torch, the method registry) are imported inside the
+functions, so that the command line can import this one for ``--help``.
+
 For every photo, :func:`explain_images` writes into the output folder
 
 - ``<name>.png``: the photo, then one overlay per method, with a colour bar;
@@ -7,11 +10,12 @@ For every photo, :func:`explain_images` writes into the output folder
 - ``<name>_<method>_upsampled.npy``: the raw map upsampled bilinearly to the
   photo's size (unless ``upsampled_maps=False``);
 
-and one ``summary.json`` for the whole run.
+and one ``summary.json`` for the whole run, which records for every photo
+the SHA-256 of the file's bytes the maps were computed from.
 
 The run only ever creates new files: every file is written atomically under
 a name that nothing in the folder has (an exclusive create, see
-:func:`captum_igcam.app._atomic.atomic_open`). When
+:func:`captum_igcam.app.safe_files.atomic_open`). When
 a name is taken (by the photo itself with ``--out`` its own folder, by an
 earlier run, by anything), the photo's files get the next free name
 (``<name>-2.png``, ...) and the summary ``summary-2.json``, and a note on
@@ -20,6 +24,7 @@ stderr says so; the summary lists every file the run wrote.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -31,19 +36,19 @@ import numpy as np
 
 from captum_igcam.app import images
 from captum_igcam.app.settings import MethodSettings
+from captum_igcam.app.task_settings import TaskTarget
 
 if TYPE_CHECKING:
-    import torch
+    from torch import nn
 
     from captum_igcam.app.methods import MapFunction
     from captum_igcam.app.models import ModelBundle
-    from captum_igcam.app.task_settings import TaskTarget
 
 DEFAULT_METHODS = ("gradcam", "igcam")
-FIGURE_DPI = 90
 
-#: ``(label, loader)``: the loader returns an ``HxWx3`` uint8 RGB array.
-ImageSource = tuple[str, Callable[[], np.ndarray]]
+#: ``(label, loader)``: the loader reads the image file
+#: (:func:`~captum_igcam.app.images.read_image`).
+ImageSource = tuple[str, Callable[[], images.ImageFile]]
 
 
 def image_sources(
@@ -69,10 +74,10 @@ def image_sources(
         "image 'nothing.png' does not exist"
     """
     if not paths:
-        bundled = images.bundled_images()
+        bundled = images.bundled_image_files()
         return [
-            (f"skimage:{name}", lambda array=array: array)
-            for name, array in bundled.items()
+            (f"skimage:{name}", functools.partial(images.read_image, path))
+            for name, path in bundled.items()
         ], []
     sources, errors = [], []
     for path in paths:
@@ -84,9 +89,7 @@ def image_sources(
         elif not Path(path).is_file():
             message = f"image {path!r} does not exist"
         else:
-            sources.append(
-                (path, lambda path=path: np.asarray(images.load_image(path)))
-            )
+            sources.append((path, functools.partial(images.read_image, path)))
             continue
         errors.append({"image": path, "error": message})
     return sources, errors
@@ -105,8 +108,15 @@ def explain_images(
 ) -> dict[str, Any]:
     """Explain each photo with each method; write figures, maps and a summary.
 
-    A photo that cannot be read is reported on stderr by name, listed in the
-    summary's ``errors``, and skipped; the others are explained.
+    A photo that cannot be read, or on which there is nothing to explain (no
+    pixel of the class, not the detection asked for, a box outside it), is
+    reported on stderr by name, listed in the summary's ``errors``, and
+    skipped; the others are explained. A progress bar counts the maps on
+    stderr, and the summary is strict JSON (a non-finite number is
+    ``null``). An error that stops the run (or an interrupt) is raised after
+    the summary is written: it lists the image being explained under
+    ``errors`` with the files it left, so that every file of the run is
+    listed.
 
     Args:
         bundle (ModelBundle): The model, e.g. from
@@ -131,12 +141,15 @@ def explain_images(
             Default: ()
         task_target (TaskTarget, optional): For a segmentation model or a
             detector, the region or box to explain
-            (:mod:`captum_igcam.app.tasks`).
+            (:mod:`captum_igcam.app.tasks`); refused for a classifier.
             Default: None (``TaskTarget()``)
 
     Returns:
         dict[str, Any]: The summary, as written to ``out/summary.json`` (or,
         when that name is taken, to the file its ``"summary"`` entry names).
+
+    Raises:
+        SettingValueError: ``task_target`` does not fit the model's task.
 
     Example::
 
@@ -148,80 +161,101 @@ def explain_images(
     """
     from tqdm import tqdm
 
-    from captum_igcam.app import _atomic
-    from captum_igcam.app.methods import METHODS
+    from captum_igcam.app import map_files, safe_files
+    from captum_igcam.app.tasks import NothingToExplainError
 
     started = time.perf_counter()
     settings = (settings or MethodSettings()).for_model(bundle)
-    if bundle.task != "classification" and task_target is None:
-        from captum_igcam.app.task_settings import TaskTarget
-
-        task_target = TaskTarget()
+    task_target = task_target or TaskTarget()
+    task_target.check_task(bundle.task)
     folder = Path(out)
-    layer = bundle.layer()
-    explainers = {
-        name: METHODS[name].build(bundle.model, layer, settings) for name in methods
-    }
+    explainers = _explainers(bundle, settings, methods)
     records, failed = [], list(errors)
     stems: set[str] = set()
-    suffixes = _file_suffixes(methods, upsampled_maps)
-    for label, loader in tqdm(
-        sources, desc="explaining", unit="image", disable=len(sources) <= 1
-    ):
-        try:
-            photo = loader()
-        except images.ImageLoadError as error:
-            tqdm.write(f"captum-igcam: error: {error}", file=sys.stderr)
-            failed.append({"image": label, "error": str(error)})
-            continue
-        stem = _free_stem(folder, label, suffixes, stems)
-        wanted = _base_stem(label)
-        if stem != wanted:
-            tqdm.write(
-                f"captum-igcam: note: names {wanted}.png and {wanted}_*.npy are "
-                f"taken in {str(folder)!r}; the files of {label!r} are named "
-                f"{stem}* instead (existing files are left as they are)",
-                file=sys.stderr,
-            )
-        if bundle.task != "classification":
-            from captum_igcam.app import tasks
-
-            try:
-                records.append(
-                    tasks.explain_photo(
-                        folder,
-                        settings,
-                        bundle,
-                        methods,
-                        target,
-                        task_target,
-                        label,
-                        stem,
-                        photo,
-                        upsampled_maps,
+    suffixes = map_files.map_suffixes(methods, upsampled_maps)
+    current: tuple[str, str] | None = None  # (label, stem) being explained
+    try:
+        with tqdm(
+            total=len(sources) * len(methods), desc="explaining", unit="map"
+        ) as progress:
+            for label, loader in sources:
+                progress.set_postfix_str(_base_stem(label), refresh=True)
+                try:
+                    photo = loader()
+                except images.ImageLoadError as error:
+                    progress.write(f"captum-igcam: error: {error}", file=sys.stderr)
+                    failed.append({"image": label, "error": str(error)})
+                    progress.update(len(methods))
+                    continue
+                stem = _free_stem(folder, label, suffixes, stems)
+                wanted = _base_stem(label)
+                if stem != wanted:
+                    progress.write(
+                        f"captum-igcam: note: names {wanted}.png and {wanted}_*.npy "
+                        f"are taken in {str(folder)!r}; the files of {label!r} are "
+                        f"named {stem}* instead (existing files are left as they are)",
+                        file=sys.stderr,
                     )
-                )
-            except tasks.NothingToExplainError as error:
-                tqdm.write(f"captum-igcam: error: {label}: {error}", file=sys.stderr)
-                failed.append({"image": label, "error": str(error)})
-            continue
-        records.append(
-            _explain_photo(
-                folder,
-                settings,
-                bundle,
-                explainers,
-                target,
-                label,
-                stem,
-                photo,
-                upsampled_maps,
+                current = (label, stem)
+                try:
+                    record = explain_photo(
+                        bundle,
+                        settings,
+                        explainers,
+                        photo,
+                        folder,
+                        stem,
+                        target=target,
+                        task_target=task_target,
+                        upsampled_maps=upsampled_maps,
+                        on_map=lambda: progress.update(1),
+                    )
+                except NothingToExplainError as error:
+                    message = f"{label}: nothing to explain: {error}"
+                    progress.write(f"captum-igcam: error: {message}", file=sys.stderr)
+                    failed.append({"image": label, "error": str(error)})
+                    progress.update(len(methods))
+                else:
+                    records.append({"image": label, **record})
+                current = None
+    except BaseException as error:
+        if current is not None:  # record what the stopped photo left
+            label, stem = current
+            failed.append(
+                {
+                    "image": label,
+                    "error": f"the run stopped on this image: {error!r}",
+                    "files": [
+                        f"{stem}{suffix}"
+                        for suffix in suffixes
+                        if os.path.lexists(folder / f"{stem}{suffix}")
+                    ],
+                }
             )
-        )
-    summary = {
+        raise
+    finally:
+        summary = _summary(bundle, settings, task_target, methods, records, failed)
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        summary_name = _free_stem(folder, "summary", (".json",), set()) + ".json"
+        summary["summary"] = summary_name
+        safe_files.atomic_write_json(folder / summary_name, summary)
+    return summary
+
+
+def _summary(
+    bundle: ModelBundle,
+    settings: MethodSettings,
+    task_target: TaskTarget,
+    methods: Sequence[str],
+    records: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """``summary.json`` without its timing and name."""
+    classifier = bundle.task == "classification"
+    return {
         "model": bundle.name,
         "task": bundle.task,
-        "task_target": task_target and task_target.describe(),
+        "task_target": None if classifier else task_target.describe(),
         "random_weights": settings.random_weights,
         "weights": settings.weights,
         "layer": bundle.layer_name,
@@ -234,18 +268,98 @@ def explain_images(
         "device": settings.device,
         "images": records,
         "errors": failed,
-        "seconds": round(time.perf_counter() - started, 3),
     }
-    summary_name = _free_stem(folder, "summary", (".json",), set()) + ".json"
-    summary["summary"] = summary_name
-    _atomic.atomic_write_json(folder / summary_name, summary)
-    return summary
 
 
-def _file_suffixes(methods: Sequence[str], upsampled: bool) -> tuple[str, ...]:
-    """What follows a photo's name in the names of its files."""
-    kinds = ("layer", "upsampled") if upsampled else ("layer",)
-    return (".png", *(f"_{m}_{kind}.npy" for m in methods for kind in kinds))
+def _explainers(
+    bundle: ModelBundle, settings: MethodSettings, methods: Sequence[str]
+) -> Callable[[nn.Module], dict[str, MapFunction]]:
+    """``methods`` built for a forward function, reused while it stays the
+    same (a classifier's model serves every photo; a region or box bound to
+    a task model is new for each)."""
+    from captum_igcam.app.methods import METHODS
+
+    layer = bundle.layer()
+
+    @functools.lru_cache(maxsize=1)
+    def build(forward: nn.Module) -> dict[str, MapFunction]:
+        return {name: METHODS[name].build(forward, layer, settings) for name in methods}
+
+    return build
+
+
+def explain_photo(
+    bundle: ModelBundle,
+    settings: MethodSettings,
+    explainers: Callable[[nn.Module], dict[str, MapFunction]],
+    photo: images.ImageFile,
+    folder: Path,
+    stem: str,
+    *,
+    target: int | None = None,
+    task_target: TaskTarget | None = None,
+    upsampled_maps: bool = True,
+    on_map: Callable[[], object] = lambda: None,
+) -> dict[str, Any]:
+    """One photo's figure, maps and summary record, for a model of any task.
+
+    The one per-photo pipeline of ``explain``: :func:`~captum_igcam.app.tasks.prepare`
+    gives what to explain (the model and a class, or the model with a region
+    or box bound), each method maps it, :mod:`~captum_igcam.app.map_files`
+    writes the maps and the figure (the region or box outlined on every
+    panel).
+
+    Args:
+        bundle (ModelBundle): The model.
+        settings (MethodSettings): Its settings (:meth:`MethodSettings.for_model`).
+        explainers (Callable): ``explainers(forward)`` gives the methods, by
+            name, built for ``forward``.
+        photo (ImageFile): The photo and the digest of its file
+            (:func:`~captum_igcam.app.images.read_image`).
+        folder (Path): The output folder.
+        stem (str): The photo's name in the folder.
+        target (int, optional): Class; None for the prediction.
+            Default: None
+        task_target (TaskTarget, optional): Region or box options.
+            Default: None (``TaskTarget()``)
+        upsampled_maps (bool, optional): Also save the upsampled maps.
+            Default: True
+        on_map (Callable, optional): Called after each method's map.
+            Default: does nothing
+
+    Returns:
+        dict[str, Any]: The record: ``name``, ``sha256``, what was explained
+        and ``files``.
+
+    Raises:
+        NothingToExplainError: Before any file is written.
+    """
+    from captum_igcam.app import map_files, maps
+    from captum_igcam.app.baselines import baseline_input
+    from captum_igcam.app.methods import METHODS
+    from captum_igcam.app.tasks import draw, prepare
+
+    array = np.asarray(photo.image)
+    size = array.shape[:2]
+    inputs = bundle.preprocess(array).unsqueeze(0)
+    prepared = prepare(bundle, inputs, size, target, task_target)
+    baseline = baseline_input(bundle, array, settings.baseline)
+    files, panels = [f"{stem}.png"], []
+    for name, explain_maps in explainers(prepared.forward).items():
+        layer_map = explain_maps(inputs, prepared.target, baseline)
+        names, heat = map_files.save_maps(
+            folder, stem, name, layer_map.detach().float().cpu(), size, upsampled_maps
+        )
+        files.extend(names)
+        panels.append((f"{METHODS[name].title}\n{prepared.caption}", heat))
+        on_map()
+    weights_note = "\n(random weights)" if settings.random_weights else ""
+    figure = maps.explanation_figure(
+        array, panels, image_title=f"{stem}\n{prepared.title}{weights_note}"
+    )
+    draw(figure, prepared, len(panels))
+    map_files.save_figure(figure, folder, stem)
+    return {"name": stem, "sha256": photo.sha256, **prepared.record, "files": files}
 
 
 def _base_stem(label: str) -> str:
@@ -265,78 +379,3 @@ def _free_stem(
         stem, number = f"{base}-{number}", number + 1
     taken.add(stem)
     return stem
-
-
-def _save_maps(
-    folder: Path,
-    stem: str,
-    method: str,
-    layer_map: torch.Tensor,
-    size: tuple[int, ...],
-    upsampled: bool,
-) -> tuple[list[str], np.ndarray]:
-    """Save one method's raw maps; return the file names and the overlay map."""
-    from captum_igcam.app import _atomic, maps
-
-    full_map = maps.upsample(layer_map, size)
-    saved = [("layer", layer_map)] + ([("upsampled", full_map)] if upsampled else [])
-    names = []
-    for kind, array in saved:
-        path = folder / f"{stem}_{method}_{kind}.npy"
-        _atomic.atomic_save_npy(path, array[0, 0].numpy())
-        names.append(path.name)
-    return names, maps.normalize(full_map.clamp(min=0))[0, 0].numpy()
-
-
-def _explain_photo(
-    folder: Path,
-    settings: MethodSettings,
-    bundle: ModelBundle,
-    explainers: dict[str, MapFunction],
-    target: int | None,
-    label: str,
-    stem: str,
-    photo: np.ndarray,
-    upsampled_maps: bool,
-) -> dict[str, Any]:
-    import torch
-
-    from captum_igcam.app import _atomic, maps
-    from captum_igcam.app.baselines import baseline_input
-    from captum_igcam.app.methods import METHODS
-
-    inputs = bundle.preprocess(photo).unsqueeze(0)
-    with torch.no_grad():
-        probabilities = bundle.model(inputs).softmax(dim=1)[0].cpu()
-    predicted = int(probabilities.argmax())
-    explained = predicted if target is None else target
-    baseline = baseline_input(bundle, photo, settings.baseline)
-    figure_path = folder / f"{stem}.png"
-    files, panels = [figure_path.name], []
-    caption = f"{bundle.categories[explained]} {float(probabilities[explained]):.2f}"
-    for name, explain_maps in explainers.items():
-        layer_map = explain_maps(inputs, explained, baseline).detach().float().cpu()
-        names, heat = _save_maps(
-            folder, stem, name, layer_map, photo.shape[:2], upsampled_maps
-        )
-        files.extend(names)
-        panels.append((f"{METHODS[name].title}\n{caption}", heat))
-    weights_note = "\n(random weights)" if settings.random_weights else ""
-    figure = maps.explanation_figure(
-        photo,
-        panels,
-        image_title=f"{stem}\npredicted: {bundle.categories[predicted]} "
-        f"{float(probabilities[predicted]):.2f}{weights_note}",
-    )
-    _atomic.atomic_save_figure(figure, figure_path, dpi=FIGURE_DPI)
-    return {
-        "image": label,
-        "name": stem,
-        "predicted_index": predicted,
-        "predicted_label": bundle.categories[predicted],
-        "probability": round(float(probabilities[predicted]), 6),
-        "target_index": explained,
-        "target_label": bundle.categories[explained],
-        "target_probability": round(float(probabilities[explained]), 6),
-        "files": files,
-    }

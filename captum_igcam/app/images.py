@@ -58,6 +58,26 @@ def bundled_images() -> dict[str, np.ndarray]:
     return {name: getattr(data, name)() for name in BUNDLED_IMAGE_NAMES}
 
 
+def bundled_image_files() -> dict[str, str]:
+    """The files of :func:`bundled_images`, to read with :func:`read_image`.
+
+    Returns:
+        dict[str, str]: Name -> path inside the installed scikit-image, in the
+        order of :data:`BUNDLED_IMAGE_NAMES`.
+
+    Example::
+
+        >>> os.path.basename(bundled_image_files()["chelsea"])
+        'chelsea.png'
+    """
+    from skimage import data
+
+    files = {os.path.splitext(name)[0]: name for name in os.listdir(data.data_dir)}
+    return {
+        name: os.path.join(data.data_dir, files[name]) for name in BUNDLED_IMAGE_NAMES
+    }
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """An image file as read: the decoded image and the digest of its bytes.

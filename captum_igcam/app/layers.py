@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from captum_igcam.app.devices import device_of
 from captum_igcam.app.transformers import transformer_layer
 from captum_igcam.reshapes import ReshapeTransform
 
@@ -89,8 +90,6 @@ def find_default_layer(
         >>> find_default_layer(torchvision.models.resnet18(), 224)
         'layer4'
     """
-    from captum_igcam.app.model_bundle import device_of
-
     calls: dict[str, int] = {}
     finished: list[str] = []
 

@@ -139,7 +139,7 @@ def explanation_figure(
 
     Returns:
         matplotlib.figure.Figure: The figure (save it with
-        :func:`captum_igcam.app._atomic.atomic_save_figure` or ``savefig``).
+        :func:`captum_igcam.app.safe_files.atomic_save_figure` or ``savefig``).
 
     Example::
 

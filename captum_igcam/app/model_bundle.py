@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from captum_igcam.app.devices import device_of
+from captum_igcam.app.layers import default_task_layer, resolve_layer
 from captum_igcam.reshapes import ReshapeTransform
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -63,6 +65,44 @@ class ModelBundle:
     categories: list[str]
     reshape_transform: ReshapeTransform | None = None
     task: str = "classification"
+
+    @classmethod
+    def with_default_layer(
+        cls,
+        name: str,
+        model: nn.Module,
+        input_size: int,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        categories: list[str],
+        task: str = "classification",
+    ) -> ModelBundle:
+        """A bundle explaining the model's default layer for its task.
+
+        The layer and its reshape come from
+        :func:`~captum_igcam.app.layers.default_task_layer`; the other
+        arguments are the fields of the same names.
+
+        Example::
+
+            >>> bundle = ModelBundle.with_default_layer(
+            ...     "resnet18", resnet18().eval(), 224, IMAGENET_MEAN, IMAGENET_STD,
+            ...     categories)
+            >>> bundle.layer_name
+            'layer4'
+        """
+        layer_name, reshape_transform = default_task_layer(model, input_size, task)
+        return cls(
+            name=name,
+            model=model,
+            layer_name=layer_name,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            categories=categories,
+            reshape_transform=reshape_transform,
+            task=task,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -121,12 +161,4 @@ class ModelBundle:
 
     def layer(self) -> nn.Module:
         """Return the module named by :attr:`layer_name`."""
-        from captum_igcam.app.layers import resolve_layer
-
         return resolve_layer(self.model, self.layer_name)
-
-
-def device_of(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameterless one)."""
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")

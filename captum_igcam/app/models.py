@@ -38,6 +38,7 @@ from captum_igcam.app.embedded_models import (
     EMBEDDED_MODELS,
     load_efficientnet_lite,
 )
+from captum_igcam.app.errors import UnknownModelError
 from captum_igcam.app.layers import find_default_layer, resolve_layer
 from captum_igcam.app.model_bundle import (
     DEFAULT_INPUT_SIZE,
@@ -138,8 +139,9 @@ def load_model(
         a :class:`ModelBundle` itself.
 
     Raises:
-        ValueError: Unknown model name (the message lists known names), a
-            missing file, a task that is not the model's, or a file /
+        UnknownModelError: Unknown model name (a ValueError; the message
+            gives the closest known names).
+        ValueError: A missing file, a task that is not the model's, or a file /
             callable / state dict that does not give the model.
         ModelNotAvailableError: Pretrained weights are not cached locally.
 
@@ -154,8 +156,7 @@ def load_model(
     name = name or EMBEDDED_MODEL
     if task is not None and task not in TASKS:
         raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
-    by_task = task_names()
-    known_task = "classification" if name in EMBEDDED_MODELS else by_task.get(name)
+    known_task = registered_task(name)
     if weights is not None and known_task is None:
         raise ValueError(
             f"weights: a state-dict file needs a torchvision architecture or "
@@ -177,24 +178,38 @@ def load_model(
     elif is_path_like(name):
         bundle = load_file(name, user_task)
     else:
-        raise ValueError(_unknown_model_message(name, known_models()))
+        raise _unknown_model(name, known_models())
     bundle.model.to(device).eval()
     return bundle
 
 
-def _unknown_model_message(name: str, known: list[str]) -> str:
+def registered_task(name: str | None) -> str | None:
+    """The task of a registered model name, known before loading it.
+
+    Args:
+        name (str, optional): As for :func:`load_model`.
+
+    Returns:
+        str or None: The embedded model's or a torchvision name's task; None
+        for any other name (a user's model: its task is known once loaded).
+
+    Example::
+
+        >>> registered_task("fcn_resnet50"), registered_task("my.nets:build")
+        ('segmentation', None)
+    """
+    name = name or EMBEDDED_MODEL
+    return "classification" if name in EMBEDDED_MODELS else task_names().get(name)
+
+
+def _unknown_model(name: str, known: list[str]) -> UnknownModelError:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
     local = (
-        f" (a file {name!r} exists here: pass ./{name} to load it as a model file)"
+        f"a file {name!r} exists here: pass ./{name} to load it as a model file; "
         if os.path.isfile(name)
         else ""
     )
-    return (
-        f"model: unknown model {name!r} (tried as a model name){local}; {hint}"
-        f"known models: {', '.join(known)}; or give 'module:callable' or a "
-        "model file path (with a suffix such as .pt, or a path separator)"
-    )
+    return UnknownModelError(name, close, len(known), local)
 
 
 __all__ = [
@@ -211,5 +226,6 @@ __all__ = [
     "imagenet_categories",
     "known_models",
     "load_model",
+    "registered_task",
     "resolve_layer",
 ]

@@ -18,7 +18,7 @@ import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from captum_igcam.app.errors import UsageError
+from captum_igcam.app.errors import SettingValueError, UsageError
 
 if TYPE_CHECKING:
     from captum_igcam.app.models import ModelBundle
@@ -57,7 +57,8 @@ def check_positive_int(name: str, value: Any) -> int:
         int: ``value`` as an ``int``.
 
     Raises:
-        ValueError: If ``value`` is not an integer >= 1.
+        SettingValueError: If ``value`` is not an integer >= 1 (a
+            ValueError whose ``parameter`` is ``name``).
 
     Example::
 
@@ -66,7 +67,7 @@ def check_positive_int(name: str, value: Any) -> int:
         ValueError: n_steps: expected a positive integer, got 0
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        raise SettingValueError(f"expected a positive integer, got {value!r}", name)
     return int(value)
 
 
@@ -74,8 +75,9 @@ def check_positive_int(name: str, value: Any) -> int:
 class MethodSettings:
     """What a map depends on besides the image: model, layer and method options.
 
-    Every value is checked when the object is made, with an error that names
-    the field.
+    Every value is checked when the object is made, with a
+    :class:`~captum_igcam.app.errors.SettingValueError` (a ValueError) whose
+    ``parameter`` is the field.
 
     Args:
         model (str, optional): Name for :func:`captum_igcam.app.models.load_model`
@@ -150,17 +152,18 @@ class MethodSettings:
             ("device", DEVICES),
         ):
             if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"{name}: expected one of {', '.join(choices)}, "
-                    f"got {getattr(self, name)!r}"
+                raise SettingValueError(
+                    f"expected one of {', '.join(choices)}, "
+                    f"got {getattr(self, name)!r}",
+                    name,
                 )
         if self.task is not None and self.task not in TASKS:
-            raise ValueError(
-                f"task: expected one of {', '.join(TASKS)}, got {self.task!r}"
+            raise SettingValueError(
+                f"expected one of {', '.join(TASKS)}, got {self.task!r}", "task"
             )
         if self.weights is not None and self.random_weights:
-            raise ValueError(
-                "weights: a weights file and random_weights exclude each other"
+            raise SettingValueError(
+                "a weights file and random_weights exclude each other", "weights"
             )
 
     def check_device(self) -> None:
@@ -170,7 +173,7 @@ class MethodSettings:
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError("device: 'cuda' was asked for but CUDA is not available")
+            raise UsageError("'cuda' was asked for but CUDA is not available", "device")
 
     def load_model(self) -> ModelBundle:
         """The model these settings name, on ``device``, with ``layer`` applied.

@@ -7,18 +7,25 @@ before it loads anything.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from typing import Any
+
+from captum_igcam.app.errors import SettingValueError
 
 #: What :class:`~captum_igcam.targets.DetectionScore` explains (kept equal to
 #: ``captum_igcam.targets.DETECTION_OUTPUTS`` by a test).
 DETECTION_OUTPUTS = ("score", "score+iou")
+#: A detection's rank: ASCII digits only.
+_INDEX = re.compile(r"[0-9]+")
 
 
 def parse_box(text: str | None) -> int | tuple[float, float, float, float] | None:
     """``"INDEX"`` -> a detection's rank; ``"x1,y1,x2,y2"`` -> a box in photo pixels.
 
     Raises:
-        ValueError: Anything else, or a box without area.
+        SettingValueError: Anything else (a ValueError naming ``box``): not
+            four numbers, a number that is not finite, or a box without area.
 
     Example::
 
@@ -28,18 +35,20 @@ def parse_box(text: str | None) -> int | tuple[float, float, float, float] | Non
     if text is None:
         return None
     text = text.strip()
-    if text.isdigit():
+    if _INDEX.fullmatch(text):
         return int(text)
-    parts = text.split(",")
     try:
-        x1, y1, x2, y2 = (float(part) for part in parts)
+        x1, y1, x2, y2 = (float(part) for part in text.split(","))
     except ValueError:
-        raise ValueError(
-            "box: expected a detection index (0 is the highest score) or "
-            f"x1,y1,x2,y2 in the photo's pixels, got {text!r}"
+        raise SettingValueError(
+            "expected a detection index (0 is the highest score) or "
+            f"x1,y1,x2,y2 in the photo's pixels, got {text!r}",
+            "box",
         ) from None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise SettingValueError(f"expected finite coordinates, got {text!r}", "box")
     if not (x1 < x2 and y1 < y2):
-        raise ValueError(f"box: expected x1 < x2 and y1 < y2, got {text!r}")
+        raise SettingValueError(f"expected x1 < x2 and y1 < y2, got {text!r}", "box")
     return (x1, y1, x2, y2)
 
 
@@ -76,26 +85,37 @@ class TaskTarget:
     def __post_init__(self) -> None:
         parse_box(self.box)
         if self.detection_output not in DETECTION_OUTPUTS:
-            raise ValueError(
-                f"detection_output: expected one of {', '.join(DETECTION_OUTPUTS)}, "
-                f"got {self.detection_output!r}"
+            raise SettingValueError(
+                f"expected one of {', '.join(DETECTION_OUTPUTS)}, "
+                f"got {self.detection_output!r}",
+                "detection_output",
             )
         if not 0.0 <= self.min_iou <= 1.0:
-            raise ValueError(
-                f"min_iou: expected a number in [0, 1], got {self.min_iou}"
+            raise SettingValueError(
+                f"expected a number in [0, 1], got {self.min_iou}", "min_iou"
             )
 
     def check_task(self, task: str) -> None:
-        """Raise ValueError if these options do not fit ``task``.
+        """Raise :class:`SettingValueError` if these options do not fit ``task``.
 
-        A segmentation region is a box ``x1,y1,x2,y2``, not a detection
-        index.
+        A classifier takes none of them; a segmentation region is a box
+        ``x1,y1,x2,y2``, not a detection index. The error names the first
+        option that does not fit.
         """
         box = parse_box(self.box)
+        default = TaskTarget().describe()
+        if task == "classification" and self.describe() != default:
+            given = [f for f, v in self.describe().items() if v != default[f]]
+            raise SettingValueError(
+                "a region or box is for a segmentation model or a detector; "
+                "the model is a classifier",
+                given[0],
+            )
         if task == "segmentation" and isinstance(box, int):
-            raise ValueError(
-                "box: a segmentation region is a box x1,y1,x2,y2 in the photo's "
-                f"pixels, not a detection index ({box})"
+            raise SettingValueError(
+                "a segmentation region is a box x1,y1,x2,y2 in the photo's "
+                f"pixels, not a detection index ({box})",
+                "box",
             )
 
     def describe(self) -> dict[str, Any]:

@@ -1,11 +1,14 @@
-"""Explaining a segmentation model or a detector on one photo.
+"""What one photo's explanation is about: a class, a region or a box.
 
 :func:`prepare` turns a photo's model input and the user's choice (a class, a
-region, a box) into what the method registry explains: the model wrapped by
+region, a box) into what the method registry explains, the same way for
+every task: a forward function, the ``target`` passed with it, and a record
+of what was explained for ``summary.json``. For a classifier the forward
+function is the model and the target the predicted or requested class; for
+a segmentation model or a detector it is the model wrapped by
 :class:`~captum_igcam.targets.SegmentationScores` or
 :class:`~captum_igcam.targets.DetectionScore` with the region or the box
-bound to it, the class ``target``, and a record of what was explained for
-``summary.json``. :func:`draw` draws the region or the box over a figure's
+bound to it. :func:`draw` draws the region or the box over a figure's
 panels. Boxes are given and recorded in the photo's pixels; the model sees
 the photo resized to its square input.
 """
@@ -13,8 +16,6 @@ the photo resized to its square input.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,14 +34,14 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from captum_igcam.app.model_bundle import ModelBundle
-    from captum_igcam.app.settings import MethodSettings
 
 #: The first category of torchvision's segmentation and detection weights.
 BACKGROUND = "__background__"
 
 
 class NothingToExplainError(ValueError):
-    """A photo has no pixel of the class, or not the detection asked for."""
+    """A photo has no pixel of the class, not the detection asked for, or
+    no pixel inside the box asked for."""
 
 
 class _BoundArguments(nn.Module):
@@ -66,11 +67,12 @@ class Prepared:
     """One photo's explanation target.
 
     Args:
-        forward (nn.Module): The model with the region or box bound; a
-            model for the method registry.
-        target (int, optional): The class ``target`` (segmentation); None for
-            a detection score.
+        forward (nn.Module): The model for the method registry: a
+            classifier itself, else the model with the region or box bound.
+        target (int, optional): The class ``target`` (classification,
+            segmentation); None for a detection score.
         caption (str): What is explained, for the figure's panels.
+        title (str): What the model gives, under the photo's name.
         record (dict): What was explained, for ``summary.json``.
         region (np.ndarray, optional): The region at the photo's size
             (boolean ``H x W``).
@@ -80,6 +82,7 @@ class Prepared:
     forward: nn.Module
     target: int | None
     caption: str
+    title: str
     record: dict[str, Any]
     region: np.ndarray | None = None
     box: tuple[float, ...] | None = None
@@ -90,31 +93,62 @@ def prepare(
     inputs: Tensor,
     photo_size: tuple[int, int],
     target: int | None,
-    choice: TaskTarget,
+    choice: TaskTarget | None = None,
 ) -> Prepared:
-    """What to explain for one photo of a segmentation model or a detector.
+    """What to explain for one photo, for a model of any of the tasks.
 
     Args:
-        bundle (ModelBundle): A segmentation or detection model.
+        bundle (ModelBundle): A classifier, segmentation model or detector.
         inputs (Tensor): The photo as the model's ``(1, 3, S, S)`` input.
         photo_size (tuple[int, int]): The photo's ``(H, W)``.
-        target (int, optional): Class; None for the class predicted on most
-            pixels (background last) or, for a detector, any label.
-        choice (TaskTarget): Region or box options.
+        target (int, optional): Class; None for the predicted class (for a
+            segmentation model the class predicted on most pixels,
+            background last; for a detector any label).
+        choice (TaskTarget, optional): Region or box options; a classifier
+            takes none.
+            Default: None (``TaskTarget()``)
 
     Returns:
-        Prepared: The bound model, target and record.
+        Prepared: The forward function, target and record.
 
     Raises:
-        ValueError: No pixel of the class, no such detection, or a box for
-            an unsuitable task; the message names the option.
+        NothingToExplainError: No pixel of the class, no such detection, or
+            a box outside this photo; the message names the option.
+        SettingValueError: Options that do not fit the model's task.
+
+    Example::
+
+        >>> prepared = prepare(bundle, inputs, (300, 451), None)
+        >>> prepared.record["predicted_label"]
+        'Egyptian cat'
     """
+    choice = choice or TaskTarget()
+    choice.check_task(bundle.task)
+    if bundle.task == "classification":
+        return _prepare_classification(bundle, inputs, target)
+    box = _box_in_photo(choice, photo_size)
     scale = _photo_to_input(inputs, photo_size)
     if bundle.task == "segmentation":
-        prepared = _prepare_segmentation(bundle, inputs, scale, target, choice)
+        prepared = _prepare_segmentation(bundle, inputs, target, box, scale)
         region = nn.functional.interpolate(prepared.region[:, None].float(), photo_size)
         return dataclasses.replace(prepared, region=region[0, 0].cpu().numpy() > 0.5)
-    return _prepare_detection(bundle, inputs, scale, target, choice)
+    return _prepare_detection(bundle, inputs, scale, target, choice, box)
+
+
+def _box_in_photo(
+    choice: TaskTarget, photo_size: tuple[int, int]
+) -> int | tuple[float, ...] | None:
+    """The ``--box`` of ``choice``; a box that misses the photo is nothing to
+    explain on it (it may fit the other photos of a run)."""
+    box = parse_box(choice.box)
+    height, width = photo_size
+    if isinstance(box, tuple):
+        x1, y1, x2, y2 = box
+        if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+            raise NothingToExplainError(
+                f"box: {choice.box} lies outside this photo ({width} x {height} pixels)"
+            )
+    return box
 
 
 def _photo_to_input(inputs: Tensor, photo_size: tuple[int, int]) -> Tensor:
@@ -129,16 +163,42 @@ def _label(bundle: ModelBundle, index: int) -> str:
     return categories[index] if 0 <= index < len(categories) else f"class {index}"
 
 
+def _prepare_classification(
+    bundle: ModelBundle, inputs: Tensor, target: int | None
+) -> Prepared:
+    """The model itself, and the requested class or else the predicted one."""
+    with torch.no_grad():
+        probabilities = bundle.model(inputs).float().softmax(dim=1)[0].cpu()
+    predicted = int(probabilities.argmax())
+    explained = predicted if target is None else target
+    predicted_probability = round(float(probabilities[predicted]), 6)
+    target_probability = round(float(probabilities[explained]), 6)
+    return Prepared(
+        forward=bundle.model,
+        target=explained,
+        caption=f"{_label(bundle, explained)} {target_probability:.2f}",
+        title=f"predicted: {_label(bundle, predicted)} {predicted_probability:.2f}",
+        record={
+            "predicted_index": predicted,
+            "predicted_label": _label(bundle, predicted),
+            "probability": predicted_probability,
+            "target_index": explained,
+            "target_label": _label(bundle, explained),
+            "target_probability": target_probability,
+        },
+    )
+
+
 def _prepare_segmentation(
     bundle: ModelBundle,
     inputs: Tensor,
-    scale: Tensor,
     target: int | None,
-    choice: TaskTarget,
+    box: tuple[float, ...] | None,
+    scale: Tensor,
 ) -> Prepared:
+    """The class's mean logit over the predicted region or the box ``box``
+    (photo pixels; ``scale`` turns them into input pixels)."""
     scores = SegmentationScores(bundle.model)
-    choice.check_task("segmentation")
-    box = parse_box(choice.box)
     with torch.no_grad():
         logits = scores.logits(inputs)
     if target is None:
@@ -146,17 +206,25 @@ def _prepare_segmentation(
     if box is None:
         try:
             region = predicted_region(scores, inputs, target)
-        except ValueError as error:
+        except ValueError as error:  # no pixel of the class
             raise NothingToExplainError(str(error)) from None
     else:
         input_box = torch.tensor([box], device=inputs.device) * scale
-        region = box_region(input_box, logits.shape[-2:])
+        try:
+            region = box_region(input_box, logits.shape[-2:])
+        except ValueError:  # the box is thinner than an output pixel
+            height, width = logits.shape[-2:]
+            raise NothingToExplainError(
+                f"box: {','.join(f'{v:g}' for v in box)} covers no pixel centre of "
+                f"the model's {height} x {width} output on this photo"
+            ) from None
     with torch.no_grad():
         score = float(scores(inputs, region)[0, target])
     return Prepared(
         forward=_BoundArguments(scores, region),
         target=target,
         caption=f"{_label(bundle, target)} region (mean logit {score:.2f})",
+        title=bundle.task,
         record={
             "task": "segmentation",
             "target_index": target,
@@ -185,11 +253,12 @@ def _prepare_detection(
     scale: Tensor,
     target: int | None,
     choice: TaskTarget,
+    box: int | tuple[float, ...] | None,
 ) -> Prepared:
+    """A detection by rank, or the box ``box`` (in photo pixels)."""
     scores = DetectionScore(bundle.model, choice.detection_output, choice.min_iou)
     with torch.no_grad():
         found = scores.detect(inputs)[0]
-    box = parse_box(choice.box)
     index = None
     if box is None or isinstance(box, int):
         rank = box or 0
@@ -222,6 +291,7 @@ def _prepare_detection(
         caption=f"{_label(bundle, label)} box ({choice.detection_output} {score:.2f})"
         if matched
         else f"{_label(bundle, label)} box (no detection matches at the input)",
+        title=bundle.task,
         record={
             "task": "detection",
             "target_index": label,
@@ -263,58 +333,28 @@ def draw(figure: Figure, prepared: Prepared, panels: int) -> None:
                 )
             )
         if prepared.region is not None:
-            axis.contour(prepared.region, levels=[0.5], colors="white", linewidths=1)
+            _outline(axis, prepared.region)
 
 
-def explain_photo(
-    folder: Path,
-    settings: MethodSettings,
-    bundle: ModelBundle,
-    methods: Sequence[str],
-    target: int | None,
-    choice: TaskTarget,
-    label: str,
-    stem: str,
-    photo: np.ndarray,
-    upsampled_maps: bool,
-) -> dict[str, Any]:
-    """``explain``'s figure, maps and summary record for one photo of a task model.
+def _outline(axis: Any, region: np.ndarray) -> None:
+    """Draw the region's outline, also on a photo a pixel high or wide.
 
-    Like a classifier's (:func:`captum_igcam.app.explain.explain_images`),
-    with the region or the box outlined on every panel and the record saying
-    what was explained.
+    The region is framed by one pixel outside it, so that it always has the
+    two rows and columns a contour needs, and a region that reaches the
+    photo's edge is closed along it.
     """
-    from captum_igcam.app import _atomic, maps
-    from captum_igcam.app.baselines import baseline_input
-    from captum_igcam.app.explain import FIGURE_DPI, _save_maps
-    from captum_igcam.app.methods import METHODS
-
-    inputs = bundle.preprocess(photo).unsqueeze(0)
-    prepared = prepare(bundle, inputs, photo.shape[:2], target, choice)
-    layer = bundle.layer()
-    baseline = baseline_input(bundle, photo, settings.baseline)
-    figure_path = folder / f"{stem}.png"
-    files, panels = [figure_path.name], []
-    for name in methods:
-        explain_maps = METHODS[name].build(prepared.forward, layer, settings)
-        layer_map = explain_maps(inputs, prepared.target, baseline)
-        names, heat = _save_maps(
-            folder,
-            stem,
-            name,
-            layer_map.detach().float().cpu(),
-            photo.shape[:2],
-            upsampled_maps,
-        )
-        files.extend(names)
-        panels.append((f"{METHODS[name].title}\n{prepared.caption}", heat))
-    weights_note = "\n(random weights)" if settings.random_weights else ""
-    figure = maps.explanation_figure(
-        photo, panels, image_title=f"{stem}\n{bundle.task}{weights_note}"
+    height, width = region.shape
+    limits = axis.get_xlim(), axis.get_ylim()
+    axis.contour(
+        np.arange(-1, width + 1),
+        np.arange(-1, height + 1),
+        np.pad(region, 1).astype(float),
+        levels=[0.5],
+        colors="white",
+        linewidths=1,
     )
-    draw(figure, prepared, len(panels))
-    _atomic.atomic_save_figure(figure, figure_path, dpi=FIGURE_DPI)
-    return {"image": label, "name": stem, **prepared.record, "files": files}
+    axis.set_xlim(limits[0])
+    axis.set_ylim(limits[1])
 
 
-__all__ = ["NothingToExplainError", "Prepared", "draw", "explain_photo", "prepare"]
+__all__ = ["BACKGROUND", "NothingToExplainError", "Prepared", "draw", "prepare"]

@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from captum_igcam.app.layers import default_task_layer
 from captum_igcam.app.model_bundle import ModelBundle, ModelNotAvailableError
 from captum_igcam.app.transformers import randomise_zero_vit_head
 
@@ -84,17 +83,9 @@ def load_torchvision(
                 _keep_every_detection(model)
     model.eval()
     input_size, mean, std = _preprocessing(model, weights, task)
-    layer_name, reshape_transform = default_task_layer(model, input_size, task)
-    bundle = ModelBundle(
-        name=name,
-        model=model,
-        layer_name=layer_name,
-        input_size=input_size,
-        mean=mean,
-        std=std,
-        categories=list(weights.meta["categories"]),
-        reshape_transform=reshape_transform,
-        task=task,
+    categories = list(weights.meta["categories"])
+    bundle = ModelBundle.with_default_layer(
+        name, model, input_size, mean, std, categories, task
     )
     return (
         bundle if weights_file is None else with_state_dict(bundle, build, weights_file)

@@ -18,13 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from captum_igcam.app.layers import default_task_layer
+from captum_igcam.app.devices import device_of
 from captum_igcam.app.model_bundle import (
     DEFAULT_INPUT_SIZE,
     IMAGENET_MEAN,
     IMAGENET_STD,
     ModelBundle,
-    device_of,
 )
 
 #: ``package.module:callable`` (dotted names on both sides).
@@ -119,20 +118,11 @@ def bundle_for_user_model(name: str, model: object, task: str) -> ModelBundle:
         if task == "segmentation":
             output = output["out"] if isinstance(output, dict) else output
         n_outputs = output.shape[1 if task == "segmentation" else -1]
-    layer_name, reshape_transform = default_task_layer(model, size, task)
     categories = (
         imagenet_categories()
         if task == "classification" and n_outputs == 1000
         else [f"class {index}" for index in range(n_outputs)]
     )
-    return ModelBundle(
-        name=name,
-        model=model,
-        layer_name=layer_name,
-        input_size=size,
-        mean=mean,
-        std=std,
-        categories=categories,
-        reshape_transform=reshape_transform,
-        task=task,
+    return ModelBundle.with_default_layer(
+        name, model, size, mean, std, categories, task
     )

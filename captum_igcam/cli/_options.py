@@ -6,17 +6,22 @@ checks in all three); :func:`settings_from_args` turns them into the one
 :class:`~captum_igcam.app.settings.MethodSettings` the method registry reads.
 
 Nothing here imports torch or Captum at import time, so ``--help`` is fast and
-argument errors come before any model is loaded.
+argument errors come before any model is loaded. An error of the application
+names the setting it is about (its ``parameter``, see
+:mod:`captum_igcam.app.errors`); :func:`option_of` gives the option that sets
+it, so that the message names the option.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from captum_igcam.app.errors import UsageError
+from captum_igcam.app.errors import SettingValueError, UnknownModelError, UsageError
 from captum_igcam.app.settings import (
     APPROXIMATION_METHODS,
     BASELINES,
@@ -42,17 +47,90 @@ _SETTINGS_OPTIONS = {
 }
 
 
-def option_message(error: Exception) -> str:
-    """The error's message, a leading settings field named as its option.
+#: Parameters of :class:`~captum_igcam.app.task_settings.TaskTarget` -> option.
+_TASK_OPTIONS = {
+    "box": "--box",
+    "detection_output": "--detection-output",
+    "min_iou": "--min-iou",
+}
+#: The option that sets each parameter of the application's errors.
+_OPTION_OF_PARAMETER = {
+    **{
+        field: "--" + option.replace("_", "-")
+        for field, option in _SETTINGS_OPTIONS.items()
+    },
+    **_TASK_OPTIONS,
+    "out": "--out",
+}
 
-    ``device: ...`` from :class:`MethodSettings` reads ``--device: ...``.
+
+def option_of(error: BaseException) -> str | None:
+    """The command-line option of the setting an error is about, if any.
+
+    Args:
+        error (BaseException): Any error; only a
+            :class:`~captum_igcam.app.errors.UsageError` names a setting
+            (its ``parameter``).
+
+    Returns:
+        str or None: E.g. ``"--device"`` for ``parameter == "device"``.
+
+    Example::
+
+        >>> option_of(UsageError("'cuda' was asked for ...", "device"))
+        '--device'
     """
-    message = str(error) or type(error).__name__
-    field, colon, rest = message.partition(": ")
-    if colon and isinstance(error, UsageError) and field in _SETTINGS_OPTIONS:
-        option = _SETTINGS_OPTIONS[field].replace("_", "-")
-        return f"--{option}: {rest}"
-    return message
+    if not isinstance(error, UsageError) or error.parameter is None:
+        return None
+    return _OPTION_OF_PARAMETER.get(error.parameter)
+
+
+def option_message(error: BaseException) -> str:
+    """The error's message for the command line, naming the option it is about.
+
+    ``UsageError("'cuda' was asked for ...", "device")`` reads ``--device:
+    'cuda' was asked for ...``; an unknown model's message says how to list
+    the known ones from the command line.
+    """
+    option = option_of(error)
+    if isinstance(error, UnknownModelError):
+        return f"{option}: {error.describe('--list-models lists them')}"
+    if option is not None:
+        return f"{option}: {error.reason}"
+    return str(error) or type(error).__name__
+
+
+def print_error(error: BaseException) -> None:
+    """Print ``captum-igcam: error: <message>`` on stderr.
+
+    An unknown model's message is wrapped to 79 columns, its closest names
+    on the first line.
+    """
+    import sys
+
+    line = f"captum-igcam: error: {option_message(error)}"
+    if isinstance(error, UnknownModelError):
+        line = textwrap.fill(line, width=79, subsequent_indent="  ")
+    print(line, file=sys.stderr)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help may name what only a heavy import knows.
+
+    ``help_fillers`` run when the help is formatted (``-h``), so that, for
+    example, the method registry (which imports Captum) is read for the
+    help of ``--methods`` and not for every command line.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help_fillers: list[Callable[[], None]] = []
+
+    def format_help(self) -> str:
+        """The help, after every filler has run."""
+        for fill in self.help_fillers:
+            fill()
+        return super().format_help()
 
 
 def positive_int(text: str) -> int:
@@ -81,13 +159,33 @@ def method_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+class _ListModels(argparse.Action):
+    """``--list-models``: print the registered model names and exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any):
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="print the names --model knows and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from captum_igcam.app.models import known_models
+
+        print(textwrap.fill(", ".join(known_models()), width=79))
+        parser.exit()
+
+
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """Register the options of :class:`MethodSettings`, with its defaults.
 
     ``--model``, ``--weights``, ``--random-weights``, ``--layer``,
     ``--device``, ``--steps``, ``--method``, ``--baseline``, ``--batch-size``
-    and ``--memory-budget``. Options left out parse as ``None`` so that
-    :func:`settings_from_args` can tell them from given values.
+    and ``--memory-budget``, and ``--list-models``. Options left out parse as
+    ``None`` so that :func:`settings_from_args` can tell them from given
+    values.
     """
     model = parser.add_argument_group(
         "model",
@@ -101,10 +199,12 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--model",
         metavar="NAME",
-        help="efficientnet-lite0 (default), a torchvision classifier name, "
+        help="efficientnet-lite0 (default), a torchvision classifier, "
+        "segmentation or detection model name, "
         "'module:callable' (runs code), or a torch.save file of a whole module "
-        "(runs code)",
+        "(runs code); --list-models lists the names",
     )
+    model.add_argument("--list-models", action=_ListModels)
     weights = model.add_mutually_exclusive_group()
     weights.add_argument(
         "--weights",
@@ -223,7 +323,9 @@ def add_methods_option(
     """``--methods``: comma-separated names from the method registry.
 
     The registry (which imports Captum) is read only when the option is
-    given, so a run with the default names checks its files first.
+    given, or, with a :class:`CommandParser`, when its help is shown (which
+    then lists the registry's names), so a run with the default names checks
+    its files first.
 
     Args:
         parser (argparse.ArgumentParser): Where to add it.
@@ -233,15 +335,23 @@ def add_methods_option(
             (the names of ``default`` when empty).
             Default: ""
     """
-    parser.add_argument(
+    default_text = shown_default or ",".join(default or ())
+    help_text = f"comma-separated method names (default: {default_text})"
+    action = parser.add_argument(
         "--methods",
         type=method_list,
         default=None if default is None else list(default),
         metavar="LIST",
-        help="comma-separated method names (default: "
-        f"{shown_default or ','.join(default or ())}); docs/cli.md lists them, "
-        "and an unknown name is answered with the list",
+        help=help_text,
     )
+
+    def list_names() -> None:
+        from captum_igcam.app.methods import METHODS
+
+        action.help = f"{help_text}; one or more of: {', '.join(METHODS)}"
+
+    if isinstance(parser, CommandParser):
+        parser.help_fillers.append(list_names)
 
 
 def add_target_option(parser: argparse.ArgumentParser, extra: str = "") -> None:
@@ -264,16 +374,29 @@ def _unit_interval(text: str) -> float:
     return value
 
 
+def _box(text: str) -> str:
+    """An argparse ``type``: a value :func:`~captum_igcam.app.task_settings.parse_box`
+    accepts, kept as given."""
+    from captum_igcam.app.task_settings import parse_box
+
+    try:
+        parse_box(text)
+    except SettingValueError as error:
+        raise argparse.ArgumentTypeError(error.reason) from None
+    return text
+
+
 def add_task_options(parser: argparse.ArgumentParser) -> None:
     """``--task``, ``--box``, ``--detection-output`` and ``--min-iou``.
 
-    See :class:`captum_igcam.app.tasks.TaskTarget` and ``docs/tasks.md``.
+    See :class:`captum_igcam.app.task_settings.TaskTarget` and ``docs/tasks.md``.
     """
     task = parser.add_argument_group(
         "segmentation and detection",
         "--target names the class: for segmentation the class whose region "
         "score is explained (top1: the class on most pixels, background "
-        "last); for detection a label the explained detection must have.",
+        "last); for detection a label the explained detection must have. "
+        "A classifier takes none of these options.",
     )
     task.add_argument(
         "--task",
@@ -283,6 +406,7 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
     )
     task.add_argument(
         "--box",
+        type=_box,
         metavar="INDEX|x1,y1,x2,y2",
         help="detection: the detection to explain, by rank at the input (0: "
         "highest score, the default) or by a box in the photo's pixels; "
@@ -307,27 +431,62 @@ def add_task_options(parser: argparse.ArgumentParser) -> None:
 
 
 def task_target_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~captum_igcam.app.tasks.TaskTarget` of :func:`add_task_options`."""
+    """The :class:`~captum_igcam.app.task_settings.TaskTarget` of
+    :func:`add_task_options`.
+
+    Options that do not fit the model's task are refused here, before the
+    model loads, where the task is known without loading it (``--task``, or
+    a registered model's own task); a user's model is checked once loaded.
+
+    Raises:
+        SettingValueError: E.g. ``--box`` for a classifier; the command line
+            reports it as an invalid option value (exit status 2).
+    """
     from captum_igcam.app.task_settings import TaskTarget
 
-    try:
-        return TaskTarget(
-            box=args.box,
-            detection_output=args.detection_output,
-            min_iou=args.min_iou,
-        )
-    except ValueError as error:
-        raise UsageError(f"--{error}") from None
+    target = TaskTarget(
+        box=args.box, detection_output=args.detection_output, min_iou=args.min_iou
+    )
+    if target != TaskTarget():
+        from captum_igcam.app.models import registered_task
+
+        task = getattr(args, "task", None) or registered_task(args.model)
+        if task is not None:
+            target.check_task(task)
+    return target
+
+
+#: Folders :func:`prepare_output_folder` created for the running command.
+_created_folders: list[Path] = []
 
 
 def prepare_output_folder(folder: Any) -> None:
-    """Create ``--out`` and check that files can be written into it."""
-    from captum_igcam.app._atomic import ensure_writable_folder
+    """Create ``--out`` and check that files can be written into it.
+
+    The folders it creates are removed again by
+    :func:`release_created_folders` if the command fails and leaves them
+    empty.
+    """
+    from captum_igcam.app.safe_files import ensure_writable_folder
 
     try:
-        ensure_writable_folder(folder)
+        _created_folders.extend(ensure_writable_folder(folder))
     except OSError as error:
         raise UsageError(
-            f"--out: cannot write to output folder '{folder}' "
-            f"({error.strerror or error})"
+            f"cannot write to output folder '{folder}' ({error.strerror or error})",
+            "out",
         ) from error
+
+
+def release_created_folders(failed: bool) -> None:
+    """End a command: after a failure, remove the output folders it created
+    and left empty (a folder that holds anything is kept).
+
+    Args:
+        failed (bool): Whether the command failed.
+    """
+    from captum_igcam.app.safe_files import remove_empty_folders
+
+    if failed:
+        remove_empty_folders(_created_folders)
+    _created_folders.clear()

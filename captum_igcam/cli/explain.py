@@ -18,22 +18,24 @@ from captum_igcam.cli import _clock, _options
 NAME = "explain"
 HELP = "explain a model's predictions on a few images"
 DESCRIPTION = (
-    "Explain an image classifier's predictions with Grad-CAM and "
-    "Integrated Grad-CAM. Without images, explains photos bundled with "
-    "scikit-image; without --model, uses the embedded ImageNet-pretrained "
-    "EfficientNet-Lite0."
+    "Explain what an image model predicts, with Grad-CAM, Integrated "
+    "Grad-CAM or any method of --methods: a classifier's class, a "
+    "segmentation model's region or a detector's box (--task, --box). "
+    "Writes a figure and the raw maps per image and a summary.json. Without "
+    "images, explains photos bundled with scikit-image; without --model, "
+    "uses the embedded ImageNet-pretrained EfficientNet-Lite0."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the arguments of ``explain``."""
+    """Register the arguments of ``explain``: the shared options, the images."""
+    _options.add_settings_options(parser)
     parser.add_argument(
         "images",
         nargs="*",
         metavar="IMAGE",
         help="image files (for a folder, use explain-dataset)",
     )
-    _options.add_settings_options(parser)
     _options.add_methods_option(parser, DEFAULT_METHODS)
     _options.add_target_option(parser)
     _options.add_task_options(parser)
@@ -67,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no image to explain")
     _clock.announce_start_up(settings.model)
     bundle = settings.load_model()  # checks --device first
+    print(
+        f"loaded {bundle.name} ({bundle.task}, layer {bundle.layer_name}) in "
+        f"{_clock.seconds_since_start():.1f} s; explaining {len(sources)} "
+        f"image(s) with {', '.join(args.methods)}",
+        file=sys.stderr,
+        flush=True,
+    )
     summary = explain.explain_images(
         bundle,
         sources,
@@ -78,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
         errors=errors,
         task_target=task_target,
     )
+    images = len(summary["images"]) + len(summary["errors"])
     print(
-        f"explained {len(summary['images'])} of "
-        f"{len(summary['images']) + len(summary['errors'])} image(s) with "
+        f"explained {len(summary['images'])} of {images} image(s) with "
         f"{len(args.methods)} method(s) in {summary['seconds']:.1f} s "
         f"({_clock.seconds_since_start():.1f} s in all, start-up included); "
         f"results in {args.out} (summary: {summary['summary']})"

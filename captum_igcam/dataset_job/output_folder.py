@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from captum_igcam.app import _atomic
+from captum_igcam.app import safe_files
 from captum_igcam.dataset_job.index import (
     LOCK_NAME,
     MERGED_INDEX_NAME,
@@ -189,7 +189,7 @@ def prepare_output(
         changed |= _forget_changed_images(index, source)
         changed |= _remove_unused_shards(folder, index, notes)
         if changed:
-            _atomic.atomic_write_json(path, index, replace=True)
+            safe_files.atomic_write_json(path, index, replace=True)
     return notes
 
 
@@ -352,4 +352,4 @@ def merge_indexes(folder: Path, settings: Mapping[str, Any], source: Path) -> No
         merged["unexplained"].update(index["unexplained"])
     for group in ("images", "unexplained"):
         merged[group] = dict(sorted(merged[group].items()))
-    _atomic.atomic_write_json(folder / MERGED_INDEX_NAME, merged)
+    safe_files.atomic_write_json(folder / MERGED_INDEX_NAME, merged)

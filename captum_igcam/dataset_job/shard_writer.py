@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from captum_igcam.app import _atomic
+from captum_igcam.app import safe_files
 from captum_igcam.dataset_job.index import (
     content_entry,
     new_index,
@@ -193,7 +193,7 @@ class ShardWriter:
         self.index["unexplained"].update(self._unexplained)
         self._unexplained = {}
         if not count:
-            _atomic.atomic_write_json(self.index_path, self.index, replace=True)
+            safe_files.atomic_write_json(self.index_path, self.index, replace=True)
             return
         name = shard_name(self.run_id, self.rank, self.next_shard)
         keys, self._keys = self._keys[:count], self._keys[count:]
@@ -204,13 +204,13 @@ class ShardWriter:
         data = buffer.getvalue()
         entry = content_entry(data)
         self.index["pending"][name] = entry
-        _atomic.atomic_write_json(self.index_path, self.index, replace=True)
-        _atomic.atomic_write_bytes(self.folder / name, data)
+        safe_files.atomic_write_json(self.index_path, self.index, replace=True)
+        safe_files.atomic_write_bytes(self.folder / name, data)
         del self.index["pending"][name]
         self.index["shards"][name] = {**entry, "rows": count}
         for row, (key, record) in enumerate(zip(keys, records)):
             self.index["images"][key] = {"shard": name, "row": row, **record}
-        _atomic.atomic_write_json(self.index_path, self.index, replace=True)
+        safe_files.atomic_write_json(self.index_path, self.index, replace=True)
         self.next_shard += 1
 
 

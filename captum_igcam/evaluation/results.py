@@ -188,7 +188,7 @@ def write_result(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
     Raises:
         OSError: If the file cannot be created (it exists, the disk is full).
     """
-    from captum_igcam.app._atomic import atomic_write_bytes
+    from captum_igcam.app.safe_files import atomic_write_bytes
 
     text = json.dumps(strict(data), indent=2, ensure_ascii=False, allow_nan=False)
     atomic_write_bytes(path, (text + "\n").encode("utf-8"))

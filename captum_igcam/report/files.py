@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from captum_igcam.app import _atomic
+from captum_igcam.app import safe_files
 
 #: File that marks a folder as written by ``captum-igcam report``.
 MARKER_NAME = ".captum-igcam-report"
@@ -49,7 +49,7 @@ def open_report_folder(folder: str | os.PathLike[str]) -> Path:
             f"out: {os.fspath(folder)!r} holds files that captum-igcam report "
             f"did not write (no {MARKER_NAME}); choose another folder"
         )
-    _atomic.ensure_writable_folder(path)
+    safe_files.ensure_writable_folder(path)
     if not marker.is_file():
         create_once(marker, b"written by captum-igcam report\n")
     return path
@@ -68,7 +68,7 @@ def create_once(path: Path, data: bytes) -> bool:
         bool: True if the file was written, False if it already existed.
     """
     try:
-        _atomic.atomic_write_bytes(path, data)  # an exclusive create
+        safe_files.atomic_write_bytes(path, data)  # an exclusive create
     except FileExistsError:
         return False
     return True
@@ -76,4 +76,4 @@ def create_once(path: Path, data: bytes) -> bool:
 
 def replace_page(folder: Path, name: str, text: str) -> None:
     """Write one of the report's own pages, replacing the previous version."""
-    _atomic.atomic_write_bytes(folder / name, text.encode("utf-8"), replace=True)
+    safe_files.atomic_write_bytes(folder / name, text.encode("utf-8"), replace=True)

@@ -45,7 +45,7 @@ def randomisation_figure(
 
     Returns:
         matplotlib.figure.Figure: The figure (save it with
-        ``figure.savefig`` or :func:`captum_igcam.app._atomic.atomic_save_figure`).
+        ``figure.savefig`` or :func:`captum_igcam.app.safe_files.atomic_save_figure`).
     """
     from matplotlib.figure import Figure
 

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written output file.
+"""Safe file writes: a reader never sees a half-written output file, and a
+file the caller did not write is never replaced.
 
 Each helper writes to a temporary file in the destination's folder, flushes
 it to the disk (``fsync``) and then puts it in place:
@@ -18,7 +19,9 @@ write (an index) refers to is on the disk before that write. An interrupted
 write leaves the previous file (if any) untouched. A failed write (disk
 full, no permission, ...) raises an :class:`OSError` whose message names
 the destination. New files get the permissions ``open()`` would give them
-(``0o666`` less the umask).
+(``0o666`` less the umask). JSON is written strictly (:func:`strict_json`):
+a non-finite number is written as ``null``, never as ``NaN`` or
+``Infinity``, which strict parsers refuse.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import secrets
 import shutil
@@ -151,13 +155,45 @@ def atomic_write_bytes(
         handle.write(data)
 
 
+def strict_json(obj: Any) -> str:
+    """``obj`` as indented UTF-8 JSON text that every JSON parser accepts.
+
+    Non-finite floats (``nan``, ``inf``, ``-inf``), which Python's
+    :mod:`json` would write as the non-standard tokens ``NaN`` and
+    ``Infinity``, are written as ``null``.
+
+    Args:
+        obj (Any): Dicts, lists, tuples, strings, numbers, booleans, None.
+
+    Returns:
+        str: The JSON text, ending with a newline.
+
+    Example::
+
+        >>> strict_json({"auc": float("nan")})
+        '{\\n  "auc": null\\n}\\n'
+    """
+    text = json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    return text + "\n"
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(value) for value in obj]
+    return obj
+
+
 def atomic_write_json(
     path: str | os.PathLike[str], obj: Any, *, replace: bool = False
 ) -> None:
-    """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically."""
+    """Write ``obj`` as strict JSON (:func:`strict_json`) to ``path`` atomically."""
     with atomic_open(path, "w", replace=replace) as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
+        handle.write(strict_json(obj))
 
 
 def atomic_save_npy(
@@ -189,12 +225,44 @@ def atomic_save_figure(
         figure.savefig(handle, format=image_format, **savefig_kwargs)
 
 
-def ensure_writable_folder(folder: str | os.PathLike[str]) -> None:
+def ensure_writable_folder(folder: str | os.PathLike[str]) -> list[Path]:
     """Create ``folder`` (with parents) and check that files can be made in it.
+
+    Args:
+        folder (str or os.PathLike): The folder.
+
+    Returns:
+        list[Path]: The folders this call created, outermost first (empty
+        when ``folder`` existed), for :func:`remove_empty_folders`.
 
     Raises:
         OSError: If the folder cannot be created or written to.
+
+    Example::
+
+        >>> ensure_writable_folder("out/maps")  # neither existed
+        [PosixPath('out'), PosixPath('out/maps')]
     """
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder)
+    missing = [p for p in (path, *path.parents) if not os.path.lexists(p)][::-1]
+    path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=folder):
         pass
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders of :func:`ensure_writable_folder` that are still empty.
+
+    Innermost first; a folder that holds anything (and every folder around
+    it) is left as it is.
+
+    Args:
+        folders (list[Path]): Outermost first, as
+            :func:`ensure_writable_folder` returns them.
+    """
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()  # only an empty folder
+        except OSError:
+            return
