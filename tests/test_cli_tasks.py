@@ -265,7 +265,15 @@ def test_a_box_for_a_classifier_is_refused_in_both_commands(
     assert not (tmp_path / "out").exists()
 
 
-def test_a_box_for_a_users_classifier_is_refused_once_loaded(run_cli, photo, tmp_path):
+@pytest.mark.parametrize("command", ["explain", "explain-dataset"])
+def test_a_box_for_a_users_classifier_is_refused_once_loaded(
+    run_cli, photo, tmp_path, monkeypatch, command
+):
+    monkeypatch.setattr(
+        cli,
+        "SUBCOMMAND_MODULES",
+        ("captum_igcam.cli.explain", "captum_igcam.cli.explain_dataset"),
+    )
     module = tmp_path / "tiny_classifier.py"
     module.write_text(
         "import torch\n"
@@ -274,7 +282,8 @@ def test_a_box_for_a_users_classifier_is_refused_once_loaded(run_cli, photo, tmp
         "        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())\n"
     )
     status, _, err = run_cli(
-        "explain", str(photo), "--model", "tiny_classifier:build", "--box", "0",
+        command, str(photo if command == "explain" else photo.parent),
+        "--model", "tiny_classifier:build", "--box", "0",
         "--out", str(tmp_path / "out"),
     )  # fmt: skip
     assert status == 2

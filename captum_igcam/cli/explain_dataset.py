@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     with distributed.process_group(settings.device):
         bundle = settings.load_model()  # "cuda" is this rank's GPU here
+        task_target.check_task(bundle.task)  # a user's model: known only now
         if bundle.task == "classification":
-            _refuse_task_options(task_target)
             task_target = None
         elif args.path == "layer":
             raise UsageError(
@@ -169,17 +169,6 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 1 if summary.failed else 0
-
-
-def _refuse_task_options(task_target: object) -> None:
-    """A classifier takes no region or box: refuse options given for one."""
-    from captum_igcam.app.task_settings import TaskTarget
-
-    if task_target != TaskTarget():
-        raise UsageError(
-            "--box, --detection-output and --min-iou are for --task segmentation "
-            "or detection; the model is a classifier"
-        )
 
 
 def _items(
