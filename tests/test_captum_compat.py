@@ -227,7 +227,7 @@ def test_grad_kwargs_before_captum_08_is_refused_naming_the_release(
         torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2)
     )
     inputs = torch.randn(2, 3, 8, 8)
-    monkeypatch.setattr(_captum_compat, "_HAS_GRAD_KWARGS", False)
+    monkeypatch.setattr(_captum_compat, "HAS_GRAD_KWARGS", False)
     plain = ReshapedLayerGradCam(net, net[0]).attribute(inputs, target=1)
     assert plain.shape == (2, 1, 6, 6)
     with pytest.raises(ValueError, match="^grad_kwargs: expected None before Captum"):
