@@ -51,7 +51,9 @@ class _Capture:
         if module is self.layer and threading.get_ident() != self.thread:
             return None  # another thread's forward pass through the same module
         if not output and not args:
-            expected = "the layer to take its input as positional arguments"
+            expected = (
+                "the explained layer to receive its input as positional arguments"
+            )
             raise bad_value("attribute_to_layer_input", expected, "keyword arguments")
         tensors = output[0] if output else args
         is_sequence = isinstance(tensors, (tuple, list))
