@@ -609,3 +609,33 @@ def test_every_plugin_error_is_built_in_the_one_message_form():
         str(_checks.bad_type("x", "an int", 2.5)) == "x: expected an int, got float 2.5"
     )
     assert str(_checks.bad_type("x", "an int", [])) == "x: expected an int, got list"
+
+
+class EmbeddingNet(nn.Module):
+    """Token ids (as floats) through an embedding: its input is integer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(10, 4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.embedding(x.long()).mean(dim=1))
+
+
+@pytest.mark.parametrize(
+    "explainer_class", [IntegratedLayerGradCam, LayerSpaceIntegratedGradCam]
+)
+def test_integer_tensor_at_the_layer_input_is_refused_naming_the_layer(
+    explainer_class,
+):
+    model = EmbeddingNet().eval()
+    ids = torch.tensor([[1.0, 4.0, 2.0], [7.0, 0.0, 3.0]])
+    with pytest.raises(
+        TypeError,
+        match=r"^layer: expected floating-point Tensors at the layer's input .*"
+        r"got \[torch.int64\]",
+    ):
+        explainer_class(model, model.embedding).attribute(
+            ids, target=0, attribute_to_layer_input=True, n_steps=2
+        )
