@@ -71,8 +71,6 @@ def _check_input(inp: Any, name: str, first: Tensor) -> None:
     if not isinstance(inp, Tensor) or not inp.is_floating_point():
         got = f"dtype {inp.dtype}" if isinstance(inp, Tensor) else ""
         raise bad_type(name, "a floating-point Tensor", inp, got)
-    if inp.is_meta:
-        raise bad_value(name, "a Tensor holding values", "one on the meta device")
     if inp.dim() == 0 or inp.shape[0] == 0:
         expected = "a batch of at least one example along dimension 0"
         raise bad_value(name, expected, f"shape {tuple(inp.shape)}")

@@ -28,9 +28,9 @@ from captum_igcam.reshapes import (
 )
 
 # warnings.warn's stacklevel for the caller of ``attribute``: the warning is
-# issued in a GradCamPath method called by ``attribute`` under Captum's
-# ``log_usage`` wrapper.
-_CALLER = 4
+# issued in a GradCamPath method called by ``attribute`` under two wrappers
+# (Captum's ``log_usage``, ``torch.inference_mode``).
+_CALLER = 5
 
 
 @dataclass(frozen=True)

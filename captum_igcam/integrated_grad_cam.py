@@ -72,6 +72,7 @@ class IntegratedLayerGradCam(GradCamPath):
     """
 
     @log_usage()
+    @torch.inference_mode(False)  # autograd records nothing in inference mode
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -179,35 +180,34 @@ class IntegratedLayerGradCam(GradCamPath):
             >>> notebook = 50 * igcam.attribute(
             ...     inputs, target=3, n_steps=50, method="riemann_left")
         """
-        with torch.inference_mode(False):  # autograd records nothing in it
-            inputs, baselines, args, target = self._formatted(
-                inputs,
-                baselines,
-                additional_forward_args,
-                target,
-                (n_steps, method, internal_batch_size, reshape_transform),
-            )
-            probe = LayerProbe(self, attribute_to_layer_input)
-            baseline_activations = None
-            if subtract_baseline_activations:
-                _, leaves = probe.run(baselines, args)
-                baseline_activations = tuple(leaf.detach() for leaf in leaves)
-            n_examples = len(inputs[0])
-            maps = _batch_attribution(
-                self,
-                n_examples,
-                internal_batch_size or n_examples * n_steps,
-                n_steps,
-                inputs=inputs,
-                baselines=baselines,
-                target=target,
-                additional_forward_args=args,
-                grad_kwargs=grad_kwargs,
-                probe=probe,
-                term=Term(reshape_transform, attr_dim_summation, per_step_relu),
-                baseline_activations=baseline_activations,
-                method=method,
-            )
+        inputs, baselines, args, target = self._formatted(
+            inputs,
+            baselines,
+            additional_forward_args,
+            target,
+            (n_steps, method, internal_batch_size, reshape_transform),
+        )
+        probe = LayerProbe(self, attribute_to_layer_input)
+        baseline_activations = None
+        if subtract_baseline_activations:
+            _, leaves = probe.run(baselines, args)
+            baseline_activations = tuple(leaf.detach() for leaf in leaves)
+        n_examples = len(inputs[0])
+        maps = _batch_attribution(
+            self,
+            n_examples,
+            internal_batch_size or n_examples * n_steps,
+            n_steps,
+            inputs=inputs,
+            baselines=baselines,
+            target=target,
+            additional_forward_args=args,
+            grad_kwargs=grad_kwargs,
+            probe=probe,
+            term=Term(reshape_transform, attr_dim_summation, per_step_relu),
+            baseline_activations=baseline_activations,
+            method=method,
+        )
         return self._output(maps, probe, relu_attributions)
 
     def _attribute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -65,6 +64,7 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
     """
 
     @log_usage()
+    @torch.inference_mode(False)  # autograd records nothing in inference mode
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -145,98 +145,85 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
             >>> # Nx1x7x7 maps of class 281, NOT the paper's Integrated Grad-CAM.
             >>> maps = fast.attribute(images, target=281, internal_batch_size=200)
         """
-        with torch.inference_mode(False):  # autograd records nothing in it
-            inputs, baselines, args, target = self._formatted(
-                inputs,
-                baselines,
-                additional_forward_args,
-                target,
-                (n_steps, method, internal_batch_size, reshape_transform),
+        inputs, baselines, args, target = self._formatted(
+            inputs,
+            baselines,
+            additional_forward_args,
+            target,
+            (n_steps, method, internal_batch_size, reshape_transform),
+        )
+        n_examples = len(inputs[0])
+        for arg in args or ():
+            if isinstance(arg, Tensor) and arg.shape[:1] != (n_examples,):
+                expected = f"tensors with one row per example ({n_examples})"
+                raise bad_value("additional_forward_args", expected, tuple(arg.shape))
+        probe = LayerProbe(self, attribute_to_layer_input)
+        if probe.bypasses_layer(*_example(inputs, args, 0)):
+            raise bad_value(
+                "layer",
+                "a layer that every gradient route from the input to the output "
+                "goes through",
+                "one with a route around the layer (a residual connection)",
+                "explain the whole block, or use IntegratedLayerGradCam",
             )
-            n_examples = len(inputs[0])
-            for arg in args or ():
-                if isinstance(arg, Tensor) and arg.shape[:1] != (n_examples,):
-                    expected = f"tensors with one row per example ({n_examples})"
-                    got = tuple(arg.shape)
-                    raise bad_value("additional_forward_args", expected, got)
-            probe = LayerProbe(self, attribute_to_layer_input)
-            if probe.bypasses_layer(*_example(inputs, args, 0)):
-                raise bad_value(
-                    "layer",
-                    "a layer that every gradient route from the input to the "
-                    "output goes through",
-                    "one with a route around the layer (a residual connection)",
-                    "explain the whole block, or use IntegratedLayerGradCam",
-                )
-            _, leaves = probe.run(baselines, args)
-            starts = tuple(leaf.detach() for leaf in leaves)
-            step_sizes, alphas = approximation_parameters(method)
-            quadrature = list(zip(step_sizes(n_steps), alphas(n_steps)))
-            chunk = internal_batch_size or n_steps
-            term = Term(reshape_transform, attr_dim_summation, per_step_relu)
-            maps = []
-            for index in range(n_examples):
-                example = _example(inputs, args, index)
-                start = tuple(tensor[index : index + 1] for tensor in starts)
-                target_of = _target_of(target, index, n_examples)
-                parts = [
-                    self._chunk(
-                        probe,
-                        example,
-                        start,
-                        quadrature[first : first + chunk],
-                        target_of,
-                        grad_kwargs,
-                        term,
-                    )
-                    for first in range(0, n_steps, chunk)
-                ]
-                maps.append([sum(chunks) for chunks in zip(*parts)])
+        _, leaves = probe.run(baselines, args)
+        starts = tuple(leaf.detach() for leaf in leaves)
+        term = Term(reshape_transform, attr_dim_summation, per_step_relu)
+
+        def chunk(index: int, quadrature: list[tuple[float, float]]) -> Tensors:
+            """Example ``index``'s part of the integral over a chunk of path
+            points: one pass of its input, whose layer tensors ``A(x)`` are
+            replaced by the points ``A(x') + a (A(x) - A(x'))``."""
+            alphas = [alpha for _, alpha in quadrature]
+            start = tuple(tensor[index : index + 1] for tensor in starts)
+            ends: list[Tensor] = []
+
+            def replace(actual: Tensors) -> Tensors:
+                ends[:] = [tensor.detach() for tensor in actual]
+                return tuple(points_on_line(*ab, alphas) for ab in zip(start, ends))
+
+            def scores(output: Tensor) -> Tensor:
+                _check_pass(probe, output, len(alphas))
+                checked = check_target(target, output, n_examples)
+                mine = checked[index] if isinstance(checked, list) else checked
+                return _select_targets(output, mine)
+
+            example = _example(inputs, args, index)
+            _, _, gradients = self._gradients(
+                probe, *example, scores, grad_kwargs, replace
+            )
+            # D_m = a_m sum_k w_k(m) (A_k(x) - A_k(x')), and a_m >= 0.
+            weights = [step * alpha for step, alpha in quadrature]
+            return tuple(
+                term.integral(1, weights, gradient, end - base)
+                for gradient, end, base in zip(gradients, ends, start)
+            )
+
+        step_sizes, alphas = approximation_parameters(method)
+        quadrature = list(zip(step_sizes(n_steps), alphas(n_steps)))
+        size = internal_batch_size or n_steps
+        pieces = [quadrature[first : first + size] for first in range(0, n_steps, size)]
+        maps = [
+            [sum(parts) for parts in zip(*(chunk(index, piece) for piece in pieces))]
+            for index in range(n_examples)
+        ]
         return self._output(tuple(map(torch.cat, zip(*maps))), probe, relu_attributions)
 
-    def _chunk(
-        self,
-        probe: LayerProbe,
-        example: tuple[Tensors, Any],
-        start: Tensors,
-        quadrature: list[tuple[float, float]],
-        target_of: Callable[[Tensor], Any],
-        grad_kwargs: dict[str, Any] | None,
-        term: Term,
-    ) -> Tensors:
-        """One example's part of the integral over a chunk of path points:
-        one pass of its input, whose layer tensors ``A(x)`` are replaced by
-        the points ``A(x') + a (A(x) - A(x'))``."""
-        step_sizes, alphas = zip(*quadrature)
-        ends: list[Tensor] = []
 
-        def replace(actual: Tensors) -> Tensors:
-            ends[:] = [tensor.detach() for tensor in actual]
-            return tuple(map(points_on_line, start, ends, [alphas] * len(start)))
-
-        def scores(output: Tensor) -> Tensor:
-            if probe.layer_calls > 1:
-                calls = f"{probe.layer_calls} calls"
-                raise bad_value(
-                    "layer", "a layer that runs once per forward pass", calls
-                )
-            if output.shape[0] != len(alphas):
-                raise bad_value(
-                    "forward_func",
-                    "a model whose part after the layer follows the layer's batch "
-                    "size (one row per path point)",
-                    f"{output.shape[0]} output rows, not {len(alphas)}",
-                    "use IntegratedLayerGradCam, or x.flatten(1), not "
-                    "x.view(inputs.size(0), -1)",
-                )
-            return _select_targets(output, target_of(output))
-
-        _, _, gradients = self._gradients(probe, *example, scores, grad_kwargs, replace)
-        # D_m = a_m sum_k w_k(m) (A_k(x) - A_k(x')), and a_m >= 0.
-        weights = [step * alpha for step, alpha in quadrature]
-        return tuple(
-            term.integral(1, weights, gradient, end - base)
-            for gradient, end, base in zip(gradients, ends, start)
+def _check_pass(probe: LayerProbe, output: Tensor, n_points: int) -> None:
+    """Refuses a pass whose layer ran more than once or whose output does
+    not have one row per path point."""
+    if probe.layer_calls > 1:
+        calls = f"{probe.layer_calls} calls"
+        raise bad_value("layer", "a layer that runs once per forward pass", calls)
+    if output.shape[0] != n_points:
+        raise bad_value(
+            "forward_func",
+            "a model whose part after the layer follows the layer's batch size "
+            "(one row per path point)",
+            f"{output.shape[0]} output rows, not {n_points}",
+            "use IntegratedLayerGradCam, or x.flatten(1), not "
+            "x.view(inputs.size(0), -1)",
         )
 
 
@@ -246,16 +233,6 @@ def _example(inputs: Tensors, args: Any, index: int) -> tuple[Tensors, Any]:
     if args is not None:
         args = tuple(arg[rows] if isinstance(arg, Tensor) else arg for arg in args)
     return tuple(inp[rows] for inp in inputs), args
-
-
-def _target_of(target: Any, index: int, n_examples: int) -> Callable[[Tensor], Any]:
-    """Example ``index``'s target, checked against the model's output."""
-
-    def select(output: Tensor) -> Any:
-        checked = check_target(target, output, n_examples)
-        return checked[index] if isinstance(checked, list) else checked
-
-    return select
 
 
 __all__ = ["LayerSpaceIntegratedGradCam"]

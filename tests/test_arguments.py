@@ -264,10 +264,11 @@ BAD_CALLS = [
     ),
     BadCall(
         "inputs on the meta device",
-        ValueError,
+        RuntimeError,
         "inputs",
-        "a Tensor holding values, got one on the meta device",
+        "",
         inputs=lambda x: x.to("meta"),
+        upstream="cannot be called on meta tensors",
     ),
     # Checked against the first forward pass's output, before any gradient.
     *[
