@@ -180,13 +180,9 @@ class IntegratedLayerGradCam(GradCamPath):
             >>> notebook = 50 * igcam.attribute(
             ...     inputs, target=3, n_steps=50, method="riemann_left")
         """
-        inputs, baselines, args, target = self._formatted(
-            inputs,
-            baselines,
-            additional_forward_args,
-            target,
-            (n_steps, method, internal_batch_size, reshape_transform),
-        )
+        arguments = (inputs, baselines, additional_forward_args, target)
+        options = (n_steps, method, internal_batch_size, reshape_transform)
+        inputs, baselines, args, target = self._formatted(*arguments, options)
         probe = LayerProbe(self, attribute_to_layer_input)
         baseline_activations = None
         if subtract_baseline_activations:
@@ -200,13 +196,13 @@ class IntegratedLayerGradCam(GradCamPath):
             n_steps,
             inputs=inputs,
             baselines=baselines,
+            term=Term(reshape_transform, attr_dim_summation, per_step_relu),
             target=target,
             additional_forward_args=args,
-            grad_kwargs=grad_kwargs,
-            probe=probe,
-            term=Term(reshape_transform, attr_dim_summation, per_step_relu),
-            baseline_activations=baseline_activations,
+            grad_kwargs=grad_kwargs or {},
             method=method,
+            probe=probe,
+            baseline_activations=baseline_activations,
         )
         return self._output(maps, probe, relu_attributions)
 

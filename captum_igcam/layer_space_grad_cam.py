@@ -119,8 +119,11 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
                         Default: 50
             method (str, optional): Captum's quadrature rule.
                         Default: ``gausslegendre``
-            internal_batch_size (int, optional): At most this many examples x
-                        path points per chunk; the maps do not depend on it.
+            internal_batch_size (int, optional): At most this many path
+                        points per forward pass (each pass holds one
+                        example); the part before the layer runs once per
+                        pass. None: all ``n_steps`` points of an example in
+                        one pass. The maps do not depend on it.
                         Default: None
             per_step_relu (bool, optional): ReLU on each ``D_m``; False
                         integrates the signed term.
@@ -145,13 +148,9 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
             >>> # Nx1x7x7 maps of class 281, NOT the paper's Integrated Grad-CAM.
             >>> maps = fast.attribute(images, target=281, internal_batch_size=200)
         """
-        inputs, baselines, args, target = self._formatted(
-            inputs,
-            baselines,
-            additional_forward_args,
-            target,
-            (n_steps, method, internal_batch_size, reshape_transform),
-        )
+        arguments = (inputs, baselines, additional_forward_args, target)
+        options = (n_steps, method, internal_batch_size, reshape_transform)
+        inputs, baselines, args, target = self._formatted(*arguments, options)
         n_examples = len(inputs[0])
         for arg in args or ():
             if isinstance(arg, Tensor) and arg.shape[:1] != (n_examples,):
