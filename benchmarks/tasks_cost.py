@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/tasks_cost.py [--steps 8] [--repeats 2] [--chunks 2,8]
-                                    [--size-scale 1.0]
+                                    [--size-scale 1.0] [--json FILE]
 
 For torchvision's ``deeplabv3_mobilenet_v3_large`` (``SegmentationScores``
 over a box) and ``fasterrcnn_mobilenet_v3_large_320_fpn`` (``DetectionScore``
@@ -11,12 +11,17 @@ of its top detection), both with random weights (offline; cost does not
 depend on the weights, except that a random detector keeps every detection,
 score threshold 0), one image each, it prints side by side in one process:
 
-- ``floor``: ``n_steps`` no-grad forward passes of the same wrapped model
+- ``forward``: ``n_steps`` no-grad forward passes of the same wrapped model
   over the same path points, in the same chunks;
+- ``floor``: the same passes with the backward pass of the part after the
+  layer added (the layer's output is made a leaf and the explained score's
+  gradient taken to it), the work the method cannot avoid when, as here,
+  the layer is early (heavy heads after it), as for classifiers;
 - ``igcam``: ``IntegratedLayerGradCam.attribute`` with the same
   ``internal_batch_size``;
 
-the median time of each over ``--repeats`` interleaved runs and their ratio,
+the median time of each over ``--repeats`` interleaved runs and the ratios
+of ``igcam`` to each (``--json FILE`` also writes them),
 and the peak memory (growth of the resident set) of each, measured in a
 fresh subprocess per variant, for two internal batch sizes: memory grows
 with ``internal_batch_size``, not with ``n_steps``. For the detector it also
@@ -35,10 +40,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+import results_file
 import torch
 
 from captum_igcam import IntegratedLayerGradCam
 from captum_igcam.targets import DetectionScore, SegmentationScores, box_region
+
+SCRIPT = "tasks_cost.py"
 
 
 @dataclass(frozen=True)
@@ -75,14 +83,33 @@ def _build(case: Case, size: int):
     return target, resolve_layer(model, case.layer), inputs, args
 
 
-def _floor(target, inputs, args, n_steps: int, chunk: int) -> None:
-    """``n_steps`` no-grad passes over the path points, ``chunk`` per pass."""
+def _floor(target, layer, inputs, args, n_steps: int, chunk: int, backward: bool):
+    """``n_steps`` no-grad passes over the path points, ``chunk`` per pass;
+    with ``backward``, each followed by the backward pass of the part after
+    ``layer`` (whose output starts the graph)."""
     alphas = torch.linspace(0, 1, n_steps)
-    with torch.no_grad():
+    leaves = []
+
+    def start_graph(module, module_args, output):
+        torch.set_grad_enabled(True)
+        leaves.append(output.detach().requires_grad_())
+        return leaves[-1]
+
+    handle = layer.register_forward_hook(start_graph) if backward else None
+    try:
         for start in range(0, n_steps, chunk):
             part = alphas[start : start + chunk]
             points = part.reshape(-1, 1, 1, 1) * inputs
-            target(points, *(a.expand(len(part), *a.shape[1:]) for a in args))
+            with torch.no_grad():
+                scores = target(
+                    points, *(a.expand(len(part), *a.shape[1:]) for a in args)
+                )
+                if backward:
+                    picked = scores[:, 1] if scores.dim() > 1 else scores
+                    torch.autograd.grad(picked.sum(), leaves.pop())
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def _igcam(target, layer, inputs, args, n_steps: int, chunk: int) -> None:
@@ -98,11 +125,15 @@ def _igcam(target, layer, inputs, args, n_steps: int, chunk: int) -> None:
 def _run(case: Case, size: int, variant: str, n_steps: int, chunk: int) -> float:
     target, layer, inputs, args = _build(case, size)
     started = time.perf_counter()
-    if variant == "floor":
-        _floor(target, inputs, args, n_steps, chunk)
-    else:
-        _igcam(target, layer, inputs, args, n_steps, chunk)
+    _call(variant, target, layer, inputs, args, n_steps, chunk)
     return time.perf_counter() - started
+
+
+def _call(variant: str, target, layer, inputs, args, n_steps: int, chunk: int):
+    if variant == "igcam":
+        _igcam(target, layer, inputs, args, n_steps, chunk)
+    else:
+        _floor(target, layer, inputs, args, n_steps, chunk, variant == "floor")
 
 
 def _peak_memory_mib(case: Case, size: int, variant: str, steps: int, chunk: int):
@@ -120,10 +151,7 @@ def _child(name: str, variant: str, size: str, steps: str, chunk: str) -> None:
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # resets the peak (VmHWM) to the current RSS (Linux)
     before = _status_mib("VmRSS")
-    if variant == "floor":
-        _floor(target, inputs, args, int(steps), int(chunk))
-    else:
-        _igcam(target, layer, inputs, args, int(steps), int(chunk))
+    _call(variant, target, layer, inputs, args, int(steps), int(chunk))
     print(json.dumps({"peak_mib": round(_status_mib("VmHWM") - before, 1)}))
 
 
@@ -153,11 +181,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--chunks", default="2,8", help="internal batch sizes")
     parser.add_argument("--size-scale", type=float, default=1.0)
+    parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
         return
+    if args.json:
+        results_file.claim(args.json, SCRIPT)
+    rows = []
     torch.set_num_threads(1)
     chunks = [int(c) for c in args.chunks.split(",")]
     print(
@@ -169,23 +201,44 @@ def main() -> None:
         size = round(case.size * args.size_scale)
         print(f"\n{case.name}: {case.model} at {size}x{size}, layer {case.layer}")
         for chunk in chunks:
-            times = {"floor": [], "igcam": []}
+            times = {"forward": [], "floor": [], "igcam": []}
             for _ in range(args.repeats):
                 for variant in times:
                     times[variant].append(_run(case, size, variant, args.steps, chunk))
             median = {v: statistics.median(t) for v, t in times.items()}
             memory = {
-                v: _peak_memory_mib(case, size, v, args.steps, chunk) for v in times
+                v: _peak_memory_mib(case, size, v, args.steps, chunk)
+                for v in ("floor", "igcam")
             }
             print(
-                f"  internal_batch_size={chunk}: time {median['igcam']:.2f} s / "
+                f"  internal_batch_size={chunk}: igcam {median['igcam']:.2f} s / "
                 f"floor {median['floor']:.2f} s = "
-                f"{median['igcam'] / median['floor']:.2f}; peak memory "
+                f"{median['igcam'] / median['floor']:.2f} (forward passes alone "
+                f"{median['forward']:.2f} s: "
+                f"{median['igcam'] / median['forward']:.2f}); peak memory "
                 f"{memory['igcam']:.0f} MiB / floor {memory['floor']:.0f} MiB"
+            )
+            rows.append(
+                {
+                    "case": case.name,
+                    "model": case.model,
+                    "layer": case.layer,
+                    "size": size,
+                    "internal_batch_size": chunk,
+                    "seconds": median,
+                    "ratio_to_floor": median["igcam"] / median["floor"],
+                    "ratio_to_forward": median["igcam"] / median["forward"],
+                    "peak_mib": memory,
+                }
             )
         if case.name == "detection":
             matched, total = _matched_fraction(case, size, args.steps)
             print(f"  path points matching the explained box: {matched} of {total}")
+    if args.json:
+        settings = {"n_steps": args.steps, "repeats": args.repeats, "threads": 1}
+        load = os.getloadavg()[0]
+        results = {"settings": settings, "load_average": load, "results": rows}
+        results_file.write(args.json, results, SCRIPT)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,12 @@ Supported and tested: Captum 0.7, 0.8 and 0.9 (:data:`SUPPORTED_CAPTUM`;
 ``tests/test_captum_compat.py`` keeps this list, ``pyproject.toml`` and the
 imports in step). Every helper below has the same name and signature in the
 three releases except ``compute_layer_gradients_and_eval``, which gained
-``grad_kwargs`` in 0.8: a shim below.
+``grad_kwargs`` in 0.8 (:data:`HAS_GRAD_KWARGS`).
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
-
-import captum
 
 # Private helpers of captum._utils.common, with no public counterpart:
 # repeating additional_forward_args and the target per path point, putting
@@ -41,9 +38,9 @@ from captum._utils.common import _select_targets as _select_targets
 from captum._utils.common import _sort_key_list as _sort_key_list
 
 # Layer activations and their gradients in one pass, as LayerGradCam runs it
-# (ReshapedLayerGradCam). Captum 0.7 has no `grad_kwargs`; see below.
+# (ReshapedLayerGradCam). Captum 0.7 has no `grad_kwargs`: HAS_GRAD_KWARGS.
 from captum._utils.gradient import (
-    compute_layer_gradients_and_eval as _captum_layer_gradients_and_eval,
+    compute_layer_gradients_and_eval as compute_layer_gradients_and_eval,
 )
 
 # Type aliases of the attribute() signatures: Captum exports no typing module.
@@ -66,27 +63,7 @@ from captum.attr._utils.batching import _batch_attribution as _batch_attribution
 #: The Captum releases this package is tested against, as (major, minor).
 SUPPORTED_CAPTUM = ((0, 7), (0, 8), (0, 9))
 
-_HAS_GRAD_KWARGS = (
-    "grad_kwargs" in inspect.signature(_captum_layer_gradients_and_eval).parameters
+#: Whether ``compute_layer_gradients_and_eval`` takes ``grad_kwargs`` (0.8+).
+HAS_GRAD_KWARGS = (
+    "grad_kwargs" in inspect.signature(compute_layer_gradients_and_eval).parameters
 )
-
-
-def compute_layer_gradients_and_eval(
-    *args: Any, grad_kwargs: dict[str, Any] | None = None, **kwargs: Any
-) -> Any:
-    """Captum's ``compute_layer_gradients_and_eval`` on every supported release.
-
-    Captum 0.8 added ``grad_kwargs`` (passed on to ``torch.autograd.grad``);
-    on Captum 0.7 the call goes without it, and asking for it is an error.
-
-    Raises:
-        ValueError: If ``grad_kwargs`` is given and Captum is older than 0.8.
-    """
-    from captum_igcam._checks import bad_value  # imports this module
-
-    if _HAS_GRAD_KWARGS:
-        kwargs["grad_kwargs"] = grad_kwargs
-    elif grad_kwargs:
-        got = f"a dict with Captum {captum.__version__}"
-        raise bad_value("grad_kwargs", "None before Captum 0.8", got)
-    return _captum_layer_gradients_and_eval(*args, **kwargs)

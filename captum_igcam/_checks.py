@@ -4,12 +4,12 @@ Captum's own formatting asserts (and ``python -O`` skips asserts), so every
 check here raises a ``TypeError`` or ``ValueError`` in one form,
 ``"<parameter>: expected <what>, got <what>"`` (:func:`bad_type`,
 :func:`bad_value`). All of them run before any forward pass, except
-:func:`check_target`, which needs the model's output.
+:func:`check_target`, which needs the model's output. What torch states
+clearly itself (``grad_kwargs`` keys, a baseline's device) is left to torch.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from typing import Any
@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import Module
 
 from captum_igcam._captum_compat import SUPPORTED_METHODS
 
@@ -25,13 +24,6 @@ from captum_igcam._captum_compat import SUPPORTED_METHODS
 #: eigenproblem of size ``n_steps`` (cubic time, twice per call);
 #: ``benchmarks/gauss_legendre_nodes.py`` prints the cost around the limit.
 MAX_GAUSS_LEGENDRE_STEPS = 1000
-
-#: The keyword arguments of ``torch.autograd.grad`` that ``grad_kwargs`` may set.
-_GRAD_OPTIONS = [
-    name
-    for name, parameter in inspect.signature(torch.autograd.grad).parameters.items()
-    if parameter.default is not parameter.empty
-]
 
 
 def bad_type(name: str, expected: str, value: Any, got: str = "") -> TypeError:
@@ -63,49 +55,22 @@ def _check_count(name: str, value: Any, low: int, method: str | None = None) -> 
         raise bad_value(name, f"{optional}an integer >= {low}{rule}", value)
 
 
-def check_options(
-    n_steps: Any, method: Any, internal_batch_size: Any, grad_kwargs: Any
-) -> None:
-    """Checks the path's options and ``grad_kwargs``."""
+def check_options(n_steps: Any, method: Any, internal_batch_size: Any) -> None:
+    """Checks the path's options."""
     if method not in SUPPORTED_METHODS:
         raise bad_value("method", f"one of {list(SUPPORTED_METHODS)}", repr(method))
     _check_count("n_steps", n_steps, 2 if method.startswith("riemann") else 1, method)
     if method == "gausslegendre" and n_steps > MAX_GAUSS_LEGENDRE_STEPS:
-        limit = (
-            f"at most {MAX_GAUSS_LEGENDRE_STEPS} for method='gausslegendre' (Captum "
-            "builds its nodes in time cubic in n_steps)"
-        )
-        remedy = "use a riemann_* method for more steps"
-        raise bad_value("n_steps", limit, n_steps, remedy)
+        limit = f"at most {MAX_GAUSS_LEGENDRE_STEPS} for method='gausslegendre'"
+        raise bad_value("n_steps", limit, n_steps, "use a riemann_* method")
     if internal_batch_size is not None:
         _check_count("internal_batch_size", internal_batch_size, 1)
-    if not isinstance(grad_kwargs, (dict, type(None))):
-        expected = "None or a dict of keyword arguments for torch.autograd.grad"
-        raise bad_type("grad_kwargs", expected, grad_kwargs)
-    options = f"keyword arguments of torch.autograd.grad ({', '.join(_GRAD_OPTIONS)})"
-    for key in (grad_kwargs or {}).keys() - _GRAD_OPTIONS:
-        if key in ("outputs", "inputs"):
-            raise bad_value(
-                "grad_kwargs", options, f"{key!r}, which attribute sets itself"
-            )
-        raise bad_type("grad_kwargs", options, key, got=repr(key))
-
-
-def check_layer(layer: Any, model: Module | None) -> None:
-    """Checks that ``layer`` is a module of ``model`` (when it is known)."""
-    if not isinstance(layer, Module):
-        raise bad_type("layer", "a torch.nn.Module", layer)
-    if model is not None and not any(module is layer for module in model.modules()):
-        got = f"a {type(layer).__name__} that is not among model.modules()"
-        raise bad_value("layer", "a submodule of the model", got)
 
 
 def _check_input(inp: Any, name: str, first: Tensor) -> None:
     if not isinstance(inp, Tensor) or not inp.is_floating_point():
         got = f"dtype {inp.dtype}" if isinstance(inp, Tensor) else ""
         raise bad_type(name, "a floating-point Tensor", inp, got)
-    if inp.is_meta:
-        raise bad_value(name, "a Tensor holding values", "one on the meta device")
     if inp.dim() == 0 or inp.shape[0] == 0:
         expected = "a batch of at least one example along dimension 0"
         raise bad_value(name, expected, f"shape {tuple(inp.shape)}")
@@ -122,12 +87,7 @@ def _expanded_baseline(base: Any, inp: Tensor, name: str) -> Tensor:
         if not math.isfinite(base):
             raise bad_value(name, "finite values", base)
         return torch.full_like(inp, base)
-    if base.dtype != inp.dtype:
-        expected = f"dtype {inp.dtype} like the inputs"
-        raise bad_type(name, expected, base, str(base.dtype))
-    if base.device != inp.device:
-        expected = f"a Tensor on {inp.device} like the inputs"
-        raise bad_value(name, expected, f"one on {base.device}")
+    base = base.to(inp)  # the inputs' dtype and device
     # The inputs' number of dims or one example's, each size 1 or equal.
     aligned = inp.shape[inp.dim() - base.dim() :]
     if base.dim() not in (inp.dim(), inp.dim() - 1) or any(
@@ -147,7 +107,8 @@ def format_inputs_and_baselines(
     inputs: Any, baselines: Any
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """Checks ``inputs`` and ``baselines``; returns them as tuples of the
-    inputs' shapes (numbers and broadcastable baselines expanded)."""
+    inputs' shapes (numbers and broadcastable baselines expanded, tensors in
+    the inputs' dtype and device)."""
     inputs = (inputs,) if isinstance(inputs, Tensor) else inputs
     if not isinstance(inputs, tuple):
         raise bad_type("inputs", "a Tensor or a tuple of Tensors", inputs)

@@ -51,26 +51,26 @@ class _Capture:
         if module is self.layer and threading.get_ident() != self.thread:
             return None  # another thread's forward pass through the same module
         if not output and not args:
-            raise bad_value(
-                "attribute_to_layer_input",
-                "the explained layer to receive its input as positional arguments "
-                "(Captum's layer input)",
-                "keyword arguments only",
-                "or use attribute_to_layer_input=False",
+            expected = (
+                "the explained layer to receive its input as positional arguments"
             )
+            raise bad_value("attribute_to_layer_input", expected, "keyword arguments")
         tensors = output[0] if output else args
         is_sequence = isinstance(tensors, (tuple, list))
         items = tuple(tensors) if is_sequence else (tensors,)
-        if not all(isinstance(item, Tensor) for item in items):
-            got = [type(item).__name__ for item in items]
-            expected = "the layer's tensors to be a Tensor or a tuple of Tensors"
-            raise bad_value("layer", expected, got)
-        items = self.replace(items) if self.replace else items
+        if not all(isinstance(t, Tensor) and t.is_floating_point() for t in items):
+            got = [getattr(item, "dtype", type(item).__name__) for item in items]
+            where = "output" if output else "input"
+            expected = f"floating-point Tensors at the layer's {where} (autograd's)"
+            raise bad_type("layer", expected, got, str(got))
+        device = items[0].device
+        if self.replace and not self.calls[device]:
+            items = self.replace(items)
         if self.start_graph:
             torch.set_grad_enabled(True)
         leaves = tuple(item.detach().requires_grad_() for item in items)
-        self.calls[items[0].device] += 1
-        self.leaves[items[0].device] = leaves
+        self.calls[device] += 1
+        self.leaves[device] = leaves
         # Copies go on: in-place operations downstream change them, not the leaves.
         forwarded = tuple(leaf.clone() for leaf in leaves)
         return type(tensors)(forwarded) if is_sequence else forwarded[0]
@@ -120,13 +120,6 @@ class LayerProbe:
         self.layer_calls = max(self.layer_calls, *capture.calls.values())
         if not isinstance(output, Tensor):
             raise bad_type("forward_func", "a Tensor output", output)
-        if not has_graph:
-            raise bad_value(
-                "forward_func",
-                "an output computed from the explained layer's output with grad mode "
-                "left on",
-                "one with no gradient there",
-            )
         return output, self._gathered(capture)
 
     def bypasses_layer(self, inputs: Tensors, additional_forward_args: Any) -> bool:
@@ -165,14 +158,10 @@ class LayerProbe:
             handle.remove()
         if capture.calls:
             return output
-        remedy = "explain a submodule that forward_func runs on every call"
+        remedy = ""
         if hasattr(self.forward_func, "_orig_mod") or getattr(
             self.forward_func, "_compiled_call_impl", None
-        ):
-            remedy = (
-                "the torch.compile'd model reused a graph traced without the layer's "
-                "hook: set torch._dynamo.config.skip_nnmodule_hook_guards = False "
-                "before its first call, or explain it before compiling it"
-            )
+        ):  # a graph traced without the hook: docs/guarantees.md, torch.compile
+            remedy = "set torch._dynamo.config.skip_nnmodule_hook_guards = False"
         got = "one the forward pass never called"
         raise bad_value("layer", "a submodule that forward_func calls", got, remedy)

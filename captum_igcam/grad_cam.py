@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import captum
 import torch
 from captum.attr import LayerGradCam
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_igcam import _captum_compat
 from captum_igcam._captum_compat import (
     TargetType,
     _format_additional_forward_args,
@@ -16,6 +18,7 @@ from captum_igcam._captum_compat import (
     _format_tensor_into_tuples,
     compute_layer_gradients_and_eval,
 )
+from captum_igcam._checks import bad_value
 from captum_igcam.reshapes import (
     ReshapeTransform,
     check_reshape_transform,
@@ -85,6 +88,12 @@ class ReshapedLayerGradCam(LayerGradCam):
             torch.Size([2, 1, 14, 14])
         """
         check_reshape_transform(reshape_transform)
+        options = {"grad_kwargs": grad_kwargs}
+        if not _captum_compat.HAS_GRAD_KWARGS:
+            if grad_kwargs:
+                got = f"a dict with Captum {captum.__version__}"
+                raise bad_value("grad_kwargs", "None before Captum 0.8", got)
+            options = {}
         gradients, evaluations = compute_layer_gradients_and_eval(
             self.forward_func,
             self.layer,
@@ -93,7 +102,7 @@ class ReshapedLayerGradCam(LayerGradCam):
             _format_additional_forward_args(additional_forward_args),
             device_ids=self.device_ids,
             attribute_to_layer_input=attribute_to_layer_input,
-            grad_kwargs=grad_kwargs,
+            **options,
         )
         maps = []
         for gradient, evaluation in zip(gradients, evaluations):

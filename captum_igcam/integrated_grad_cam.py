@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from captum.log import log_usage
 from torch import Tensor
 
 from captum_igcam._captum_compat import (
     BaselineType,
     TargetType,
+    _batch_attribution,
     _expand_additional_forward_args,
+    _expand_target,
+    _select_targets,
 )
-from captum_igcam._path import (
-    GradCamPath,
-    PathCall,
-    Steps,
-    Tensors,
-    integral,
-    points_on_line,
-)
+from captum_igcam._checks import check_target
+from captum_igcam._layer_hook import LayerProbe, Tensors
+from captum_igcam._path import GradCamPath, Term, points_on_line
 from captum_igcam.reshapes import ReshapeTransform
 
 
@@ -73,6 +72,7 @@ class IntegratedLayerGradCam(GradCamPath):
     """
 
     @log_usage()
+    @torch.inference_mode(False)  # autograd records nothing in inference mode
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -180,33 +180,65 @@ class IntegratedLayerGradCam(GradCamPath):
             >>> notebook = 50 * igcam.attribute(
             ...     inputs, target=3, n_steps=50, method="riemann_left")
         """
-        arguments = locals()  # the parameters above, by name
-        del arguments["self"]
-        return self._attribute_path(PathCall(**arguments))
-
-    def _prepare(self, call: PathCall) -> None:
-        if call.subtract_baseline_activations:
-            _, leaves = call.probe.run(call.baselines, call.additional_forward_args)
-            call.baseline_activations = tuple(leaf.detach() for leaf in leaves)
-
-    def _forward(
-        self, call: PathCall, alphas: Sequence[float]
-    ) -> tuple[Tensor, Tensors]:
-        points = tuple(
-            points_on_line(base, inp, alphas)
-            for base, inp in zip(call.baselines, call.inputs)
+        arguments = (inputs, baselines, additional_forward_args, target)
+        options = (n_steps, method, internal_batch_size, reshape_transform)
+        inputs, baselines, args, target = self._formatted(*arguments, options)
+        probe = LayerProbe(self, attribute_to_layer_input)
+        baseline_activations = None
+        if subtract_baseline_activations:
+            _, leaves = probe.run(baselines, args)
+            baseline_activations = tuple(leaf.detach() for leaf in leaves)
+        n_examples = len(inputs[0])
+        maps = _batch_attribution(
+            self,
+            n_examples,
+            internal_batch_size or n_examples * n_steps,
+            n_steps,
+            inputs=inputs,
+            baselines=baselines,
+            term=Term(reshape_transform, attr_dim_summation, per_step_relu),
+            target=target,
+            additional_forward_args=args,
+            grad_kwargs=grad_kwargs or {},
+            method=method,
+            probe=probe,
+            baseline_activations=baseline_activations,
         )
-        args = _expand_additional_forward_args(
-            call.additional_forward_args, len(alphas)
-        )
-        return call.probe.run(points, args)
+        return self._output(maps, probe, relu_attributions)
 
-    def _integrate(
-        self, call: PathCall, steps: Steps, leaves: Tensors, gradients: Tensors
+    def _attribute(
+        self,
+        inputs: Tensors,
+        baselines: Tensors,
+        target: Any,
+        additional_forward_args: Any,
+        grad_kwargs: dict[str, Any] | None,
+        probe: LayerProbe,
+        term: Term,
+        baseline_activations: Tensors | None,
+        step_sizes_and_alphas: tuple[Sequence[float], Sequence[float]],
+        **_: Any,
     ) -> Tensors:
-        bases = call.baseline_activations or (None,) * len(leaves)
+        """One chunk of path points, all examples (Captum's
+        ``_batch_attribution`` passes the chunk's weights and points, and the
+        call's ``method`` and the chunk's ``n_steps``, which are not needed)."""
+        step_sizes, alphas = step_sizes_and_alphas
+        n_examples = len(inputs[0])
+
+        def scores(output: Tensor) -> Tensor:
+            checked = check_target(target, output, n_examples)
+            return _select_targets(output, _expand_target(checked, len(alphas)))
+
+        _, leaves, gradients = self._gradients(
+            probe,
+            tuple(points_on_line(b, x, alphas) for b, x in zip(baselines, inputs)),
+            _expand_additional_forward_args(additional_forward_args, len(alphas)),
+            scores,
+            grad_kwargs,
+        )
+        bases = baseline_activations or (None,) * len(leaves)
         return tuple(
-            integral(call, steps[0], gradient, leaf, base)
+            term.integral(n_examples, step_sizes, gradient, leaf, base)
             for leaf, gradient, base in zip(leaves, gradients, bases)
         )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -12,18 +11,12 @@ from torch import Tensor
 from captum_igcam._captum_compat import (
     BaselineType,
     TargetType,
-    _expand_additional_forward_args,
+    _select_targets,
+    approximation_parameters,
 )
-from captum_igcam._checks import bad_value
-from captum_igcam._path import (
-    GradCamPath,
-    PathCall,
-    Steps,
-    Tensors,
-    integral,
-    memory_format,
-    points_on_line,
-)
+from captum_igcam._checks import bad_value, check_target
+from captum_igcam._layer_hook import LayerProbe, Tensors
+from captum_igcam._path import GradCamPath, Term, points_on_line
 from captum_igcam.reshapes import ReshapeTransform
 
 
@@ -71,6 +64,7 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
     """
 
     @log_usage()
+    @torch.inference_mode(False)  # autograd records nothing in inference mode
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -125,8 +119,11 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
                         Default: 50
             method (str, optional): Captum's quadrature rule.
                         Default: ``gausslegendre``
-            internal_batch_size (int, optional): At most this many examples x
-                        path points per chunk; the maps do not depend on it.
+            internal_batch_size (int, optional): At most this many path
+                        points per forward pass (each pass holds one
+                        example); the part before the layer runs once per
+                        pass. None: all ``n_steps`` points of an example in
+                        one pass. The maps do not depend on it.
                         Default: None
             per_step_relu (bool, optional): ReLU on each ``D_m``; False
                         integrates the signed term.
@@ -151,104 +148,90 @@ class LayerSpaceIntegratedGradCam(GradCamPath):
             >>> # Nx1x7x7 maps of class 281, NOT the paper's Integrated Grad-CAM.
             >>> maps = fast.attribute(images, target=281, internal_batch_size=200)
         """
-        arguments = locals()  # the parameters above, by name
-        del arguments["self"]
-        return self._attribute_path(PathCall(**arguments))
-
-    def _prepare(self, call: PathCall) -> None:
-        for arg in call.additional_forward_args or ():
-            if isinstance(arg, Tensor) and arg.shape[:1] != (call.n_examples,):
-                expected = f"tensors with one row per example ({call.n_examples})"
+        arguments = (inputs, baselines, additional_forward_args, target)
+        options = (n_steps, method, internal_batch_size, reshape_transform)
+        inputs, baselines, args, target = self._formatted(*arguments, options)
+        n_examples = len(inputs[0])
+        for arg in args or ():
+            if isinstance(arg, Tensor) and arg.shape[:1] != (n_examples,):
+                expected = f"tensors with one row per example ({n_examples})"
                 raise bad_value("additional_forward_args", expected, tuple(arg.shape))
-        if call.probe.bypasses_layer(*_example(call, 0)):
+        probe = LayerProbe(self, attribute_to_layer_input)
+        if probe.bypasses_layer(*_example(inputs, args, 0)):
             raise bad_value(
                 "layer",
                 "a layer that every gradient route from the input to the output "
                 "goes through",
-                "one with a route around the layer (a skipping residual connection, "
-                "say), which would carry the input's own features to every path point",
-                "Explain the whole block (e.g. model.layer4, not model.layer4[1].bn2), "
-                "or use IntegratedLayerGradCam",
+                "one with a route around the layer (a residual connection)",
+                "explain the whole block, or use IntegratedLayerGradCam",
             )
-        _, ends = call.probe.run(
-            tuple(
-                torch.cat([base, inp]).contiguous(memory_format=memory_format(inp))
-                for base, inp in zip(call.baselines, call.inputs)
-            ),
-            _expand_additional_forward_args(call.additional_forward_args, 2),
-        )
-        ends = tuple(end.detach() for end in ends)
-        call.baseline_activations = tuple(end[: call.n_examples] for end in ends)
-        call.input_activations = tuple(end[call.n_examples :] for end in ends)
+        _, leaves = probe.run(baselines, args)
+        starts = tuple(leaf.detach() for leaf in leaves)
+        term = Term(reshape_transform, attr_dim_summation, per_step_relu)
 
-    def _forward(
-        self, call: PathCall, alphas: Sequence[float]
-    ) -> tuple[Tensor, Tensors]:
-        outputs, leaves = [], []
-        for index in range(call.n_examples):
-            rows = slice(index, index + 1)
-            points = tuple(
-                points_on_line(base[rows], actual[rows], alphas)
-                for base, actual in zip(
-                    call.baseline_activations, call.input_activations
-                )
-            )
-            try:
-                output, example_leaves = call.probe.run(
-                    *_example(call, index), replace=lambda _, points=points: points
-                )
-            except RuntimeError as error:
-                raise _unsupported(f"a failed forward pass: {error}") from error
-            if call.probe.layer_calls > 1:
-                raise bad_value(
-                    "layer",
-                    "a layer that runs once per forward pass",
-                    f"{call.probe.layer_calls} calls",
-                    "LayerSpaceIntegratedGradCam needs it; use IntegratedLayerGradCam",
-                )
-            if output.shape[0] != len(alphas):
-                raise _unsupported(f"{output.shape[0]} output rows, not {len(alphas)}")
-            outputs.append(output)
-            leaves.extend(example_leaves)
-        return torch.stack(outputs, dim=1).flatten(0, 1), tuple(leaves)
+        def chunk(index: int, quadrature: list[tuple[float, float]]) -> Tensors:
+            """Example ``index``'s part of the integral over a chunk of path
+            points: one pass of its input, whose layer tensors ``A(x)`` are
+            replaced by the points ``A(x') + a (A(x) - A(x'))``."""
+            alphas = [alpha for _, alpha in quadrature]
+            start = tuple(tensor[index : index + 1] for tensor in starts)
+            ends: list[Tensor] = []
 
-    def _integrate(
-        self, call: PathCall, steps: Steps, leaves: Tensors, gradients: Tensors
-    ) -> Tensors:
-        # D_m = a_m sum_k w_k(m) (A_k(x) - A_k(x')), and a_m >= 0.
-        weights = [step * alpha for step, alpha in zip(*steps)]
-        per_tensor = len(call.input_activations)
-        return tuple(
-            integral(
-                call,
-                weights,
-                torch.stack(gradients[i::per_tensor], dim=1).flatten(0, 1),
-                actual - base,
+            def replace(actual: Tensors) -> Tensors:
+                ends[:] = [tensor.detach() for tensor in actual]
+                return tuple(points_on_line(*ab, alphas) for ab in zip(start, ends))
+
+            def scores(output: Tensor) -> Tensor:
+                _check_pass(probe, output, len(alphas))
+                checked = check_target(target, output, n_examples)
+                mine = checked[index] if isinstance(checked, list) else checked
+                return _select_targets(output, mine)
+
+            example = _example(inputs, args, index)
+            _, _, gradients = self._gradients(
+                probe, *example, scores, grad_kwargs, replace
             )
-            for i, (base, actual) in enumerate(
-                zip(call.baseline_activations, call.input_activations)
+            # D_m = a_m sum_k w_k(m) (A_k(x) - A_k(x')), and a_m >= 0.
+            weights = [step * alpha for step, alpha in quadrature]
+            return tuple(
+                term.integral(1, weights, gradient, end - base)
+                for gradient, end, base in zip(gradients, ends, start)
             )
+
+        step_sizes, alphas = approximation_parameters(method)
+        quadrature = list(zip(step_sizes(n_steps), alphas(n_steps)))
+        size = internal_batch_size or n_steps
+        pieces = [quadrature[first : first + size] for first in range(0, n_steps, size)]
+        maps = [
+            [sum(parts) for parts in zip(*(chunk(index, piece) for piece in pieces))]
+            for index in range(n_examples)
+        ]
+        return self._output(tuple(map(torch.cat, zip(*maps))), probe, relu_attributions)
+
+
+def _check_pass(probe: LayerProbe, output: Tensor, n_points: int) -> None:
+    """Refuses a pass whose layer ran more than once or whose output does
+    not have one row per path point."""
+    if probe.layer_calls > 1:
+        calls = f"{probe.layer_calls} calls"
+        raise bad_value("layer", "a layer that runs once per forward pass", calls)
+    if output.shape[0] != n_points:
+        raise bad_value(
+            "forward_func",
+            "a model whose part after the layer follows the layer's batch size "
+            "(one row per path point)",
+            f"{output.shape[0]} output rows, not {n_points}",
+            "use IntegratedLayerGradCam, or x.flatten(1), not "
+            "x.view(inputs.size(0), -1)",
         )
 
 
-def _example(call: PathCall, index: int) -> tuple[Tensors, Any]:
+def _example(inputs: Tensors, args: Any, index: int) -> tuple[Tensors, Any]:
     """One example's inputs and additional arguments (tensors: its row)."""
     rows = slice(index, index + 1)
-    args = call.additional_forward_args
     if args is not None:
         args = tuple(arg[rows] if isinstance(arg, Tensor) else arg for arg in args)
-    return tuple(inp[rows] for inp in call.inputs), args
-
-
-def _unsupported(got: str) -> ValueError:
-    return bad_value(
-        "forward_func",
-        "a model whose part after the layer follows the layer's batch size (one "
-        "row per path point), as LayerSpaceIntegratedGradCam needs",
-        got,
-        "use IntegratedLayerGradCam, or a forward that reshapes with the features' "
-        "own batch size (e.g. x.flatten(1) rather than x.view(inputs.size(0), -1))",
-    )
+    return tuple(inp[rows] for inp in inputs), args
 
 
 __all__ = ["LayerSpaceIntegratedGradCam"]

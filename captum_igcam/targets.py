@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -131,6 +132,10 @@ def _check_region(region: Tensor, logits: Tensor) -> Tensor:
             "passed as additional_forward_args=(region,)"
         )
         raise bad_value("region", expected, _shape(region))
+    valid = torch.isfinite(region) & (region >= 0)
+    if (first := _first(~valid.flatten(1).all(dim=1))) is not None:
+        expected = "finite weights >= 0 in every example's region"
+        raise bad_value("region", expected, f"others for example {first}")
     if (first := _first((region.flatten(1) <= 0).all(dim=1))) is not None:
         expected = "a pixel > 0 in every example's region (an empty one has no score)"
         raise bad_value("region", expected, f"an empty region for example {first}")
@@ -301,7 +306,9 @@ class DetectionScore(nn.Module):
             raise bad_type("detector", "an nn.Module", detector)
         if output not in DETECTION_OUTPUTS:
             raise bad_value("output", f"one of {DETECTION_OUTPUTS}", repr(output))
-        if isinstance(min_iou, bool) or not 0.0 <= float(min_iou) <= 1.0:
+        if isinstance(min_iou, bool) or not isinstance(min_iou, numbers.Real):
+            raise bad_type("min_iou", "a number in [0, 1]", min_iou)
+        if not 0.0 <= min_iou <= 1.0:
             raise bad_value("min_iou", "a number in [0, 1]", repr(min_iou))
         self.detector = detector
         self.output = output

@@ -156,17 +156,29 @@ def test_layer_space_class_matches_its_naive_reference(method):
     assert_close_to(result, expected)
 
 
-def test_layer_space_prefix_runs_once_per_example_and_chunk():
+@pytest.mark.parametrize(
+    ("internal_batch_size", "passes_per_example"),
+    [(None, 1), (10, 1), (11, 1), (35, 1), (4, 3), (1, 10)],
+)
+def test_layer_space_prefix_runs_once_per_example_and_call(
+    internal_batch_size, passes_per_example
+):
+    """The part before the layer runs once per example whenever a chunk holds
+    one example's n_steps points; a smaller internal_batch_size (a memory
+    bound) splits an example's points, and each chunk runs its prefix."""
     model = TinyCNN().double().eval()
     counter = _ForwardCounter(model.conv1)
     LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
-        torch.randn(2, 3, 8, 8, dtype=torch.float64), target=1, n_steps=10
+        torch.randn(3, 3, 8, 8, dtype=torch.float64),
+        target=1,
+        n_steps=10,
+        internal_batch_size=internal_batch_size,
     )
     counter.handle.remove()
-    # The check for a route around the layer on one example, both ends of
-    # the path of both examples in one pass, then one chunk: one pass per
-    # example, whose prefix runs on that example alone.
-    assert counter.batch_sizes == [1, 4, 1, 1]
+    # The check for a route around the layer on one example, the baselines
+    # of the three examples in one pass, then each example's passes, whose
+    # prefix runs on that example alone.
+    assert counter.batch_sizes == [1, 3] + [1] * (3 * passes_per_example)
 
 
 def test_layer_space_maps_differ_from_the_papers():
@@ -236,9 +248,8 @@ class ViewFromInput(TinyCNN):
         return self.fc(hidden.view(x.shape[0], -1))
 
 
-@pytest.mark.parametrize("model_class", [BatchFromInput, ViewFromInput])
-def test_layer_space_refuses_a_model_tied_to_the_input_batch(model_class):
-    model = model_class().double().eval()
+def test_layer_space_refuses_a_model_tied_to_the_input_batch():
+    model = BatchFromInput().double().eval()
     with pytest.raises(
         ValueError,
         match="^forward_func: expected a model whose part after the layer follows "
@@ -247,6 +258,35 @@ def test_layer_space_refuses_a_model_tied_to_the_input_batch(model_class):
         LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
             torch.randn(1, 3, 8, 8, dtype=torch.float64), target=0, n_steps=3
         )
+
+
+class OutOfMemoryAfterTheLayer(TinyCNN):
+    """Runs out of memory when the part after the layer gets more than 2 rows."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.pool(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
+        if len(hidden) > 2:
+            raise torch.OutOfMemoryError("out of memory in the head")
+        return self.fc(hidden.flatten(1))
+
+
+@pytest.mark.parametrize(
+    ("model_class", "error", "message"),
+    [
+        (ViewFromInput, RuntimeError, "mat1 and mat2 shapes cannot be multiplied"),
+        (OutOfMemoryAfterTheLayer, torch.OutOfMemoryError, "out of memory in the"),
+    ],
+)
+def test_layer_space_passes_on_errors_it_did_not_diagnose(model_class, error, message):
+    """A failure inside the model (an out-of-memory error that a caller may
+    catch to retry with smaller chunks, a shape error) reaches the caller as
+    it was raised, not as a ValueError about the model's design."""
+    model = model_class().double().eval()
+    with pytest.raises(error, match=message) as raised:
+        LayerSpaceIntegratedGradCam(model, model.conv2).attribute(
+            torch.randn(2, 3, 8, 8, dtype=torch.float64), target=0, n_steps=3
+        )
+    assert type(raised.value) is error
 
 
 def test_layer_space_refuses_a_layer_called_twice():
@@ -307,7 +347,7 @@ def test_layer_space_refuses_a_layer_inside_a_residual_block(
     message = str(refusal.value)
     assert message.startswith("layer: ")
     assert "route around the layer" in message
-    assert "Explain the whole block" in message
+    assert "explain the whole block" in message
     assert "IntegratedLayerGradCam" in message
     assert counter.batch_sizes == [1]
     assert _hook_count(model) == hooks_before

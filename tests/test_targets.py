@@ -206,6 +206,19 @@ def test_bad_regions_and_outputs_are_named(segmenter):
         match="^region: expected a pixel > 0 .*, got an empty region for example 1",
     ):
         scores(inputs, empty)
+    for value in (-1.0, float("nan"), float("inf")):
+        weights = torch.ones(2, 8, 8)
+        weights[1, 2, 3] = value
+        with pytest.raises(
+            ValueError,
+            match="^region: expected finite weights >= 0 in every example's "
+            "region, got others for example 1",
+        ):
+            scores(inputs, weights)
+    cancelling = torch.ones(2, 8, 8)
+    cancelling[0, :4] = -1.0  # sums to zero
+    with pytest.raises(ValueError, match="^region: expected finite weights >= 0"):
+        scores(inputs, cancelling)
     flat = SegmentationScores(torch.nn.Flatten())
     with pytest.raises(ValueError, match="model: expected N x C x H x W logits"):
         flat(inputs, torch.ones(2, 8, 8))
@@ -398,8 +411,14 @@ def test_bad_detection_arguments_are_named(detector, det_case):
         ValueError, match=r"output: expected one of \('score', 'score\+iou'\)"
     ):
         DetectionScore(detector, output="iou")
-    with pytest.raises(ValueError, match="min_iou: expected a number in"):
-        DetectionScore(detector, min_iou=1.5)
+    for min_iou in (1.5, float("nan")):
+        with pytest.raises(ValueError, match="^min_iou: expected a number in"):
+            DetectionScore(detector, min_iou=min_iou)
+    for min_iou in (None, "high", True):
+        with pytest.raises(
+            TypeError, match=r"^min_iou: expected a number in \[0, 1\], got "
+        ):
+            DetectionScore(detector, min_iou=min_iou)
     with pytest.raises(ValueError, match="inputs: expected images N x 3 x H x W"):
         target(inputs[0], boxes, labels)
     flat = boxes.clone()

@@ -139,19 +139,14 @@ def test_inference_tensors_and_inference_mode_give_the_normal_map(
     assert torch.equal(result, expected)
 
 
-def test_model_created_in_inference_mode_is_refused_naming_inference_mode():
+def test_model_created_in_inference_mode_is_refused_naming_inference_tensors():
+    """torch refuses to record its inference-tensor parameters, and says so."""
     with torch.inference_mode():
         model = make_model()
-    with pytest.raises(
-        ValueError,
-        match="^forward_func: expected a model whose parameters and buffers "
-        "autograd can use, got 'conv1.weight', an inference tensor; .*"
-        r"torch.inference_mode\(\)",
-    ):
+    with pytest.raises(RuntimeError, match="Inference tensors cannot be saved"):
         IntegratedLayerGradCam(model, model.conv2).attribute(
             make_inputs(), target=1, n_steps=3
         )
-    assert model.batch_sizes == []
 
 
 class ModuleWrapper(nn.Module):

@@ -1,7 +1,8 @@
 """Chunk sizes of model passes, derived from a memory budget.
 
 A path method's pass keeps, for every path point in it, what autograd saves
-for the backward pass; the deletion/insertion curves run no-grad passes whose
+for the backward pass (of the whole model, or of the part after the layer for
+the layer-space method); the deletion/insertion curves run no-grad passes whose
 memory follows the largest activation. :func:`chunk_sizes` measures both for
 one example of the model (one small pass each) and divides the budget by
 them, so that no pass of the path methods in
@@ -48,7 +49,10 @@ class ChunkSizes:
 
 
 def chunk_sizes(
-    model: nn.Module, example: Tensor, budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
+    model: nn.Module,
+    example: Tensor,
+    budget_mb: int = DEFAULT_MEMORY_BUDGET_MB,
+    after: nn.Module | None = None,
 ) -> ChunkSizes:
     """Rows per pass that keep each pass of ``model`` within ``budget_mb``.
 
@@ -58,6 +62,11 @@ def chunk_sizes(
             which the first example is used).
         budget_mb (int, optional): Memory one pass may use, in MiB.
             Default: :data:`DEFAULT_MEMORY_BUDGET_MB`
+        after (nn.Module, optional): A layer of ``model`` whose output the
+            path points replace (``LayerSpaceIntegratedGradCam``): a path row
+            then holds what the part after it saves, the part before it runs
+            once on the example, without a graph.
+            Default: None (a path row runs the whole model)
 
     Returns:
         ChunkSizes: At least one row each; curve rows at most
@@ -75,7 +84,7 @@ def chunk_sizes(
     check_positive_int("budget_mb", budget_mb)
     example = example[:1].detach()
     budget = budget_mb * 2**20
-    saved = _saved_bytes(model, example)
+    saved = _saved_bytes(model, example, after)
     activation = _largest_activation_bytes(model, example)
     return ChunkSizes(
         path_rows=max(1, int(budget / (BACKWARD_FACTOR * max(saved, 1)))),
@@ -88,8 +97,12 @@ def chunk_sizes(
     )
 
 
-def _saved_bytes(model: nn.Module, example: Tensor) -> int:
-    """Bytes of the tensors autograd saves for one example, parameters excepted."""
+def _saved_bytes(
+    model: nn.Module, example: Tensor, after: nn.Module | None = None
+) -> int:
+    """Bytes of the tensors autograd saves for one example, parameters
+    excepted: for the whole model, or for the part after the layer ``after``
+    (whose output starts the graph)."""
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages: dict[int, int] = {}
 
@@ -99,9 +112,19 @@ def _saved_bytes(model: nn.Module, example: Tensor) -> int:
             storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    inputs = example.clone().requires_grad_(True)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _same):
-        model(inputs)
+    def start_graph(module: nn.Module, args: object, output: Tensor) -> Tensor:
+        torch.set_grad_enabled(True)
+        return output.detach().requires_grad_()
+
+    handle = after.register_forward_hook(start_graph) if after is not None else None
+    inputs = example.clone().requires_grad_(after is None)
+    try:
+        with torch.set_grad_enabled(after is None):
+            with torch.autograd.graph.saved_tensors_hooks(pack, _same):
+                model(inputs)
+    finally:
+        if handle is not None:
+            handle.remove()
     return sum(storages.values())
 
 

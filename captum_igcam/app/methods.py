@@ -118,10 +118,16 @@ class _PathRows:
     """A path method's ``internal_batch_size``: the settings' own, or else the
     most rows (examples x path points) per pass that keep one pass of the
     model within ``settings.memory_budget_mb``, measured once per input shape
-    (:func:`~captum_igcam.app.memory.chunk_sizes`)."""
+    (:func:`~captum_igcam.app.memory.chunk_sizes`); with ``after``, a row
+    holds the part of the model after that layer (the layer-space path)."""
 
-    def __init__(self, model: nn.Module, settings: MethodSettings) -> None:
-        self.model, self.settings = model, settings
+    def __init__(
+        self,
+        model: nn.Module,
+        settings: MethodSettings,
+        after: nn.Module | None = None,
+    ) -> None:
+        self.model, self.settings, self.after = model, settings, after
         self.measured: dict[tuple[int, ...], int] = {}
 
     def __call__(self, inputs: Tensor) -> int:
@@ -129,7 +135,8 @@ class _PathRows:
             return self.settings.internal_batch_size
         shape = tuple(inputs.shape[1:])
         if shape not in self.measured:
-            sizes = chunk_sizes(self.model, inputs, self.settings.memory_budget_mb)
+            budget = self.settings.memory_budget_mb
+            sizes = chunk_sizes(self.model, inputs, budget, self.after)
             self.measured[shape] = sizes.path_rows
         return self.measured[shape]
 
@@ -152,7 +159,8 @@ def _grad_cam_path(
     def build(model: nn.Module, layer: nn.Module, settings: MethodSettings):
         explainer = explainer_class(model, layer)
         factor = settings.n_steps if steps_summed else 1
-        rows = _PathRows(model, settings)
+        in_layer_space = explainer_class is LayerSpaceIntegratedGradCam
+        rows = _PathRows(model, settings, layer if in_layer_space else None)
         call_options = {
             "n_steps": settings.n_steps,
             "method": settings.method,
