@@ -362,7 +362,8 @@ def test_every_pass_of_the_default_loop_stays_within_the_memory_budget() -> None
         curve_steps=20,
         progress=False,
     )
-    assert result.settings["internal_batch_size"] == sizes.path_rows
+    assert result.settings["internal_batch_size"] is None  # sized per method
+    assert result.settings["path_batch_size"] == sizes.path_rows
     assert result.settings["curve_batch_size"] == sizes.curve_rows
     # Every path method's gradient passes are cut to the budget's rows...
     assert max(model.passes[True]) == sizes.path_rows
@@ -377,6 +378,7 @@ def test_every_pass_of_the_default_loop_stays_within_the_memory_budget() -> None
         progress=False,
     )
     assert chosen.settings["internal_batch_size"] == 12  # the user's choice wins
+    assert chosen.settings["path_batch_size"] == 12
 
 
 def test_chunk_sizes_divide_the_budget_by_what_one_example_holds() -> None:

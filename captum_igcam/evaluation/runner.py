@@ -11,7 +11,6 @@ paired difference between two methods on the same images
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -362,13 +361,16 @@ def evaluate(
         for batch in _batches(dataset, batch_size):
             if sizes is None:
                 sizes = _chunk_sizes(bundle, batch[0], settings.memory_budget_mb)
-                settings = _with_path_rows(settings, sizes, batch_size)
                 functions = {
                     name: METHODS[name].build(bundle.model, layer, settings)
                     for name in methods
                 }
                 result.settings = {
                     **settings.describe(),
+                    # Rows per pass of the input-space path methods (each
+                    # method sizes its own passes from the same budget).
+                    "path_batch_size": settings.internal_batch_size
+                    or max(sizes.path_rows, batch_size),
                     "curve_steps": curve_steps,
                     "curve_batch_size": sizes.curve_rows,
                     "batch_images": batch_size,
@@ -390,19 +392,6 @@ def evaluate(
 def _chunk_sizes(bundle: ModelBundle, sample: Sample, budget_mb: int) -> ChunkSizes:
     example = bundle.preprocess(sample.image).unsqueeze(0)
     return chunk_sizes(bundle.model, example, budget_mb)
-
-
-def _with_path_rows(
-    settings: MethodSettings, sizes: ChunkSizes, batch_size: int
-) -> MethodSettings:
-    """The settings with the budget's ``internal_batch_size`` unless one is set.
-
-    Captum needs at least one row per example of a pass.
-    """
-    if settings.internal_batch_size is not None:
-        return settings
-    rows = max(sizes.path_rows, batch_size)
-    return dataclasses.replace(settings, internal_batch_size=rows)
 
 
 def _batches(dataset: Dataset, size: int) -> Iterator[list[Sample]]:
