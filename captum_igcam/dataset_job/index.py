@@ -55,15 +55,16 @@ of any problem.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 INDEX_FORMAT = "captum-igcam-maps/4"
 _FORMAT_FAMILY = "captum-igcam-maps/"
@@ -110,14 +111,9 @@ def source_digest(path: str | os.PathLike[str]) -> str | None:
     Returns:
         str or None: 64 hex digits, as ``"file_sha256"`` records them.
     """
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+    with _regular_file(path, follow_links=True) as handle:
+        if handle is None:
             return None
-        os.set_blocking(handle.fileno(), True)
         digest = hashlib.sha256()
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -151,15 +147,28 @@ def read_regular_file(path: Path) -> bytes | None:
     would otherwise wait forever for a writer) and its type is checked on
     the open descriptor before anything is read.
     """
+    with _regular_file(path, follow_links=False) as handle:
+        return None if handle is None else handle.read()
+
+
+@contextlib.contextmanager
+def _regular_file(
+    path: str | os.PathLike[str], follow_links: bool
+) -> Iterator[BinaryIO | None]:
+    """The file open for reading, or None if it cannot be opened or is not a
+    regular file; opened without blocking, its type checked on the descriptor."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        descriptor = os.open(path, flags)
     except OSError:
-        return None
+        yield None
+        return
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None
+            yield None
+            return
         os.set_blocking(handle.fileno(), True)
-        return handle.read()
+        yield handle
 
 
 def written_by_job(path: Path, entry: Mapping[str, Any]) -> bool:
