@@ -325,3 +325,51 @@ def test_library_versions_are_recorded():
     versions = peer_methods.library_versions()
     assert versions["grad-cam"].startswith("1.5.")
     assert versions["torch"] == torch.__version__.split("+")[0]
+
+
+def test_ablation_cam_at_a_layer_called_with_keyword_arguments():
+    """EfficientNet calls its blocks with ``drop_connect_rate=``: the
+    ablation layer that stands in for one takes and ignores it."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x, drop_connect_rate=None):
+            return torch.relu(self.conv(x))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = Block()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(self.block(x, drop_connect_rate=0.2).mean(dim=(2, 3)))
+
+    model = Net().double().eval()
+    inputs = (make_inputs(),)
+    block = model.block
+    before = model_state(model, inputs)
+    layer_map = _peer("ablationcam", model, model.block)(inputs[0], 1)
+    assert layer_map.shape == (2, 1, 8, 8) and float(layer_map.amax()) > 0
+    assert model.block is block
+    assert_same_state(before, model_state(model, inputs))
+
+
+def test_ablation_cam_refuses_a_layer_that_needs_a_reshape_transform():
+    from helpers import small_vit
+
+    from captum_igcam.reshapes import vit_tokens
+
+    vit = small_vit()
+    layer = vit.encoder.layers[-1].ln_1
+    settings = MethodSettings(reshape_transform=vit_tokens())
+    with pytest.raises(ValueError, match="^methods: ablationcam ablates channels"):
+        METHODS["ablationcam"].build(vit, layer, settings)
+    # The gradient methods take the transform.
+    layer_map = METHODS["layercam"].build(vit, layer, settings)(
+        torch.randn(1, 3, 32, 32, dtype=torch.float64), 1
+    )
+    assert layer_map.shape == (1, 1, 4, 4)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -46,7 +47,6 @@ import results_file  # noqa: E402
 
 from captum_igcam import cli  # noqa: E402
 from captum_igcam.app.methods import METHODS  # noqa: E402
-from captum_igcam.app.models import resolve_layer  # noqa: E402
 from captum_igcam.app.peer_methods import library_versions  # noqa: E402
 from captum_igcam.app.settings import MethodSettings  # noqa: E402
 from captum_igcam.evaluation.datasets import load_dataset  # noqa: E402
@@ -66,18 +66,23 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def peak_memory_mb(method: str, settings: MethodSettings, repeats: int) -> float:
-    """Median peak resident-set growth of one map of the first composite."""
-    bundle = settings.load_model()
-    settings = settings.for_model(bundle)
-    layer = resolve_layer(bundle.model, settings.layer or bundle.layer_name)
-    sample = next(iter(load_dataset("composites", 1, seed=0)))
-    inputs = bundle.preprocess(sample.image).unsqueeze(0)
-    target = int(bundle.model(inputs).argmax())
+def measure_peak_memory(method: str, layer: str, steps: int, repeats: int) -> float:
+    """Median peak resident-set growth of one map of the first composite, MiB.
+
+    Run in a fresh process (``--measure-memory``), so that memory freed by
+    earlier work in the same heap does not hide the call's own growth.
+    """
     from captum_igcam.app.baselines import baseline_input
 
+    settings = MethodSettings(layer=layer, n_steps=steps)
+    bundle = settings.load_model()
+    settings = settings.for_model(bundle)
+    function = METHODS[method].build(bundle.model, bundle.layer(), settings)
+    sample = next(iter(load_dataset("composites", 1, seed=0)))
+    inputs = bundle.preprocess(sample.image).unsqueeze(0)
+    with torch.no_grad():
+        target = int(bundle.model(inputs).argmax())
     baselines = baseline_input(bundle, sample.image, settings.baseline)
-    function = METHODS[method].build(bundle.model, layer, settings)
     growth = []
     for _ in range(repeats):
         Path("/proc/self/clear_refs").write_text("5")
@@ -87,20 +92,50 @@ def peak_memory_mb(method: str, settings: MethodSettings, repeats: int) -> float
     return statistics.median(growth)
 
 
+def peak_memory_mb(method: str, layer: str, steps: int, repeats: int) -> float:
+    """:func:`measure_peak_memory` in a subprocess of this script."""
+    import subprocess
+
+    argv = [sys.executable, __file__, "--measure-memory", method, "--layer", layer]
+    argv += ["--steps", str(steps), "--memory-repeats", str(repeats)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def strict(value: object) -> object:
+    """``value`` with every NaN or infinity replaced by None (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strict(item) for item in value]
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layer", default="_head_activation")
     parser.add_argument("--methods", default=METHODS_DEFAULT)
-    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--curve-steps", type=int, default=5)
     parser.add_argument(
         "--sanity", default="cascading", help="cascading, independent or none"
     )
     parser.add_argument("--sanity-stages", type=int, default=2)
-    parser.add_argument("--memory-repeats", type=int, default=2)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--memory-repeats", type=int, default=1)
+    parser.add_argument("--out", help="results file (required unless measuring)")
+    parser.add_argument("--measure-memory", metavar="METHOD", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_memory:
+        peak = measure_peak_memory(
+            args.measure_memory, args.layer, args.steps, args.memory_repeats
+        )
+        print(peak)
+        return
+    if not args.out:
+        parser.error("--out is required")
     out = results_file.claim(args.out, SCRIPT)
     torch.manual_seed(0)
     load_before = os.getloadavg()
@@ -116,19 +151,18 @@ def main() -> None:
             "--curve-steps", str(args.curve_steps),
             "--seed", "0",
             "--no-progress",
-            "--json", str(result_path),
         ]  # fmt: skip
         if args.sanity != "none":
             command += ["--sanity", args.sanity]
             command += ["--sanity-stages", str(args.sanity_stages)]
+        command += ["--json", str(result_path)]
         status = cli.main(command)
         if status != 0:
             raise SystemExit(f"the benchmark command failed with status {status}")
         benchmark = json.loads(result_path.read_text())
     seconds = time.time() - started
-    settings = MethodSettings(layer=args.layer, n_steps=args.steps)
     memory = {
-        name: peak_memory_mb(name, settings, args.memory_repeats)
+        name: peak_memory_mb(name, args.layer, args.steps, args.memory_repeats)
         for name in args.methods.split(",")
     }
     import captum
@@ -152,7 +186,7 @@ def main() -> None:
             "load_average": {"before": load_before, "after": os.getloadavg()},
             "wall_seconds": round(seconds, 1),
             "peak_memory_mb": memory,
-            "benchmark": benchmark,
+            "benchmark": strict(benchmark),
         },
         SCRIPT,
     )

@@ -378,9 +378,31 @@ def _quiet_progress(cam_module: types.ModuleType) -> Iterator[None]:
         cam_module.tqdm = progress
 
 
+def _ablation_layer(module: types.ModuleType) -> nn.Module:
+    """The library's ``AblationLayer``, callable as the layer it stands in for.
+
+    It returns the layer's cached activations with channels ablated and
+    ignores its input; the library calls it with the input alone, which
+    fails for a layer its parent calls with more arguments (EfficientNet's
+    blocks take ``drop_connect_rate``). This one takes and ignores them.
+    """
+
+    class AnyArguments(module.AblationLayer):
+        def __call__(self, inputs: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+            return super().__call__(inputs)
+
+    return AnyArguments()
+
+
 def _peer_builder(peer: PeerMethod) -> Callable[..., Callable[..., Tensor]]:
     def build(model: nn.Module, layer: nn.Module, settings: MethodSettings):
         module = library(peer.name)  # fails before any image is explained
+        if peer.class_name == "AblationCAM" and settings.reshape_transform:
+            raise ValueError(
+                f"methods: {peer.name} ablates channels of (N, C, h, w) feature "
+                "maps; this layer's tensor needs a reshape transform (a "
+                "transformer's tokens): leave it out of --methods here"
+            )
         rows = _PerturbedRows(model, settings) if peer.batched else None
 
         def maps(inputs: Tensor, target: Any, baselines: Any = None) -> Tensor:
@@ -390,7 +412,7 @@ def _peer_builder(peer: PeerMethod) -> Callable[..., Callable[..., Tensor]]:
             if peer.class_name == "AblationCAM":
                 # A fresh ablation layer per call (the constructor's default
                 # instance is shared by every AblationCAM).
-                options["ablation_layer"] = module.AblationLayer()
+                options["ablation_layer"] = _ablation_layer(module)
             raw_class = _keeping_raw_maps(cam_class)
             with model_kept(model):
                 cam = raw_class(
