@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the page template has Markdown table rows
 """Write ``docs/peers.md`` from the peer study's committed results.
 
 Usage::
