@@ -358,7 +358,7 @@ def test_ablation_cam_at_a_layer_called_with_keyword_arguments():
     assert_same_state(before, model_state(model, inputs))
 
 
-def test_ablation_cam_refuses_a_layer_that_needs_a_reshape_transform():
+def test_methods_without_reshape_support_refuse_a_layer_that_needs_one():
     from helpers import small_vit
 
     from captum_igcam.reshapes import vit_tokens
@@ -366,8 +366,9 @@ def test_ablation_cam_refuses_a_layer_that_needs_a_reshape_transform():
     vit = small_vit()
     layer = vit.encoder.layers[-1].ln_1
     settings = MethodSettings(reshape_transform=vit_tokens())
-    with pytest.raises(ValueError, match="^methods: ablationcam ablates channels"):
-        METHODS["ablationcam"].build(vit, layer, settings)
+    for name in ("ablationcam", "shapleycam"):
+        with pytest.raises(ValueError, match=f"^methods: {name} reads .N, C, h, w."):
+            METHODS[name].build(vit, layer, settings)
     # The gradient methods take the transform.
     layer_map = METHODS["layercam"].build(vit, layer, settings)(
         torch.randn(1, 3, 32, 32, dtype=torch.float64), 1

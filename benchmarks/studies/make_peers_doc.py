@@ -424,10 +424,12 @@ over a region; for a detector, the score of a matched detection
 Score-CAM and Ablation-CAM on a small segmentation model and a small
 Faster R-CNN). pytorch-grad-cam's own `SemanticSegmentationTarget` and
 `FasterRCNNBoxScoreTarget` are not used: they score the raw output, which
-our targets already reduce to one score. Ablation-CAM's ablation layer
-handles 4-D feature maps only (the library's `AblationLayerVit` is not
-wired in): at a transformer's token layer `ablationcam` stops with an error
-naming `--methods`; the other methods take the model's `reshape_transform`.
+our targets already reduce to one score. In pytorch-grad-cam,
+Ablation-CAM's ablation layer handles 4-D feature maps only (its
+`AblationLayerVit` is not wired in) and ShapleyCAM does not apply a reshape
+transform to the activations it keeps: at a transformer's token layer
+`ablationcam` and `shapleycam` stop with an error naming `--methods`; the
+other methods take the model's `reshape_transform`.
 """
 
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -82,6 +83,8 @@ class PeerMethod:
             ``batch_size`` (set from the memory budget).
         class_specific (bool): The map depends on the target (False for the
             methods that read the activations alone).
+        reshapes (bool): The library applies a reshape transform for it
+            (False: only ``(N, C, h, w)`` feature maps).
         options (dict): Further constructor arguments, fixed.
     """
 
@@ -91,6 +94,7 @@ class PeerMethod:
     description: str
     batched: bool = False
     class_specific: bool = True
+    reshapes: bool = True
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,6 +147,7 @@ PEER_METHODS = (
         "ShapleyCAM",
         "ShapleyCAM",
         "ShapleyCAM (pytorch-grad-cam): gradient and Hessian-vector product weights",
+        reshapes=False,
     ),
     PeerMethod(
         "scorecam",
@@ -159,6 +164,7 @@ PEER_METHODS = (
         "Ablation-CAM (pytorch-grad-cam): score drop when a channel is zeroed; "
         "no gradient",
         batched=True,
+        reshapes=False,
     ),
     PeerMethod(
         "eigencam",
@@ -216,6 +222,15 @@ def library(method: str = "a peer method") -> types.ModuleType:
             f"pytorch-grad-cam ({error}); install the extra with {INSTALL_HINT}, "
             "or leave them out of --methods"
         ) from None
+
+
+def installed() -> bool:
+    """Whether pytorch-grad-cam can be imported (the ``peers`` extra).
+
+    Returns:
+        bool: True when the peer methods can run.
+    """
+    return importlib.util.find_spec(MODULE) is not None
 
 
 def library_versions() -> dict[str, str | None]:
@@ -378,6 +393,18 @@ def _quiet_progress(cam_module: types.ModuleType) -> Iterator[None]:
         cam_module.tqdm = progress
 
 
+def _release(helper: Any) -> None:
+    """Remove the library's hooks and drop its captured tensors.
+
+    Its own ``release()`` detaches them in place first, which fails for a
+    layer whose output is a view (ShapleyCAM keeps them attached).
+    """
+    for handle in helper.handles:
+        handle.remove()
+    helper.handles.clear()
+    helper.activations, helper.gradients = [], []
+
+
 def _ablation_layer(module: types.ModuleType) -> nn.Module:
     """The library's ``AblationLayer``, callable as the layer it stands in for.
 
@@ -397,11 +424,11 @@ def _ablation_layer(module: types.ModuleType) -> nn.Module:
 def _peer_builder(peer: PeerMethod) -> Callable[..., Callable[..., Tensor]]:
     def build(model: nn.Module, layer: nn.Module, settings: MethodSettings):
         module = library(peer.name)  # fails before any image is explained
-        if peer.class_name == "AblationCAM" and settings.reshape_transform:
+        if not peer.reshapes and settings.reshape_transform is not None:
             raise ValueError(
-                f"methods: {peer.name} ablates channels of (N, C, h, w) feature "
-                "maps; this layer's tensor needs a reshape transform (a "
-                "transformer's tokens): leave it out of --methods here"
+                f"methods: {peer.name} reads (N, C, h, w) feature maps only in "
+                "pytorch-grad-cam; this layer's tensor needs a reshape transform "
+                "(a transformer's tokens): leave it out of --methods here"
             )
         rows = _PerturbedRows(model, settings) if peer.batched else None
 
@@ -433,7 +460,7 @@ def _peer_builder(peer: PeerMethod) -> Callable[..., Callable[..., Tensor]]:
                             for index, example_target in enumerate(targets):
                                 cam(inputs[index : index + 1], [example_target])
                 finally:
-                    cam.activations_and_grads.release()
+                    _release(cam.activations_and_grads)
             raw = np.concatenate(cam.raw_maps)
             layer_map = torch.from_numpy(np.maximum(raw, 0)).unsqueeze(1)
             return layer_map.to(device=inputs.device, dtype=inputs.dtype)
@@ -462,6 +489,7 @@ __all__ = [
     "PeerMethod",
     "PeersNotInstalledError",
     "library",
+    "installed",
     "library_versions",
     "model_kept",
     "peer_targets",
