@@ -247,6 +247,10 @@ def _versions(runs: dict[str, dict]) -> str:
     return ", ".join(f"{name} {version}" for name, version in versions.items())
 
 
+def _images(runs: dict[str, dict], name: str) -> str:
+    return str(runs[name]["benchmark"]["n_images"]) if name in runs else "n/a"
+
+
 def render() -> str:
     """The page, from the committed results."""
     runs = _load()
@@ -261,6 +265,8 @@ def render() -> str:
         ),
         results="\n".join(sections).lstrip("\n"),
         sanity_pass=SANITY_PASS,
+        n_main=_images(runs, "peers_head.json"),
+        n_perturbation=_images(runs, "peers_perturbation.json"),
     )
     return body
 
@@ -393,15 +399,15 @@ stores its JSON result with the libraries' versions, the machine's load
 and each method's peak memory: the growth of the resident set during one
 map of the first composite, each method in a fresh process (the time per
 image is the benchmark's own, measured around the same call). This is a
-light configuration for a shared 2-core CPU: 8 composites, 8 integration
+light configuration for a shared 2-core CPU: {n_main} composites, 8 integration
 steps instead of 50 (8 to 32 steps changed EBPG and pixel AUROC by at most
 0.004 in [variants.md](variants.md)), 5
 deletion/insertion steps (the laptop configuration of
 [evaluation.md](evaluation.md)), and model randomisation in two stages
 (the logits, then everything). Score-CAM and Ablation-CAM score one
 perturbed image per channel and map: 1280 channels at `_head_activation`
-were beyond this machine, so they ran at `_blocks.10` (112 channels) on 4
-composites, in a run of their own.
+were beyond this machine, so they ran at `_blocks.10` (112 channels) on
+{n_perturbation} composites, in a run of their own.
 
 {results}
 
@@ -418,7 +424,7 @@ composites, in a run of their own.
   rounding, and Integrated Grad-CAM differs from Grad-CAM only through the
   path average of CAM. The middle block is where the gradient-based
   weighting schemes are actually compared.
-- **Small samples.** With 8 images (4 for Score-CAM and Ablation-CAM) the
+- **Small samples.** With {n_main} images ({n_perturbation} for Score-CAM and Ablation-CAM) the
   intervals are wide, and a difference whose interval includes 0 is not
   evidence of a tie. The command below on 1000 real photos is the test.
 - **Class-agnostic methods** (EigenCAM, KPCA-CAM, FEM) explain the
