@@ -69,6 +69,22 @@ class IntegratedLayerGradCam(GradCamPath):
     :class:`~captum_igcam.LayerSpaceIntegratedGradCam` is a faster method
     that integrates in the layer's activation space instead; it is not the
     paper's method.
+
+    Notes:
+        At a layer followed only by global average pooling and a linear
+        layer (EfficientNet's head activation, ResNet's ``layer4``), the
+        score's gradient is ``W_ck / (h w)`` at every position and at every
+        point of the path, so ``w_k`` is the same everywhere and
+        ``IGC(x) = sum_m s_m ReLU(CAM(x_{a_m}) [- CAM(x')]) / (h w)``: the
+        average of ReLU'd CAM maps along the path, with nothing left to
+        integrate in the gradient. There Grad-CAM, XGrad-CAM and HiResCAM
+        give one map (``ReLU(CAM) / (h w)``), LayerCAM is CAM over the
+        channels with ``W_ck > 0`` and Grad-CAM++ CAM over those channels
+        with weights ``W_ck / (2 + W_ck m_k)`` (``m_k`` the pooled
+        feature); ``tests/test_peers.py`` checks these equalities in float64
+        and ``docs/peers.md`` compares the methods where they differ.
+        :func:`captum_igcam.app.layer_gradient.gradient_is_constant_over_positions`
+        tells whether a layer is such a layer.
     """
 
     @log_usage()

@@ -32,6 +32,7 @@ from captum_igcam import (
     ReshapedLayerGradCam,
 )
 from captum_igcam.app.memory import chunk_sizes
+from captum_igcam.app.peer_methods import register_peer_methods
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.reshapes import to_channel_grid
 
@@ -273,3 +274,6 @@ register_method(
     "Integrated Gradients",
     "Integrated Gradients on the input, summed over colours",
 )(_captum_path(_input_space, _summed_over_channels))
+
+# pytorch-grad-cam's methods (the ``peers`` extra, imported when a map is made).
+register_peer_methods(register_method)
