@@ -163,3 +163,42 @@ def test_a_run_stopped_by_an_error_still_lists_every_file_it_wrote(
     ]
     listed = set(summary["images"][0]["files"]) | set(summary["errors"][0]["files"])
     assert {p.name for p in out.iterdir()} == listed | {"summary.json"}
+
+
+class PooledHead(torch.nn.Module):
+    """conv -> ReLU module -> global mean -> linear: at ``act`` the class
+    score's gradient is the same at every position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.act = torch.nn.ReLU()
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.conv(x)).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize(
+    "layer, methods, notes",
+    [
+        ("act", ["gradcam", "igcam"], 1),  # once for two photos
+        ("conv", ["gradcam", "igcam"], 0),  # the ReLU after it varies the gradient
+        ("act", ["gradcam"], 0),  # no Integrated Grad-CAM method asked for
+    ],
+)
+def test_explain_notes_once_when_the_layer_makes_igcam_path_averaged_cam(
+    photo_files, tmp_path, capsys, layer, methods, notes
+):
+    torch.manual_seed(0)
+    bundle = ModelBundle(
+        name="pooled", model=PooledHead().eval(), layer_name=layer, input_size=16,
+        mean=(0.5,) * 3, std=(0.25,) * 3, categories=["ant", "bee", "cow"],
+    )  # fmt: skip
+    sources, _ = explain.image_sources(photo_files)
+    (tmp_path / "out").mkdir()
+    explain.explain_images(bundle, sources, tmp_path / "out", SETTINGS, methods)
+    err = capsys.readouterr().err
+    assert err.count("note: at layer") == notes
+    if notes:
+        assert f"note: at layer {layer} the class score's gradient" in err

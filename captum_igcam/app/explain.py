@@ -217,6 +217,10 @@ def explain_images(
                     progress.update(len(methods))
                 else:
                     records.append({"image": label, **record})
+                    if len(records) == 1:
+                        _note_constant_gradient(
+                            bundle, methods, photo, record, progress
+                        )
                 current = None
     except BaseException as error:
         if current is not None:  # record what the stopped photo left
@@ -360,6 +364,34 @@ def explain_photo(
     draw(figure, prepared, len(panels))
     map_files.save_figure(figure, folder, stem)
     return {"name": stem, "sha256": photo.sha256, **prepared.record, "files": files}
+
+
+def _note_constant_gradient(
+    bundle: ModelBundle,
+    methods: Sequence[str],
+    photo: images.ImageFile,
+    record: dict[str, Any],
+    progress: Any,
+) -> None:
+    """Say once, on the first photo, when the layer makes a classifier's
+    Integrated Grad-CAM equal to path-averaged CAM (a note: nothing is wrong)."""
+    from captum_igcam.app.layer_gradient import constant_gradient_note
+
+    if bundle.task != "classification" or not any(
+        name.startswith("igcam") for name in methods
+    ):
+        return
+    inputs = bundle.preprocess(np.asarray(photo.image)).unsqueeze(0)
+    note = constant_gradient_note(
+        bundle.model,
+        bundle.layer(),
+        bundle.layer_name,
+        inputs,
+        record["target_index"],
+        bundle.reshape_transform,
+    )
+    if note is not None:
+        progress.write(f"captum-igcam: note: {note}", file=sys.stderr)
 
 
 def _base_stem(label: str) -> str:
