@@ -5,7 +5,7 @@ on this interpreter (``sys.executable``) with matplotlib's Agg backend. A cell
 that raises fails the test (the notebooks also assert some of their own
 results, e.g. that ``internal_batch_size`` does not change the map), and each
 notebook must draw its figures. There is no time limit here: how long the
-notebooks take is measured by ``benchmarks/tutorial_times.py``.
+notebooks take is measured by ``benchmarks/tools/tutorial_times.py``.
 """
 
 from __future__ import annotations

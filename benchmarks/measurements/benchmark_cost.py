@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/benchmark_cost.py [--n 4] [--methods LIST] [--steps 50]
-        [--curve-steps 20] [--memory-n 20] [--no-time] [--no-memory]
+    python benchmarks/measurements/benchmark_cost.py [--n 4] [--methods LIST]
+        [--steps 50] [--curve-steps 20] [--memory-n 20] [--no-time] [--no-memory]
         [--laptop-n 100] [--json FILE]
 
 1. **Time over the floor**, side by side in this process, on ``--n``
@@ -45,6 +45,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import results_file
 import torch

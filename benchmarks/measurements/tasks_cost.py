@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/tasks_cost.py [--steps 8] [--repeats 2] [--chunks 2,8]
-                                    [--size-scale 1.0]
+    python benchmarks/measurements/tasks_cost.py [--steps 8] [--repeats 2]
+        [--chunks 2,8] [--size-scale 1.0]
 
 For torchvision's ``deeplabv3_mobilenet_v3_large`` (``SegmentationScores``
 over a box) and ``fasterrcnn_mobilenet_v3_large_320_fpn`` (``DetectionScore``

@@ -11,7 +11,8 @@ batched values equal the one-image values.
 Run::
 
     git show 7f948b1:captum_igcam/evaluation/runner.py > /tmp/old_runner.py
-    python benchmarks/benchmark_speed.py --n 8 --reference-runner /tmp/old_runner.py
+    python benchmarks/tools/benchmark_speed.py --n 8 \
+        --reference-runner /tmp/old_runner.py
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import json
 import sys
 import time
 from pathlib import Path
+
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import numpy as np
 import results_file

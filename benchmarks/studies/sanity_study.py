@@ -10,8 +10,10 @@ skips the parts already there). The figures go to ``docs/images/sanity_*.png``.
 JSON; ``tests/test_sanity.py`` checks that the committed page matches the
 committed JSON.
 
-    python benchmarks/sanity_study.py --out benchmarks/sanity_study.json
-    python benchmarks/sanity_study.py --report benchmarks/sanity_study.json
+    python benchmarks/studies/sanity_study.py \
+        --out benchmarks/studies/sanity_study.json
+    python benchmarks/studies/sanity_study.py \
+        --report benchmarks/studies/sanity_study.json
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import numpy as np
 import results_file
@@ -33,7 +39,7 @@ from captum_igcam.evaluation.road import ROAD_NOISE_STD, ROAD_PERCENTAGES
 #: This script's name in the results files it writes.
 SCRIPT = Path(__file__).name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "sanity.md"
 IMAGES = ROOT / "docs" / "images"
 MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
@@ -369,7 +375,7 @@ def write_report(data: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="benchmarks/sanity_study.json")
+    parser.add_argument("--out", default="benchmarks/studies/sanity_study.json")
     parser.add_argument("--report", metavar="JSON", help="only rewrite docs/sanity.md")
     for option, default in DEFAULTS.items():
         parser.add_argument(f"--{option.replace('_', '-')}", type=int, default=default)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/call_memory.py [--repeats 3] [--json FILE]
+    python benchmarks/measurements/call_memory.py [--repeats 3] [--json FILE]
 
 For ResNet-50 at ``layer4`` and VGG-16 at ``features.29`` (random weights:
 memory does not depend on them), batch 1, ``n_steps=50``,
@@ -26,6 +26,9 @@ import os
 import statistics
 import sys
 from pathlib import Path
+
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import results_file
 from speed import Case, measure_memory

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/dataset_throughput.py [--device cpu|cuda] [--json FILE]
+    python benchmarks/measurements/dataset_throughput.py [--device cpu|cuda]
+        [--json FILE]
 
 In one process, with the same model, layer, path, ``n_steps``, images per
 batch and ``internal_batch_size``, two ways of explaining the same JPEG
@@ -33,6 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import numpy as np
 import results_file

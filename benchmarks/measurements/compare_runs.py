@@ -1,6 +1,6 @@
 """How far two ``captum-igcam benchmark --json`` runs on the same images are apart.
 
-Usage: ``python benchmarks/compare_runs.py FINE.json COARSE.json``
+Usage: ``python benchmarks/measurements/compare_runs.py FINE.json COARSE.json``
 
 Both runs must cover the same images (same data set, ``--n`` and seed), e.g.
 the default steps and the laptop configuration. For every method both ran

@@ -7,7 +7,7 @@ refuse ``method="gausslegendre"`` above ``MAX_GAUSS_LEGENDRE_STEPS`` steps;
 this script prints the cost around that limit next to one forward pass of
 ResNet-18 on one 224 x 224 image, measured in the same process.
 
-Usage: ``python benchmarks/gauss_legendre_nodes.py``
+Usage: ``python benchmarks/measurements/gauss_legendre_nodes.py``
 """
 
 from __future__ import annotations
