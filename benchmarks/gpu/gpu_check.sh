@@ -12,7 +12,7 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl captum==0.9.0
 # (its other needs, matplotlib, numpy, packaging, torch and tqdm, and ours,
-# torchvision, Pillow, scikit-image and scipy, are on the lent GPU machines).
+# torchvision, Pillow, scikit-image and scipy, are on most GPU machines with PyTorch).
 # Pass --device cpu after the output file for a small smoke run on a CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -20,13 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# benchmarks/lib (the results files) and the scripts this one imports.
+# benchmarks/lib: the results files every script writes.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "studies"))
 
 import results_file
 import torch
-from sanity_study import render
+from doc_blocks import render
 
 #: This script's name in the results files it writes.
 SCRIPT = Path(__file__).name
@@ -74,7 +73,7 @@ def block(entry: dict) -> str:
         f"(the same 224 px model input, model loading included) used "
         f"{cpu_per_image:.0f} CPU seconds per image "
         f"({entry['torch_threads']} torch threads; wall time "
-        f"{entry['seconds'] / images:.0f} s per image, because the build "
+        f"{entry['seconds'] / images:.0f} s per image, because the "
         f"machine's 2 cores were shared with other jobs: 1-minute load average "
         f"{low:.1f} to {high:.1f}). On 2 idle cores that puts {IMAGES_IN_COMMAND} "
         f"photos at {fastest:.0f} to {slowest:.0f} hours (perfect to no two-thread "

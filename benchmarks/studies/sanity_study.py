@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import numpy as np
 import results_file
 import torch
+from doc_blocks import render
 
 from captum_igcam.evaluation.road import ROAD_NOISE_STD, ROAD_PERCENTAGES
 
@@ -45,7 +45,7 @@ IMAGES = ROOT / "docs" / "images"
 MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 METHODS = ("gradcam", "igcam", "layer-ig", "ig")
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "camera")
-#: The run behind docs/sanity.md, sized for the shared 2-core build machine.
+#: The run behind docs/sanity.md, sized for a 2-core CPU.
 DEFAULTS = {"images": 4, "steps": 4, "stages": 3, "curve_steps": 10}
 MEASURES = ("spearman", "spearman_abs", "ssim", "hog")
 RANKED = {  # metric -> higher is better
@@ -54,11 +54,6 @@ RANKED = {  # metric -> higher is better
     "insertion_auc": True,
     "road_lerf": True,
 }
-BLOCK = re.compile(
-    r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)"
-    r"(<!-- END generated:(?P=name) -->)",
-    re.S,
-)
 
 
 def photos(names: tuple[str, ...]) -> list[np.ndarray]:
@@ -334,7 +329,7 @@ def config_block(data: dict[str, Any]) -> str:
             f"- Deletion/insertion: {config['curve_steps']} steps; ROAD: removal "
             f"of {', '.join(str(p) for p in config['road_percentages'])} % of the "
             f"pixels, noise {ROAD_NOISE_STD}.",
-            f"- Run time on the shared 2-core build machine ({config['torch_threads']} "
+            f"- Run time on a shared 2-core CPU ({config['torch_threads']} "
             f"torch threads, 1-minute load average {min(loads):.1f} to "
             f"{max(loads):.1f}): "
             + ", ".join(f"{p} {s:.0f} s" for p, s in seconds.items())
@@ -356,17 +351,6 @@ def blocks(data: dict[str, Any]) -> dict[str, str]:
                 sanity_block(entry)
             )
     return generated
-
-
-def render(text: str, generated: dict[str, str]) -> str:
-    """``text`` with each generated block's body replaced."""
-
-    def body(match: re.Match) -> str:
-        name = match["name"]
-        content = generated.get(name, "(not run)")
-        return f"{match.group(1)}{content}\n{match.group(4)}"
-
-    return BLOCK.sub(body, text)
 
 
 def write_report(data: dict[str, Any]) -> None:

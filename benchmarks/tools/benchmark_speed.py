@@ -2,7 +2,7 @@
 
 Times :func:`captum_igcam.evaluation.evaluate` on the same composites with
 ``batch_size=1`` and with a larger batch, and, with ``--reference-runner``,
-the loop of an earlier version (a ``runner.py`` file, e.g. from
+a reference loop (a ``runner.py`` file, e.g. the one of commit 7f948b1:
 ``git show 7f948b1:captum_igcam/evaluation/runner.py``), which explained one
 image at a time and ran each method's deletion/insertion curves apart. The
 ratios are measured side by side in one process. It also checks that the
