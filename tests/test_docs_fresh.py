@@ -286,8 +286,7 @@ def numbers_not_in(text: str, source: str) -> list[str]:
 
 def test_variant_study_numbers_are_the_studys() -> None:
     """README's and tutorial 3's summaries quote benchmarks/studies/variant_study.md
-    (or, for the real-photo figures measured outside the team, the quotes in
-    docs/variants.md)."""
+    (or, for the quoted real-photo figures, docs/variants.md)."""
     study = (ROOT / "benchmarks" / "studies" / "variant_study.md").read_text()
     quoted = study + (DOCS / "variants.md").read_text()
     readme = README.read_text().split("## Does it beat Grad-CAM?")[1].split("\n## ")[0]
