@@ -98,3 +98,25 @@ def test_readme_performance_figures_are_the_speed_results() -> None:
     assert sorted(quoted) == sorted(
         [*time.split(" to "), *memory.split(" to "), f"{int(low)} to {int(high)}"]
     )
+
+
+def test_every_benchmarks_path_the_product_names_exists() -> None:
+    """Docs, notebooks, scripts and tests name benchmark files that are there."""
+    pattern = re.compile(r"benchmarks/[\w./-]+\.(?:py|json|md|sh|gz)\b")
+    texts = [
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "benchmarks").rglob("*.md"),
+        *(ROOT / "benchmarks").rglob("*.py"),
+        *(ROOT / "tutorials").glob("*"),
+        *(ROOT / "tests").glob("*.py"),
+        ROOT / ".ci" / "run",
+    ]
+    missing = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in texts
+        if path.is_file()
+        for name in pattern.findall(path.read_text())
+        if not (ROOT / name).exists()
+    }
+    assert missing == set()

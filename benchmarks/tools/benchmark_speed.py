@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--reference-runner", metavar="PATH")
-    parser.add_argument("--out", default="benchmarks/benchmark_speed.json")
+    parser.add_argument("--out", default="benchmark_speed.json")
     args = parser.parse_args()
     out = results_file.claim(args.out, SCRIPT)
     torch.set_num_threads(args.threads)
