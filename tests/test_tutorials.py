@@ -83,5 +83,9 @@ def test_tutorial_runs(name: str, kernel_name: str, tmp_path: Path) -> None:
         for output in cell.outputs
     ]
     assert not [o for o in outputs if o.output_type == "error"]
+    # tqdm's notebook bars need ipywidgets (the notebooks extra installs it).
+    assert not [
+        o for o in outputs if o.output_type == "stream" and "TqdmWarning" in o.text
+    ]
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(figures) >= NOTEBOOKS[name], f"{name}: {len(figures)} figures"
