@@ -16,9 +16,11 @@ import time
 
 import torch
 import torchvision
+from captum.attr._utils.approximation_methods import approximation_parameters
 
-from captum_igcam._captum_compat import approximation_parameters
-from captum_igcam._checks import MAX_GAUSS_LEGENDRE_STEPS
+#: The most steps the classes accept with ``method="gausslegendre"``
+#: (docs/guarantees.md, ``n_steps``).
+MAX_GAUSS_LEGENDRE_STEPS = 1000
 
 
 def seconds(function, *args) -> float:
