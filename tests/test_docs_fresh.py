@@ -210,7 +210,7 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", markdown, re.M | re.S)
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/cli.md"])
+@pytest.mark.parametrize("document", ["README.md", "docs/cli.md", "docs/faq.md"])
 def test_python_snippets_run_as_written(
     document: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
