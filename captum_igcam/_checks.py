@@ -22,7 +22,7 @@ from captum_igcam._captum_compat import SUPPORTED_METHODS
 
 #: The most path points for ``gausslegendre``: Captum builds its nodes by an
 #: eigenproblem of size ``n_steps`` (cubic time, twice per call);
-#: ``benchmarks/gauss_legendre_nodes.py`` prints the cost around the limit.
+#: ``benchmarks/measurements/gauss_legendre_nodes.py`` prints the cost around the limit.
 MAX_GAUSS_LEGENDRE_STEPS = 1000
 
 

@@ -62,10 +62,12 @@ class ReshapedLayerGradCam(LayerGradCam):
         reshape_transform: ReshapeTransform | None = None,
     ) -> Tensor | tuple[Tensor, ...]:
         r"""
+        ``inputs``, ``target``, ``additional_forward_args``,
+        ``attribute_to_layer_input``, ``relu_attributions``,
+        ``attr_dim_summation`` and ``grad_kwargs`` are those of
+        :meth:`captum.attr.LayerGradCam.attribute`.
+
         Args:
-            inputs, target, additional_forward_args, attribute_to_layer_input,
-            relu_attributions, attr_dim_summation, grad_kwargs: As in
-                        :meth:`captum.attr.LayerGradCam.attribute`.
             reshape_transform (Callable, optional): Maps the layer's tensor
                         (batch first) to ``(N, channels, *spatial)``, e.g.
                         ``vit_tokens()`` or ``channels_last_grid()``.

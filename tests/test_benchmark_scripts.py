@@ -18,7 +18,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 @pytest.fixture(autouse=True)
 def _importable_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    for folder in ("lib", "measurements", "studies", "gpu", "tools"):
+        monkeypatch.syspath_prepend(str(BENCHMARKS / folder))
 
 
 def test_channels_last_case_runs_model_and_inputs_in_channels_last() -> None:
@@ -207,7 +208,9 @@ def test_laptop_configuration_is_the_documented_command() -> None:
 def test_laptop_figure_in_results_is_the_committed_runs() -> None:
     import json
 
-    run = json.loads((BENCHMARKS / "benchmark_laptop.json").read_text())["laptop"]
+    run = json.loads(
+        (BENCHMARKS / "measurements" / "benchmark_laptop.json").read_text()
+    )["laptop"]
     assert run["images"] == 100
     results = (BENCHMARKS / "RESULTS.md").read_text()
     assert f"{run['seconds'] / 60:.1f} min for 100 images" in results
@@ -267,7 +270,9 @@ def test_cost_and_call_memory_tables_in_results_are_the_committed_runs() -> None
     import json
 
     results = (BENCHMARKS / "RESULTS.md").read_text()
-    cost = json.loads((BENCHMARKS / "benchmark_cost_time.json").read_text())["time"]
+    cost = json.loads(
+        (BENCHMARKS / "measurements" / "benchmark_cost_time.json").read_text()
+    )["time"]
     for clock, label in (("cpu", "CPU (this process)"), ("wall", "wall")):
         row = (
             f"| {label} | {cost[f'{clock}_loop_s']:.1f} | "
@@ -276,7 +281,7 @@ def test_cost_and_call_memory_tables_in_results_are_the_committed_runs() -> None
             f"{cost[f'{clock}_loop_over_floor']:.2f} |"
         )
         assert row in results
-    memory = json.loads((BENCHMARKS / "call_memory.json").read_text())
+    memory = json.loads((BENCHMARKS / "measurements" / "call_memory.json").read_text())
     for case, label in (
         ("resnet50.layer4/batch1", "ResNet-50 `layer4`, batch 1"),
         ("vgg16.features.29/batch1", "VGG-16 `features.29`, batch 1"),
@@ -463,9 +468,9 @@ def test_benchmark_scripts_write_json_only_through_results_file() -> None:
 def test_committed_results_are_marked_with_the_script_that_wrote_them() -> None:
     import results_file
 
-    for path in [*BENCHMARKS.glob("*.json"), *BENCHMARKS.glob("*.json.gz")]:
+    for path in [*BENCHMARKS.rglob("*.json"), *BENCHMARKS.rglob("*.json.gz")]:
         script = results_file.written_by(path)
         if path.name in ("benchmark_fine10.json", "benchmark_laptop10.json"):
             assert script is None  # written by `captum-igcam benchmark --json`
         else:
-            assert script is not None and (BENCHMARKS / script).is_file(), path
+            assert script is not None and list(BENCHMARKS.rglob(script)), path

@@ -210,7 +210,7 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", markdown, re.M | re.S)
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/cli.md"])
+@pytest.mark.parametrize("document", ["README.md", "docs/cli.md", "docs/faq.md"])
 def test_python_snippets_run_as_written(
     document: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,7 +230,7 @@ def test_readme_quotes_no_test_counts() -> None:
 
 
 def _tutorial_times() -> object:
-    path = ROOT / "benchmarks" / "tutorial_times.py"
+    path = ROOT / "benchmarks" / "tools" / "tutorial_times.py"
     spec = importlib.util.spec_from_file_location("tutorial_times", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -285,10 +285,9 @@ def numbers_not_in(text: str, source: str) -> list[str]:
 
 
 def test_variant_study_numbers_are_the_studys() -> None:
-    """README's and tutorial 3's summaries quote benchmarks/variant_study.md
-    (or, for the real-photo figures measured outside the team, the quotes in
-    docs/variants.md)."""
-    study = (ROOT / "benchmarks" / "variant_study.md").read_text()
+    """README's and tutorial 3's summaries quote benchmarks/studies/variant_study.md
+    (or, for the quoted real-photo figures, docs/variants.md)."""
+    study = (ROOT / "benchmarks" / "studies" / "variant_study.md").read_text()
     quoted = study + (DOCS / "variants.md").read_text()
     readme = README.read_text().split("## Does it beat Grad-CAM?")[1].split("\n## ")[0]
     notebook = json.loads(

@@ -418,8 +418,10 @@ def test_benchmark_refuses_an_unknown_sanity_mode(
 
 @pytest.fixture
 def study(monkeypatch: pytest.MonkeyPatch):
-    """benchmarks/sanity_study.py and benchmarks/imagenet_time.py, imported."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    """benchmarks/studies/sanity_study.py and benchmarks/measurements/imagenet_time.py,
+    imported."""
+    for folder in ("lib", "measurements", "studies"):
+        monkeypatch.syspath_prepend(str(ROOT / "benchmarks" / folder))
     import imagenet_time
     import sanity_study
 
@@ -428,7 +430,9 @@ def study(monkeypatch: pytest.MonkeyPatch):
 
 def test_docs_numbers_are_the_committed_study_outputs(study) -> None:
     sanity_study, imagenet_time = study
-    data = json.loads((ROOT / "benchmarks" / "sanity_study.json").read_text())
+    data = json.loads(
+        (ROOT / "benchmarks" / "studies" / "sanity_study.json").read_text()
+    )
     page = (ROOT / "docs" / "sanity.md").read_text()
     assert page == sanity_study.render(page, sanity_study.blocks(data))
     assert "(not run)" not in page
@@ -437,7 +441,9 @@ def test_docs_numbers_are_the_committed_study_outputs(study) -> None:
             short = part.replace("efficientnet-", "").replace("/", "_")
             assert f"images/sanity_{short}.png" in page
             assert (ROOT / "docs" / "images" / f"sanity_{short}.png").is_file()
-    timing = json.loads((ROOT / "benchmarks" / "imagenet_time.json").read_text())
+    timing = json.loads(
+        (ROOT / "benchmarks" / "measurements" / "imagenet_time.json").read_text()
+    )
     variants = (ROOT / "docs" / "variants.md").read_text()
     assert variants == sanity_study.render(
         variants, {"imagenet-time": imagenet_time.block(timing)}
@@ -447,7 +453,9 @@ def test_docs_numbers_are_the_committed_study_outputs(study) -> None:
 
 def test_docs_conclusions_hold_in_the_committed_study() -> None:
     """The claims docs/sanity.md makes in words, against the study's numbers."""
-    data = json.loads((ROOT / "benchmarks" / "sanity_study.json").read_text())
+    data = json.loads(
+        (ROOT / "benchmarks" / "studies" / "sanity_study.json").read_text()
+    )
     cascades = [e for p, e in data["parts"].items() if p.endswith("/cascading")]
     assert len(cascades) == 3
     excluding = []

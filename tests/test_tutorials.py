@@ -5,7 +5,7 @@ on this interpreter (``sys.executable``) with matplotlib's Agg backend. A cell
 that raises fails the test (the notebooks also assert some of their own
 results, e.g. that ``internal_batch_size`` does not change the map), and each
 notebook must draw its figures. There is no time limit here: how long the
-notebooks take is measured by ``benchmarks/tutorial_times.py``.
+notebooks take is measured by ``benchmarks/tools/tutorial_times.py``.
 """
 
 from __future__ import annotations
@@ -83,5 +83,9 @@ def test_tutorial_runs(name: str, kernel_name: str, tmp_path: Path) -> None:
         for output in cell.outputs
     ]
     assert not [o for o in outputs if o.output_type == "error"]
+    # tqdm's notebook bars need ipywidgets (the notebooks extra installs it).
+    assert not [
+        o for o in outputs if o.output_type == "stream" and "TqdmWarning" in o.text
+    ]
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(figures) >= NOTEBOOKS[name], f"{name}: {len(figures)} figures"

@@ -7,7 +7,7 @@ seconds and its peak memory above what was in use before it:
   (``torch.cuda.max_memory_allocated`` after resetting the peak);
 - on the CPU under Linux, the growth of the process's resident set to its
   high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``), as
-  ``benchmarks/call_memory.py`` measures it;
+  ``benchmarks/measurements/call_memory.py`` measures it;
 - elsewhere (other systems, other devices, a ``/proc`` that refuses the
   reset): ``None``, not measurable.
 

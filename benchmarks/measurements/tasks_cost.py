@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/tasks_cost.py [--steps 8] [--repeats 2] [--chunks 2,8]
-                                    [--size-scale 1.0] [--json FILE]
+    python benchmarks/measurements/tasks_cost.py [--steps 8] [--repeats 2]
+        [--chunks 2,8] [--size-scale 1.0] [--json FILE]
 
 For torchvision's ``deeplabv3_mobilenet_v3_large`` (``SegmentationScores``
 over a box) and ``fasterrcnn_mobilenet_v3_large_320_fpn`` (``DetectionScore``
@@ -39,9 +39,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import results_file
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import results_file  # noqa: E402
 
 from captum_igcam import IntegratedLayerGradCam
 from captum_igcam.targets import DetectionScore, SegmentationScores, box_region

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/tutorial_times.py [NOTEBOOK ...]
+    python benchmarks/tools/tutorial_times.py [NOTEBOOK ...]
 
 Runs each notebook of ``tutorials/`` (or the ones named) with nbclient in a
 kernel on this interpreter, one after the other, and prints the seconds it
@@ -26,7 +26,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 
-TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
 #: Seconds each notebook may take on 2 idle CPU cores.
 BUDGETS_S = {
     "01_getting_started.ipynb": 120,

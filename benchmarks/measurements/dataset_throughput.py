@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/dataset_throughput.py [--device cpu|cuda] [--json FILE]
+    python benchmarks/measurements/dataset_throughput.py [--device cpu|cuda]
+        [--json FILE]
 
 In one process, with the same model, layer, path, ``n_steps``, images per
 batch and ``internal_batch_size``, two ways of explaining the same JPEG
@@ -17,8 +18,8 @@ files are timed, interleaved and repeated:
   on the folder, from the files to the written shards (its loop's wall time,
   so model loading and the weights' digest are excluded).
 
-It prints images/s of both and their ratio for each integration path; the
-issue's goal on a GPU is a ratio of at least 0.90. On a CPU the loader's
+It prints images/s of both and their ratio for each integration path (1.0:
+the job adds nothing to the model's own time). On a CPU the loader's
 workers share the cores with the model, so the ratio there also counts
 decoding and resizing, which compete with the explaining for the CPU.
 """
@@ -33,6 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import numpy as np
 import results_file
@@ -66,7 +70,7 @@ class Settings:
     paths: tuple[str, ...] = ("input", "layer")
 
 
-#: The issue's GPU case: 1024 JPEGs, batches of 64, 8 workers, 1600 points.
+#: The GPU case: 1024 JPEGs, batches of 64, 8 workers, 1600 points.
 GPU_SETTINGS = Settings(
     device="cuda",
     images=1024,

@@ -6,7 +6,8 @@ same 224 px model input; JPEG decoding is not timed), measures the wall time
 per image and rewrites the ``imagenet-time`` block of docs/variants.md with
 it, the load average and the extrapolation to 1000 images.
 
-    python benchmarks/imagenet_time.py --n 4 --out benchmarks/imagenet_time.json
+    python benchmarks/measurements/imagenet_time.py --n 4 \
+        --out benchmarks/measurements/imagenet_time.json
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+
 import results_file
 import torch
-from sanity_study import render
+from doc_blocks import render
 
 #: This script's name in the results files it writes.
 SCRIPT = Path(__file__).name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "variants.md"
 #: The options of the documented command, besides --dataset and --n.
 OPTIONS = ["--methods", "gradcam,igcam,igcam-paper", "--steps", "50"]
@@ -62,12 +67,13 @@ def block(entry: dict) -> str:
     # Two idle cores: between perfect two-thread scaling and none.
     fastest, slowest = (cpu_per_image * IMAGES_IN_COMMAND / 3600 / k for k in (2, 1))
     return (
-        "Its time on 2 CPU cores, estimated by `benchmarks/imagenet_time.py`: "
+        "Its time on 2 CPU cores, estimated by "
+        "`benchmarks/measurements/imagenet_time.py`: "
         f"the same command on {images} built-in composite{'s' * (images > 1)} "
         f"(the same 224 px model input, model loading included) used "
         f"{cpu_per_image:.0f} CPU seconds per image "
         f"({entry['torch_threads']} torch threads; wall time "
-        f"{entry['seconds'] / images:.0f} s per image, because the build "
+        f"{entry['seconds'] / images:.0f} s per image, because the "
         f"machine's 2 cores were shared with other jobs: 1-minute load average "
         f"{low:.1f} to {high:.1f}). On 2 idle cores that puts {IMAGES_IN_COMMAND} "
         f"photos at {fastest:.0f} to {slowest:.0f} hours (perfect to no two-thread "
@@ -79,7 +85,7 @@ def block(entry: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=4)
-    parser.add_argument("--out", default="benchmarks/imagenet_time.json")
+    parser.add_argument("--out", default="benchmarks/measurements/imagenet_time.json")
     parser.add_argument("--report", metavar="JSON", help="only rewrite the doc")
     args = parser.parse_args()
     if args.report:

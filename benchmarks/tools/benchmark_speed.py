@@ -2,7 +2,7 @@
 
 Times :func:`captum_igcam.evaluation.evaluate` on the same composites with
 ``batch_size=1`` and with a larger batch, and, with ``--reference-runner``,
-the loop of an earlier version (a ``runner.py`` file, e.g. from
+a reference loop (a ``runner.py`` file, e.g. the one of commit 7f948b1:
 ``git show 7f948b1:captum_igcam/evaluation/runner.py``), which explained one
 image at a time and ran each method's deletion/insertion curves apart. The
 ratios are measured side by side in one process. It also checks that the
@@ -11,7 +11,8 @@ batched values equal the one-image values.
 Run::
 
     git show 7f948b1:captum_igcam/evaluation/runner.py > /tmp/old_runner.py
-    python benchmarks/benchmark_speed.py --n 8 --reference-runner /tmp/old_runner.py
+    python benchmarks/tools/benchmark_speed.py --n 8 \
+        --reference-runner /tmp/old_runner.py
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import json
 import sys
 import time
 from pathlib import Path
+
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import numpy as np
 import results_file
@@ -53,7 +57,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--reference-runner", metavar="PATH")
-    parser.add_argument("--out", default="benchmarks/benchmark_speed.json")
+    parser.add_argument("--out", default="benchmark_speed.json")
     args = parser.parse_args()
     out = results_file.claim(args.out, SCRIPT)
     torch.set_num_threads(args.threads)

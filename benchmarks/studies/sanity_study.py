@@ -10,8 +10,10 @@ skips the parts already there). The figures go to ``docs/images/sanity_*.png``.
 JSON; ``tests/test_sanity.py`` checks that the committed page matches the
 committed JSON.
 
-    python benchmarks/sanity_study.py --out benchmarks/sanity_study.json
-    python benchmarks/sanity_study.py --report benchmarks/sanity_study.json
+    python benchmarks/studies/sanity_study.py \
+        --out benchmarks/studies/sanity_study.json
+    python benchmarks/studies/sanity_study.py \
+        --report benchmarks/studies/sanity_study.json
 """
 
 from __future__ import annotations
@@ -19,27 +21,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+
 import numpy as np
 import results_file
 import torch
+from doc_blocks import render
 
 from captum_igcam.evaluation.road import ROAD_NOISE_STD, ROAD_PERCENTAGES
 
 #: This script's name in the results files it writes.
 SCRIPT = Path(__file__).name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "sanity.md"
 IMAGES = ROOT / "docs" / "images"
 MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 METHODS = ("gradcam", "igcam", "layer-ig", "ig")
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "camera")
-#: The run behind docs/sanity.md, sized for the shared 2-core build machine.
+#: The run behind docs/sanity.md, sized for a 2-core CPU.
 DEFAULTS = {"images": 4, "steps": 4, "stages": 3, "curve_steps": 10}
 MEASURES = ("spearman", "spearman_abs", "ssim", "hog")
 RANKED = {  # metric -> higher is better
@@ -48,11 +54,6 @@ RANKED = {  # metric -> higher is better
     "insertion_auc": True,
     "road_lerf": True,
 }
-BLOCK = re.compile(
-    r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)"
-    r"(<!-- END generated:(?P=name) -->)",
-    re.S,
-)
 
 
 def photos(names: tuple[str, ...]) -> list[np.ndarray]:
@@ -328,7 +329,7 @@ def config_block(data: dict[str, Any]) -> str:
             f"- Deletion/insertion: {config['curve_steps']} steps; ROAD: removal "
             f"of {', '.join(str(p) for p in config['road_percentages'])} % of the "
             f"pixels, noise {ROAD_NOISE_STD}.",
-            f"- Run time on the shared 2-core build machine ({config['torch_threads']} "
+            f"- Run time on a shared 2-core CPU ({config['torch_threads']} "
             f"torch threads, 1-minute load average {min(loads):.1f} to "
             f"{max(loads):.1f}): "
             + ", ".join(f"{p} {s:.0f} s" for p, s in seconds.items())
@@ -352,24 +353,13 @@ def blocks(data: dict[str, Any]) -> dict[str, str]:
     return generated
 
 
-def render(text: str, generated: dict[str, str]) -> str:
-    """``text`` with each generated block's body replaced."""
-
-    def body(match: re.Match) -> str:
-        name = match["name"]
-        content = generated.get(name, "(not run)")
-        return f"{match.group(1)}{content}\n{match.group(4)}"
-
-    return BLOCK.sub(body, text)
-
-
 def write_report(data: dict[str, Any]) -> None:
     DOC.write_text(render(DOC.read_text(), blocks(data)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="benchmarks/sanity_study.json")
+    parser.add_argument("--out", default="benchmarks/studies/sanity_study.json")
     parser.add_argument("--report", metavar="JSON", help="only rewrite docs/sanity.md")
     for option, default in DEFAULTS.items():
         parser.add_argument(f"--{option.replace('_', '-')}", type=int, default=default)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/start_up.py [--repeat N] [--checkout DIR ...]
+    python benchmarks/measurements/start_up.py [--repeat N] [--checkout DIR ...]
 
 Runs, as new processes, ``explain --help``, ``explain --model resnet18``
 (which stops at the missing pretrained weights unless they are cached) and
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def timed(argv: list[str], checkout: Path) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """How far two ``captum-igcam benchmark --json`` runs on the same images are apart.
 
-Usage: ``python benchmarks/compare_runs.py FINE.json COARSE.json``
+Usage: ``python benchmarks/measurements/compare_runs.py FINE.json COARSE.json``
 
 Both runs must cover the same images (same data set, ``--n`` and seed), e.g.
 the default steps and the laptop configuration. For every method both ran
@@ -29,28 +29,35 @@ def load(path: str) -> dict:
     return run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("fine", help="benchmark JSON of the finer run")
-    parser.add_argument("coarse", help="benchmark JSON of the coarser run")
-    args = parser.parse_args()
-    fine, coarse = load(args.fine), load(args.coarse)
+def report(fine: dict, coarse: dict, names: tuple[str, str]) -> list[str]:
+    """The comparison's lines: settings, a Markdown table, one verdict a metric.
+
+    Args:
+        fine (dict): The finer run (``captum-igcam benchmark --json``).
+        coarse (dict): The coarser run, on the same images.
+        names (tuple[str, str]): How to name the two runs (their paths).
+
+    Returns:
+        list[str]: The lines :func:`main` prints.
+    """
     if fine["images"] != coarse["images"]:
         raise SystemExit("the two runs cover different images")
-    for run, path in ((fine, args.fine), (coarse, args.coarse)):
+    lines = []
+    for run, name in zip((fine, coarse), names):
         settings = run["settings"]
-        print(
-            f"{path}: n_steps {settings['n_steps']}, curve_steps "
+        lines.append(
+            f"{name}: n_steps {settings['n_steps']}, curve_steps "
             f"{settings['curve_steps']}, {len(run['images'])} images"
         )
     methods = [name for name in fine["values"] if name in coarse["values"]]
     metrics = [
         m for m in fine["values"][methods[0]] if m in coarse["values"][methods[0]]
     ]
-    print(
-        "| method | metric | fine mean | coarse mean | difference | largest per image |"
-    )
-    print("|---|---|---|---|---|---|")
+    lines += [
+        "| method | metric | fine mean | coarse mean | difference "
+        "| largest per image |",
+        "|---|---|---|---|---|---|",
+    ]
     orders = {}
     for metric in metrics:
         means = {}
@@ -58,7 +65,7 @@ def main() -> None:
             a = np.asarray(fine["values"][method][metric], dtype=float)
             b = np.asarray(coarse["values"][method][metric], dtype=float)
             means[method] = (np.nanmean(a), np.nanmean(b))
-            print(
+            lines.append(
                 f"| {method} | {metric} | {means[method][0]:.4f} | "
                 f"{means[method][1]:.4f} | {means[method][1] - means[method][0]:+.4f} "
                 f"| {np.nanmax(np.abs(b - a)):.4f} |"
@@ -69,10 +76,20 @@ def main() -> None:
         ]
     for metric, (fine_order, coarse_order) in orders.items():
         verdict = "same" if fine_order == coarse_order else "different"
-        print(
+        lines.append(
             f"{metric}: {verdict} order of the methods' means "
             f"(fine {' < '.join(fine_order)}; coarse {' < '.join(coarse_order)})"
         )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("fine", help="benchmark JSON of the finer run")
+    parser.add_argument("coarse", help="benchmark JSON of the coarser run")
+    args = parser.parse_args()
+    lines = report(load(args.fine), load(args.coarse), (args.fine, args.coarse))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Counts the plugin's code lines: not blank, not a comment, not a docstring.
 
-Usage: ``python benchmarks/code_size.py [DIRECTORY]`` (default: the plugin's
+Usage: ``python benchmarks/tools/code_size.py [DIRECTORY]`` (default: the plugin's
 top-level modules, ``captum_igcam/*.py``). Prints one line per file and the
 total: its code lines, and how many of them are the statements that refuse or
 warn (``raise ...`` and ``warnings.warn(...)``, message text included), the

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/speed.py [--quick] [--json FILE]
+    python benchmarks/measurements/speed.py [--quick] [--json FILE]
 
 In one process, on the same inputs, the variants below are run interleaved
 and repeated (after a warm-up on a tiny case), and the median time of each
@@ -47,6 +47,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+# benchmarks/lib: the results files every script writes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import results_file
 import torch

@@ -10,7 +10,8 @@ with the default (all cores), so each worker sets it itself: without that,
 two threads of two OpenMP threads each compete for two cores and the ratio
 stays near 1x. A process-wide lock around calls would also keep it at 1x.
 
-Usage: ``python benchmarks/threads.py [--calls 4] [--repeats 3] [--size 112]``.
+Usage: ``python benchmarks/measurements/threads.py [--calls 4] [--repeats 3]
+[--size 112]``.
 It prints each repeat, the median ratio and the load average before and
 after (on a shared machine the ratio moves with the load).
 """

@@ -12,10 +12,10 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl captum==0.9.0
 # (its other needs, matplotlib, numpy, packaging, torch and tqdm, and ours,
-# torchvision, Pillow, scikit-image and scipy, are on the lent GPU machines).
+# torchvision, Pillow, scikit-image and scipy, are on most GPU machines with PyTorch).
 # Pass --device cpu after the output file for a small smoke run on a CPU.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 out="${1:-gpu_check.json}"
 shift || true
 if ! python3 -c "import captum" 2>/dev/null; then
@@ -29,4 +29,4 @@ if ! python3 -c "import captum" 2>/dev/null; then
     export PYTHONPATH="/tmp/igcam-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-timeout 300 python3 benchmarks/gpu_check.py --json "$out" "$@"
+timeout 300 python3 benchmarks/gpu/gpu_check.py --json "$out" "$@"
