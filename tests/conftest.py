@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 
 import pytest
 import torch
 from helpers import TinyCNN
+from torch import nn
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,3 +33,38 @@ def _seeded() -> None:
 @pytest.fixture
 def tiny_cnn() -> TinyCNN:
     return TinyCNN().double().eval()
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """The embedded EfficientNet-Lite0's ``ModelBundle``, loaded once per test
+    process.
+
+    Shared by every test that asks for it: use it read-only (the plugin
+    leaves the model unchanged; a test that changes it must load its own).
+    """
+    from captum_igcam.app import models
+
+    return models.load_model()
+
+
+@pytest.fixture(scope="session")
+def random_torchvision_model() -> Callable[..., nn.Module]:
+    """``build(name, **kwargs)``: torchvision's ``name`` with random weights,
+    float64, in eval mode, built once per test process for each arguments.
+
+    Random initialisation is most of the cost of a large torchvision model in
+    a test (VGG's classifier, DenseNet's blocks); the same seed makes the
+    weights the same whichever test builds the model first. Use the model
+    read-only.
+    """
+    import torchvision
+
+    @functools.cache
+    def build(name: str, **kwargs) -> nn.Module:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = torchvision.models.get_model(name, weights=None, **kwargs)
+        return model.double().eval()
+
+    return build

@@ -53,8 +53,8 @@ class _TwoConv(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def lite0_photos() -> tuple[models.ModelBundle, np.ndarray, np.ndarray]:
-    bundle = models.load_model()
+def lite0_photos(lite0) -> tuple[models.ModelBundle, np.ndarray, np.ndarray]:
+    bundle = lite0
     photos = images.bundled_images()
     x = torch.stack([bundle.preprocess(photos[name]) for name in PHOTO_BOXES])
     with torch.no_grad():
