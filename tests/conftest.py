@@ -14,13 +14,19 @@ def pytest_configure(config: pytest.Config) -> None:
     """Share the cores among pytest-xdist's workers.
 
     Each of ``-n N`` workers (and each command line it starts) gets
-    ``cpu_count // N`` torch threads, so that N workers on N cores run side by
-    side instead of contending for every core each.
+    ``cores // N`` torch threads, ``cores`` being those this process may run
+    on, so that the workers run side by side instead of each contending for
+    every core.
     """
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers is None:
         return
-    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count() or 1
+    )
+    threads = max(1, cores // int(workers))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
