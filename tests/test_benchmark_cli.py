@@ -182,6 +182,7 @@ def test_folder_benchmark_has_only_faithfulness_metrics(
     Image.new("RGB", (64, 48), (200, 120, 40)).save(images / "orange.png")
     out = tmp_path / "result.json"
     argv = ["benchmark", "--dataset", f"folder:{images}", "--methods", "gradcam"]
+    argv += ["--model", f"{__name__}:tiny_bundle"]
     argv += ["--curve-steps", "2", "--json", str(out), "--no-progress"]
     assert main(argv) == 0
     result = json.loads(out.read_text())

@@ -86,6 +86,7 @@ def test_dataset_throughput_explains_the_same_files_both_ways(
     import dataset_throughput
 
     settings = dataset_throughput.Settings(
+        model=f"{__name__}:tiny_imagenet_bundle",
         images=2,
         steps=2,
         images_per_batch=2,

@@ -29,11 +29,6 @@ TINY_MODEL_SOURCE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def lite0() -> models.ModelBundle:
-    return models.load_model()
-
-
 @pytest.fixture
 def tiny_module(tmp_path, monkeypatch) -> str:
     (tmp_path / "tiny_user_model.py").write_text(TINY_MODEL_SOURCE)

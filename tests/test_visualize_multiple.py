@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from captum_igcam import IntegratedLayerGradCam
-from captum_igcam.app import images, maps, models
+from captum_igcam.app import images, maps
 
 TUTORIAL_METHODS = [
     "original_image",
@@ -26,9 +26,9 @@ TITLES = ["photo", "positive", "negative", "masked"]
 
 
 @pytest.fixture(scope="module")
-def chelsea_map() -> tuple[np.ndarray, np.ndarray]:
+def chelsea_map(lite0) -> tuple[np.ndarray, np.ndarray]:
     """(Integrated Grad-CAM map HxWx1, photo HxWx3) for chelsea on Lite0."""
-    bundle = models.load_model()
+    bundle = lite0
     inputs = bundle.preprocess(images.bundled_images()["chelsea"]).unsqueeze(0)
     target = int(bundle.model(inputs).argmax())
     attr = IntegratedLayerGradCam(bundle.model, bundle.layer()).attribute(
