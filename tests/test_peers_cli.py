@@ -46,8 +46,8 @@ CLASSIFIER = textwrap.dedent(
 
 @pytest.fixture
 def run_cli(monkeypatch, capsys, tmp_path):
-    (tmp_path / "tiny_classifier.py").write_text(CLASSIFIER)
-    (tmp_path / "tiny_task_models.py").write_text(TINY_MODELS)
+    (tmp_path / "peers_classifier.py").write_text(CLASSIFIER)
+    (tmp_path / "peers_task_models.py").write_text(TINY_MODELS)
     monkeypatch.syspath_prepend(str(tmp_path))
 
     def run(*argv: str) -> tuple[int, str, str]:
@@ -65,7 +65,7 @@ def test_benchmark_runs_peer_methods_on_the_imagenet_layout(run_cli, tmp_path):
     out = tmp_path / "result.json"
     status, table, err = run_cli(
         "benchmark", "--dataset", f"imagenet-loc:{tmp_path}", "--n", "4",
-        "--model", "tiny_classifier:classifier",
+        "--model", "peers_classifier:classifier",
         "--methods", f"gradcam,igcam,{PEERS}", "--steps", "3",
         "--curve-steps", "3", "--sanity", "cascading", "--no-progress",
         "--json", str(out),
@@ -95,9 +95,9 @@ def photo(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "model, options",
     [
-        ("tiny_classifier:classifier", []),
-        ("tiny_task_models:segmenter", ["--target", "dog", "--box", "0,0,225.5,150"]),
-        ("tiny_task_models:detector", ["--box", "0", "--detection-output", "score"]),
+        ("peers_classifier:classifier", []),
+        ("peers_task_models:segmenter", ["--target", "dog", "--box", "0,0,225.5,150"]),
+        ("peers_task_models:detector", ["--box", "0", "--detection-output", "score"]),
     ],
 )
 def test_explain_draws_peer_methods_beside_ours(
