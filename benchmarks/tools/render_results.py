@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -275,6 +276,64 @@ def dataset_throughput(data: dict) -> str:
     )
 
 
+def layer_space_speed(data: dict) -> str:
+    """The application's ``igcam-layer`` against ``igcam`` at its defaults."""
+    settings, machine = data["settings"], data["machine"]
+    rows = [
+        [
+            f"{result['model']} `{result['layer']}`",
+            str(result["images"]),
+            f"{statistics.median(result['seconds']['igcam-layer']):.2f}",
+            f"{statistics.median(result['seconds']['igcam']):.2f}",
+            f"{result['ratio']:.1f}x",
+        ]
+        for result in data["results"]
+    ]
+    return (
+        f"`n_steps={settings['n_steps']}`, `{settings['method']}`, median of "
+        f"{len(data['results'][0]['seconds']['igcam'])} runs, memory budget "
+        f"{settings['memory_budget_mb']} MiB, {machine['torch_threads']} torch "
+        f"thread(s), load {load_range(machine['load_average'])}, torch "
+        f"{machine['torch']}.\n\n"
+        + table(
+            ["model and layer", "images", "igcam-layer s", "igcam s", "speed-up"],
+            rows,
+        )
+    )
+
+
+def tasks_cost(data: dict) -> str:
+    """Integrated Grad-CAM on the task models over the floor of its work."""
+    settings = data["settings"]
+    rows = [
+        [
+            f"{result['case']}: {result['model']} `{result['layer']}`",
+            str(result["internal_batch_size"]),
+            f"{result['seconds']['igcam']:.2f}",
+            f"{result['seconds']['floor']:.2f}",
+            f"{result['ratio_to_floor']:.2f}",
+            f"{result['ratio_to_forward']:.2f}",
+        ]
+        for result in data["results"]
+    ]
+    return (
+        f"`n_steps={settings['n_steps']}`, median of {settings['repeats']}, "
+        f"{settings['threads']} torch thread(s), load "
+        f"{data['load_average']:.1f}.\n\n"
+        + table(
+            [
+                "model and layer",
+                "internal_batch_size",
+                "igcam s",
+                "floor s",
+                "over floor",
+                "over forward passes",
+            ],
+            rows,
+        )
+    )
+
+
 def gpu_benchmark_speed(data: dict) -> str:
     """The benchmark loop on a GPU: batched against one image at a time."""
     rows = [
@@ -380,6 +439,10 @@ def results_blocks() -> dict[str, str]:
         "dataset-throughput": dataset_throughput(
             read(MEASUREMENTS / "dataset_throughput_cpu.json")
         ),
+        "layer-space-speed": layer_space_speed(
+            read(MEASUREMENTS / "layer_space_speed.json")
+        ),
+        "tasks-cost": tasks_cost(read(MEASUREMENTS / "tasks_cost.json")),
         "gpu-benchmark-speed": gpu_benchmark_speed(
             read(BENCHMARKS / "gpu" / "benchmark_speed_gpu.json")
         ),
