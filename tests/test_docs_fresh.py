@@ -131,9 +131,9 @@ def test_duplicated_and_missing_rows_are_reported() -> None:
     ]
 
 
-def parameter_table_problems(readme: str, function: object) -> list[str]:
-    """Rows of the README's ``attribute`` table whose default is not the code's."""
-    section = readme.split("## Parameters of `attribute`")[1].split("\n## ")[0]
+def parameter_table_problems(page: str, function: object) -> list[str]:
+    """Rows of the ``attribute`` table whose default is not the code's."""
+    section = page.split("# Parameters of `attribute`")[1].split("\n## ")[0]
     rows = re.findall(r"^\| `([a-z_]+)` \| `?([^|`]*?)`? \|", section, re.M)
     signature = inspect.signature(function).parameters
     problems = []
@@ -144,21 +144,22 @@ def parameter_table_problems(readme: str, function: object) -> list[str]:
         default = signature[name].default
         documented = cell.split(" (")[0].strip()  # "None (zeros)" -> "None"
         if documented.strip("\"'") != str(default):
-            problems.append(f"{name}: the README says {cell!r}, the code {default!r}")
+            problems.append(f"{name}: the docs say {cell!r}, the code {default!r}")
     return problems
 
 
-def test_readme_attribute_defaults_are_the_codes() -> None:
-    readme = README.read_text()
-    assert parameter_table_problems(readme, IntegratedLayerGradCam.attribute) == []
+def test_documented_attribute_defaults_are_the_codes() -> None:
+    page = (DOCS / "parameters.md").read_text()
+    assert parameter_table_problems(page, IntegratedLayerGradCam.attribute) == []
 
 
 def test_a_changed_attribute_default_is_reported() -> None:
     def attribute(inputs, baselines=None, n_steps=32, method="gausslegendre"):  # noqa: ANN001, ANN202
         """Stand-in with another ``n_steps`` default."""
 
-    problems = parameter_table_problems(README.read_text(), attribute)
-    assert "n_steps: the README says '50', the code 32" in problems
+    page = (DOCS / "parameters.md").read_text()
+    problems = parameter_table_problems(page, attribute)
+    assert "n_steps: the docs say '50', the code 32" in problems
 
 
 def test_methods_table_lists_every_registered_method_once() -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pytorch_grad_cam  # the test extra installs the peers extra
 import torch
+from captum.attr import LayerGradCam
 from helpers import (
     InjectedFailure,
     TinyCNN,
@@ -23,16 +25,13 @@ from helpers import (
     model_state,
     nth_pass_with_batch,
 )
+from pytorch_grad_cam.utils.image import scale_cam_image
 from torch import nn
 
 from captum_igcam import IntegratedLayerGradCam
 from captum_igcam.app import peer_methods
 from captum_igcam.app.methods import METHODS
 from captum_igcam.app.settings import MethodSettings
-
-pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
-from captum.attr import LayerGradCam  # noqa: E402
-from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
 
 #: float64 throughout: the reductions below hold to rounding (RTOL, ATOL),
 #: except for the library's own epsilons, which keep XGrad-CAM (1e-7 added to

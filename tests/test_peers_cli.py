@@ -19,8 +19,6 @@ from test_imagenet_loc import write_images, write_mapping, write_solution
 
 from captum_igcam import cli
 
-pytest.importorskip("pytorch_grad_cam")
-
 PEERS = "gradcam++,xgradcam,layercam,hirescam,scorecam,ablationcam,eigencam"
 CLASSIFIER = textwrap.dedent(
     """
