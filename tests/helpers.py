@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -301,3 +303,9 @@ except ImportError:
         def forward(self, x: Tensor, x2: Tensor | None = None) -> Tensor:
             x = x if x2 is None else x + x2
             return self.relu2(self.fc1(self.relu1(self.conv1(x)).view(-1, 8)))
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """A file's SHA-256, computed here as the reference for the product's."""
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).hexdigest()

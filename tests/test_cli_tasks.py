@@ -244,18 +244,25 @@ def test_bad_boxes_are_invalid_option_values(run_cli, photo, tmp_path, box, mess
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", ["explain", "explain-dataset"])
-def test_a_box_for_a_classifier_is_refused_in_both_commands(
-    run_cli, photo, tmp_path, monkeypatch, command
-):
+@pytest.fixture(params=["explain", "explain-dataset"])
+def command_and_source(request, monkeypatch, photo) -> tuple[str, str]:
+    """Each of the two commands that explain photos, and the photo (explain)
+    or its folder (explain-dataset)."""
     monkeypatch.setattr(
         cli,
         "SUBCOMMAND_MODULES",
         ("captum_igcam.cli.explain", "captum_igcam.cli.explain_dataset"),
     )
+    command = request.param
+    return command, str(photo if command == "explain" else photo.parent)
+
+
+def test_a_box_for_a_classifier_is_refused_in_both_commands(
+    run_cli, tmp_path, command_and_source
+):
+    command, source = command_and_source
     status, _, err = run_cli(
-        command, str(photo if command == "explain" else photo.parent), "--box", "0",
-        "--out", str(tmp_path / "out"),
+        command, source, "--box", "0", "--out", str(tmp_path / "out"),
     )  # fmt: skip
     assert status == 2
     assert err.splitlines()[-1] == (
@@ -265,15 +272,10 @@ def test_a_box_for_a_classifier_is_refused_in_both_commands(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", ["explain", "explain-dataset"])
 def test_a_box_for_a_users_classifier_is_refused_once_loaded(
-    run_cli, photo, tmp_path, monkeypatch, command
+    run_cli, tmp_path, command_and_source
 ):
-    monkeypatch.setattr(
-        cli,
-        "SUBCOMMAND_MODULES",
-        ("captum_igcam.cli.explain", "captum_igcam.cli.explain_dataset"),
-    )
+    command, source = command_and_source
     module = tmp_path / "tiny_classifier.py"
     module.write_text(
         "import torch\n"
@@ -282,8 +284,7 @@ def test_a_box_for_a_users_classifier_is_refused_once_loaded(
         "        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())\n"
     )
     status, _, err = run_cli(
-        command, str(photo if command == "explain" else photo.parent),
-        "--model", "tiny_classifier:build", "--box", "0",
+        command, source, "--model", "tiny_classifier:build", "--box", "0",
         "--out", str(tmp_path / "out"),
     )  # fmt: skip
     assert status == 2

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import sha256_of
 from PIL import Image
 
 from captum_igcam.app import explain, images
@@ -94,7 +95,7 @@ def test_the_summary_records_each_photos_digest(photo_files, tmp_path):
         _bundle(TinyClassifier()), sources, out, SETTINGS, methods=["gradcam"]
     )
     digests = [record["sha256"] for record in summary["images"]]
-    assert digests == [images.file_sha256(path) for path in photo_files]
+    assert digests == [sha256_of(path) for path in photo_files]
     assert len(set(digests)) == 2
     written = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert [record["sha256"] for record in written["images"]] == digests
@@ -126,7 +127,7 @@ def test_bundled_photos_are_read_from_their_files():
     np.testing.assert_array_equal(
         np.asarray(photo.image), images.bundled_images()["chelsea"]
     )
-    assert photo.sha256 == images.file_sha256(images.bundled_image_files()["chelsea"])
+    assert photo.sha256 == sha256_of(images.bundled_image_files()["chelsea"])
 
 
 def test_a_run_stopped_by_an_error_still_lists_every_file_it_wrote(

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TinyCNN
+from helpers import TinyCNN, sha256_of
 from PIL import Image
 from report_data import read_report_data
 
-from captum_igcam.app.images import file_sha256, read_image
+from captum_igcam.app.images import read_image
 from captum_igcam.app.model_bundle import ModelBundle
 from captum_igcam.app.settings import MethodSettings
 from captum_igcam.cli import main
@@ -94,7 +94,7 @@ def test_resume_explains_again_a_photo_replaced_with_the_same_size_and_time(
     summary = _explain(source, out)
     assert (summary.explained, summary.skipped) == (1, 2)
     maps = open_maps(out)
-    assert maps.record("b.png").file_sha256 == file_sha256(source / "b.png")
+    assert maps.record("b.png").file_sha256 == sha256_of(source / "b.png")
     fresh = tmp_path / "fresh"
     _explain(source, fresh)
     torch.testing.assert_close(maps["b.png"], open_maps(fresh)["b.png"])
@@ -102,15 +102,22 @@ def test_resume_explains_again_a_photo_replaced_with_the_same_size_and_time(
     assert all(maps.source_matches(name) for name in NAMES)
 
 
-def test_the_reader_says_whether_a_photo_still_has_its_maps_bytes(
-    tmp_path: Path,
-) -> None:
+def _explained_then_changed(tmp_path: Path) -> tuple[Path, Path]:
+    """Photos a, b, c explained; then a replaced by other bytes of the same
+    size and time, c removed. Returns (source folder, maps folder)."""
     source = _folder(tmp_path / "photos", seed=0)
     out = tmp_path / "maps"
     _explain(source, out)
     _save(tmp_path / "other.png", seed=10)
     _replace_keeping_stamp(source / "a.png", tmp_path / "other.png")
     (source / "c.png").unlink()
+    return source, out
+
+
+def test_the_reader_says_whether_a_photo_still_has_its_maps_bytes(
+    tmp_path: Path,
+) -> None:
+    source, out = _explained_then_changed(tmp_path)
     maps = open_maps(out)
     assert [maps.source_matches(name) for name in NAMES] == [False, True, False]
     assert maps.digests["b.png"] == read_image(source / "b.png").sha256
@@ -119,12 +126,7 @@ def test_the_reader_says_whether_a_photo_still_has_its_maps_bytes(
 def test_report_marks_a_photo_replaced_or_removed_after_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    source = _folder(tmp_path / "photos", seed=0)
-    out = tmp_path / "maps"
-    _explain(source, out)
-    _save(tmp_path / "other.png", seed=10)
-    _replace_keeping_stamp(source / "a.png", tmp_path / "other.png")
-    (source / "c.png").unlink()
+    source, out = _explained_then_changed(tmp_path)
     capsys.readouterr()
     assert _report(out, out=tmp_path / "report") == 0
     assert "2 image file(s) changed or gone" in capsys.readouterr().err
@@ -139,7 +141,7 @@ def test_report_marks_a_photo_replaced_or_removed_after_the_run(
     for name in ("a.png", "c.png"):  # nothing drawn from other bytes
         assert rows[name][column["photo"]] is None
         assert rows[name][column["overlays"]] == [None]
-    b_digest = file_sha256(source / "b.png")
+    b_digest = sha256_of(source / "b.png")
     assert rows["b.png"][column["photo"]] == f"thumbs/photo-{b_digest}.jpg"
     assert rows["b.png"][column["overlays"]][0] is not None
     pictures = sorted(path.name for path in (tmp_path / "report/thumbs").iterdir())
@@ -169,7 +171,7 @@ def test_a_folder_explained_again_from_another_source_shows_the_new_photos(
     column = {name: i for i, name in enumerate(data["columns"])}
     for old, row in zip(first["rows"], data["rows"]):
         name = row[column["key"]]
-        digest = file_sha256(source_b / name)
+        digest = sha256_of(source_b / name)
         assert row[column["source"]] == "same"
         assert row[column["photo"]] == f"thumbs/photo-{digest}.jpg"
         assert row[column["photo"]] != old[column["photo"]]

@@ -45,7 +45,7 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as transforms
 
-from captum_igcam import IntegratedLayerGradCam
+from captum_igcam import IntegratedLayerGradCam, evaluation
 from captum_igcam.app.models import ModelBundle, load_model, resolve_layer
 from captum_igcam.evaluation import metrics
 from captum_igcam.evaluation.datasets import Sample, composites
@@ -508,15 +508,8 @@ def run_study(args: argparse.Namespace) -> None:
 
 LOCALISATION = ("pointing_game", "ebpg", "auroc")
 FAITHFULNESS = ("avg_drop", "increase_in_confidence", "deletion_auc", "insertion_auc")
-HEADERS = {
-    "pointing_game": "pointing game",
-    "ebpg": "EBPG",
-    "auroc": "pixel AUROC",
-    "avg_drop": "Avg Drop %",
-    "increase_in_confidence": "Increase %",
-    "deletion_auc": "deletion AUC",
-    "insertion_auc": "insertion AUC",
-}
+#: Metric -> column title: the benchmark's own titles.
+HEADERS = {metric.name: metric.title for metric in evaluation.METRICS}
 #: Object-size bins by the share of the image the box covers.
 SIZE_BINS = (
     (0.0, 0.06, "small (< 6 %)"),

@@ -91,27 +91,6 @@ class ImageFile:
     sha256: str
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hexadecimal SHA-256 of a file's bytes.
-
-    Args:
-        path (str or os.PathLike): The file.
-
-    Returns:
-        str: 64 hexadecimal digits.
-
-    Example::
-
-        >>> len(file_sha256("cat.jpg"))
-        64
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_image(path: str | os.PathLike[str]) -> ImageFile:
     """Read an image file's bytes once: their digest and the decoded image.
 
