@@ -135,10 +135,9 @@ def task_preparer(bundle: ModelBundle, choice: TaskTarget) -> Preparer:
                     None if requested == PREDICTED else requested,
                     choice,
                 )
-            except ValueError as error:
-                # The options were checked against the task before the run:
-                # what remains is about this image (no pixel of the class, no
-                # such detection, a box that covers none of its pixels).
+            except tasks.NothingToExplainError as error:
+                # No pixel of the class, no such detection, a box outside
+                # this image or covering none of its pixels.
                 prepared.append(Nothing(row, str(error)))
                 continue
             record = {
